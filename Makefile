@@ -1,0 +1,40 @@
+# Every target bootstraps .venv itself: a fresh machine needs only Python 3.10+.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BASE_STAMP := $(VENV)/.installed-base
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: demo test pytest lit bench lint clean
+
+$(BASE_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): $(BASE_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(BASE_STAMP)
+	$(BIN)/python benchmarks/demo.py
+
+test: $(TEST_STAMP)
+	$(BIN)/python -m pytest tests
+	$(BIN)/lit -v lit_tests
+
+pytest: $(TEST_STAMP)
+	$(BIN)/python -m pytest tests
+
+lit: $(TEST_STAMP)
+	$(BIN)/lit -v lit_tests
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+
+bench: $(TEST_STAMP)
+	$(BIN)/python benchmarks/cpu.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,138 @@
+"""A small builder for MLIR text in the arith/math/vector dialects, scalar or vector typed.
+
+The lowering writes the loop nest as text (fast to produce, easy to read in `.ir("loops")`) and hands it to
+MLIR to parse and verify. A `Builder` hands out fresh SSA names and knows the value type it works on, so one
+piece of code (e.g. the polynomial `exp`) serves scalars (hoisted work) and vectors (the j loop) alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Names:
+    """Fresh SSA names shared by every builder of one function."""
+
+    count: int = 0
+
+    def fresh(self, hint: str = "v") -> str:
+        self.count += 1
+        return f"%{hint}{self.count}"
+
+
+@dataclass
+class Builder:
+    """Appends ops on values of type `elem` (f32/f64) or `vector<lanes x elem>` to `lines`."""
+
+    names: Names
+    elem: str
+    lanes: int | None  # None: scalars
+    lines: list[str] = field(default_factory=list)
+    indent: str = "    "
+
+    @property
+    def type(self) -> str:
+        return self.elem if self.lanes is None else f"vector<{self.lanes}x{self.elem}>"
+
+    @property
+    def int_type(self) -> str:
+        width = self.elem[1:]
+        return f"i{width}" if self.lanes is None else f"vector<{self.lanes}xi{width}>"
+
+    @property
+    def mask_type(self) -> str:
+        return "i1" if self.lanes is None else f"vector<{self.lanes}xi1>"
+
+    def emit(self, text: str, hint: str = "v") -> str:
+        name = self.names.fresh(hint)
+        self.lines.append(f"{self.indent}{name} = {text}")
+        return name
+
+    # constants -----------------------------------------------------------------------------------------
+    def const(self, value: float) -> str:
+        literal = _float_literal(value, self.elem)
+        if self.lanes is None:
+            return self.emit(f"arith.constant {literal} : {self.type}", "c")
+        return self.emit(f"arith.constant dense<{literal}> : {self.type}", "c")
+
+    def int_const(self, value: int) -> str:
+        if self.lanes is None:
+            return self.emit(f"arith.constant {value} : {self.int_type}", "c")
+        return self.emit(f"arith.constant dense<{value}> : {self.int_type}", "c")
+
+    # float arithmetic ----------------------------------------------------------------------------------
+    def binary(self, op: str, a: str, b: str) -> str:
+        return self.emit(f"arith.{op} {a}, {b} : {self.type}")
+
+    def add(self, a: str, b: str) -> str:
+        return self.binary("addf", a, b)
+
+    def sub(self, a: str, b: str) -> str:
+        return self.binary("subf", a, b)
+
+    def mul(self, a: str, b: str) -> str:
+        return self.binary("mulf", a, b)
+
+    def div(self, a: str, b: str) -> str:
+        return self.binary("divf", a, b)
+
+    def neg(self, a: str) -> str:
+        return self.emit(f"arith.negf {a} : {self.type}")
+
+    def fma(self, a: str, b: str, c: str) -> str:
+        return self.emit(f"math.fma {a}, {b}, {c} : {self.type}")
+
+    def math(self, op: str, a: str) -> str:
+        return self.emit(f"math.{op} {a} : {self.type}")
+
+    def min(self, a: str, b: str) -> str:
+        return self.binary("minimumf", a, b)
+
+    def max(self, a: str, b: str) -> str:
+        return self.binary("maximumf", a, b)
+
+    def cmp(self, predicate: str, a: str, b: str) -> str:
+        return self.emit(f"arith.cmpf {predicate}, {a}, {b} : {self.type}", "m")
+
+    def select(self, mask: str, a: str, b: str, of_int: bool = False) -> str:
+        ty = self.int_type if of_int else self.type
+        if self.lanes is None:
+            return self.emit(f"arith.select {mask}, {a}, {b} : {ty}")
+        return self.emit(f"arith.select {mask}, {a}, {b} : {self.mask_type}, {ty}")
+
+    # bits ----------------------------------------------------------------------------------------------
+    def to_bits(self, a: str) -> str:
+        return self.emit(f"arith.bitcast {a} : {self.type} to {self.int_type}", "q")
+
+    def from_bits(self, a: str) -> str:
+        return self.emit(f"arith.bitcast {a} : {self.int_type} to {self.type}")
+
+    def int_op(self, op: str, a: str, b: str) -> str:
+        return self.emit(f"arith.{op} {a}, {b} : {self.int_type}", "q")
+
+    def to_int(self, a: str) -> str:
+        return self.emit(f"arith.fptosi {a} : {self.type} to {self.int_type}", "q")
+
+    def to_float(self, a: str) -> str:
+        return self.emit(f"arith.sitofp {a} : {self.int_type} to {self.type}")
+
+    def int_cmp(self, predicate: str, a: str, b: str) -> str:
+        return self.emit(f"arith.cmpi {predicate}, {a}, {b} : {self.int_type}", "m")
+
+    def horner(self, x: str, coefficients: list[float]) -> str:
+        """c[0] + x*(c[1] + x*(c[2] + ...)) with fused multiply-adds."""
+        acc = self.const(coefficients[-1])
+        for c in reversed(coefficients[:-1]):
+            acc = self.fma(acc, x, self.const(c))
+        return acc
+
+
+def _float_literal(value: float, elem: str) -> str:
+    if value != value:
+        return "0x7FC00000" if elem == "f32" else "0x7FF8000000000000"
+    if value in (float("inf"), float("-inf")):
+        if elem == "f32":
+            return "0x7F800000" if value > 0 else "0xFF800000"
+        return "0x7FF0000000000000" if value > 0 else "0xFFF0000000000000"
+    return repr(float(value))

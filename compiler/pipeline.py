@@ -1,0 +1,83 @@
+"""The named stages of compiling one kernel, each printable (DESIGN §4).
+
+    "keir"  the keir dialect as emitted from the formula DAG
+    "opt"   after the keir pass pipeline
+    "loops" lowered to scf/arith/math/vector/memref
+    "llvm"  LLVM IR (before LLVM's own optimisation)
+    object code: native, for the host CPU
+
+MLIR is imported by the stages that need it, never by `import keir`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass, field
+
+from keir.compiler.emit import emit_module
+from keir.compiler.kernel import Kernel
+from keir.compiler.lower_cpu import LoopKernel, kernel_operands, lower_cpu
+from keir.compiler.passes import run_pipeline
+
+STAGES = ("keir", "opt", "loops", "llvm")
+DEFAULT_PASSES: tuple[str, ...] = ("keir-cse",)
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Everything besides the formula that changes the generated code; hashed into the cache key."""
+
+    passes: tuple[str, ...] = DEFAULT_PASSES
+    target: str = "cpu"
+
+
+def cache_key(keir_text: str, options: CompileOptions, target_key: str) -> str:
+    from keir import __version__
+
+    text = "\n".join([__version__, repr(options), target_key, keir_text])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Compilation:
+    """One kernel's way through the stages; each stage is computed on first use."""
+
+    kernel: Kernel
+    options: CompileOptions = field(default_factory=CompileOptions)
+
+    @functools.cached_property
+    def keir(self) -> str:
+        return emit_module([self.kernel])
+
+    @functools.cached_property
+    def optimized(self) -> Kernel:
+        return run_pipeline(self.kernel, self.options.passes)
+
+    @functools.cached_property
+    def opt(self) -> str:
+        return emit_module([self.optimized])
+
+    @functools.cached_property
+    def loop_kernel(self) -> LoopKernel:
+        return lower_cpu(self.optimized, kernel_operands(self.kernel.result))
+
+    @property
+    def loops(self) -> str:
+        return self.loop_kernel.text
+
+    @functools.cached_property
+    def llvm(self) -> str:
+        from keir.compiler.codegen import loops_to_llvm_ir
+
+        return loops_to_llvm_ir(self.loops)
+
+    def object_code(self) -> bytes:
+        from keir.compiler.codegen import llvm_ir_to_object
+
+        return llvm_ir_to_object(self.llvm)
+
+    def stage(self, name: str) -> str:
+        if name not in STAGES:
+            raise ValueError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
+        return getattr(self, name)

@@ -1,0 +1,176 @@
+// The keir dialect, in IRDL. Loaded at run time by keir.dialect.load_dialect.
+// Values are vectors (vector<Dxf32> or vector<Dxf64>); dimension rules are checked by keir's own
+// verifier (keir.dialect.ops), since IRDL cannot state "equal, or one of them is 1".
+irdl.dialect @keir {
+  irdl.operation @var {
+    %r = irdl.base "!builtin.vector"
+    %index = irdl.base "#builtin.integer"
+    %category = irdl.base "#builtin.string"
+    irdl.attributes {"index" = %index, "category" = %category}
+    irdl.results(r: %r)
+  }
+  irdl.operation @constant {
+    %r = irdl.base "!builtin.vector"
+    %value = irdl.base "#builtin.float"
+    irdl.attributes {"value" = %value}
+    irdl.results(r: %r)
+  }
+  irdl.operation @add {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0, y: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @sub {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0, y: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @mul {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0, y: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @div {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0, y: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @neg {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @exp {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @log {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @sqrt {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @rsqrt {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @square {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @pow {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    %exponent = irdl.base "#builtin.integer"
+    irdl.attributes {"exponent" = %exponent}
+    irdl.results(r: %v)
+  }
+  irdl.operation @abs {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @sum {
+    %a0 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0)
+    irdl.results(r: %r)
+  }
+  irdl.operation @dot {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0, y: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @sqdist {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0, y: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @sqnorm2 {
+    %a0 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0)
+    irdl.results(r: %r)
+  }
+  irdl.operation @elem {
+    %a0 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0)
+    %index = irdl.base "#builtin.integer"
+    irdl.attributes {"index" = %index}
+    irdl.results(r: %r)
+  }
+  irdl.operation @extract {
+    %a0 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0)
+    %start = irdl.base "#builtin.integer"
+    %length = irdl.base "#builtin.integer"
+    irdl.attributes {"start" = %start, "length" = %length}
+    irdl.results(r: %r)
+  }
+  irdl.operation @concat {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0, y: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @grad {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %a2 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(f: %a0, x: %a1, e: %a2)
+    irdl.results(r: %r)
+  }
+  irdl.operation @laplacian {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(f: %a0, x: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @divergence {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(f: %a0, x: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @trace {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(f: %a0, x: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @reduce {
+    %a0 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0)
+    %kind = irdl.base "#builtin.string"
+    %axis = irdl.base "#builtin.integer"
+    irdl.attributes {"kind" = %kind, "axis" = %axis}
+    irdl.results(r: %r)
+  }
+}

@@ -1,0 +1,128 @@
+"""The formula DAG: hash-consed nodes of keir ops.
+
+A `Node` is one keir op applied to other nodes. Nodes are interned: building the same formula twice gives
+the same object, so structural equality is identity, a node is its own cache key, and common subexpressions
+are shared for free. The DAG and the keir dialect in MLIR are two spellings of one IR; `keir.compiler.emit`
+and `keir.compiler.importer` convert between them.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+from keir.dialect.ops import CATEGORIES, OPS, DimensionError
+
+Attrs = tuple[tuple[str, Any], ...]
+
+
+class Node:
+    __slots__ = ("op", "args", "attrs", "dim", "deps", "_hash", "__weakref__")
+
+    op: str
+    args: tuple[Node, ...]
+    attrs: Attrs
+    dim: int
+    deps: frozenset[str]  # categories ("i", "j", "p") of the variables this node depends on
+
+    _interned: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+    def __new__(cls, op: str, args: tuple[Node, ...] = (), attrs: Attrs = ()) -> Node:
+        key = (op, args, attrs)
+        node = cls._interned.get(key)
+        if node is not None:
+            return node
+        spec = OPS.get(op)
+        if spec is None:
+            raise ValueError(f"unknown keir op {op!r}; known ops: {', '.join(sorted(OPS))}")
+        if len(args) != spec.arity:
+            raise ValueError(f"keir.{op} takes {spec.arity} operand(s), got {len(args)}")
+        attr_map = dict(attrs)
+        if set(attr_map) != set(spec.attrs):
+            raise ValueError(f"keir.{op} needs attributes {sorted(spec.attrs)}, got {sorted(attr_map)}")
+        dim = spec.result_dim(tuple(a.dim for a in args), attr_map)
+        node = object.__new__(cls)
+        node.op, node.args, node.attrs, node.dim = op, args, attrs, dim
+        if op == "var":
+            if attr_map["category"] not in CATEGORIES:
+                raise ValueError(f"keir.var: category must be one of {CATEGORIES}, got {attr_map['category']!r}")
+            node.deps = frozenset(attr_map["category"])
+        else:
+            node.deps = frozenset().union(*(a.deps for a in args))
+        node._hash = hash(key)
+        cls._interned[key] = node
+        return node
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __reduce__(self):
+        return (Node, (self.op, self.args, self.attrs))
+
+    def attr(self, name: str) -> Any:
+        for key, value in self.attrs:
+            if key == name:
+                return value
+        raise KeyError(name)
+
+    def __repr__(self) -> str:
+        inner = ", ".join([repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.attrs])
+        return f"{self.op}({inner})"
+
+
+def make(op: str, *args: Node, **attrs: Any) -> Node:
+    """Build (or find) the node `op(args) {attrs}`; raises DimensionError/ValueError on bad input."""
+    return Node(op, args, tuple(sorted(attrs.items())))
+
+
+def var(index: int, category: str, dim: int) -> Node:
+    return make("var", index=index, category=category, dim=dim)
+
+
+def constant(value: float) -> Node:
+    return make("constant", value=float(value))
+
+
+def topological(root: Node) -> list[Node]:
+    """Every node reachable from root, operands before users, each once."""
+    order: list[Node] = []
+    seen: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        stack.extend((a, False) for a in reversed(node.args) if id(a) not in seen)
+    return order
+
+
+def variables(root: Node) -> list[Node]:
+    """The var nodes under root, sorted by index."""
+    return sorted((n for n in topological(root) if n.op == "var"), key=lambda n: n.attr("index"))
+
+
+def substitute(root: Node, mapping: dict[Node, Node]) -> Node:
+    """root with every node in mapping replaced (rebuilding only what changed)."""
+    memo: dict[Node, Node] = dict(mapping)
+    for node in topological(root):
+        if node in memo:
+            continue
+        new_args = tuple(memo[a] for a in node.args)
+        memo[node] = node if new_args == node.args else Node(node.op, new_args, node.attrs)
+    return memo[root]
+
+
+def walk(root: Node) -> Iterator[Node]:
+    yield from topological(root)
+
+
+__all__ = ["Node", "DimensionError", "make", "var", "constant", "topological", "variables", "substitute"]

@@ -1,0 +1,161 @@
+"""The keir ops as data: arity, attributes and the rule that gives (and checks) the result's dimension.
+
+Every keir value is a vector of a formula dimension (KeOps' `dim`). The table below is the single source of
+truth for the Python side (formula building, importing MLIR, lowering); `keir.irdl.mlir` declares the same ops
+to MLIR, and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+
+class DimensionError(ValueError):
+    """A formula combines operands whose dimensions do not fit the op."""
+
+
+DimRule = Callable[[tuple[int, ...], Mapping[str, object]], int]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    arity: int
+    attrs: tuple[str, ...]
+    result_dim: DimRule
+    doc: str
+
+
+def _leaf_dim(dims: tuple[int, ...], attrs: Mapping[str, object]) -> int:
+    dim = attrs["dim"]
+    if not isinstance(dim, int) or dim < 1:
+        raise DimensionError(f"a variable's dimension must be a positive integer, got {dim!r}")
+    return dim
+
+
+def _scalar(dims: tuple[int, ...], attrs: Mapping[str, object]) -> int:
+    return 1
+
+
+def _same(dims: tuple[int, ...], attrs: Mapping[str, object]) -> int:
+    return dims[0]
+
+
+def _broadcast(name: str) -> DimRule:
+    def rule(dims: tuple[int, ...], attrs: Mapping[str, object]) -> int:
+        a, b = dims
+        if a == b or b == 1:
+            return a
+        if a == 1:
+            return b
+        raise DimensionError(
+            f"keir.{name}: operands have dimensions {a} and {b}; they must be equal or one of them must be 1"
+        )
+
+    return rule
+
+
+def _equal_to_scalar(name: str) -> DimRule:
+    def rule(dims: tuple[int, ...], attrs: Mapping[str, object]) -> int:
+        a, b = dims
+        if a != b:
+            raise DimensionError(f"keir.{name}: operands have dimensions {a} and {b}; they must be equal")
+        return 1
+
+    return rule
+
+
+def _elem(dims: tuple[int, ...], attrs: Mapping[str, object]) -> int:
+    k = attrs["index"]
+    if not isinstance(k, int) or not 0 <= k < dims[0]:
+        raise DimensionError(f"keir.elem: index {k!r} is out of range for a vector of dimension {dims[0]}")
+    return 1
+
+
+def _extract(dims: tuple[int, ...], attrs: Mapping[str, object]) -> int:
+    start, length = attrs["start"], attrs["length"]
+    if not (isinstance(start, int) and isinstance(length, int)) or start < 0 or length < 1 or (
+        start + length > dims[0]
+    ):
+        raise DimensionError(
+            f"keir.extract: components [{start}, {start}+{length}) do not fit a vector of dimension {dims[0]}"
+        )
+    return length
+
+
+def _concat(dims: tuple[int, ...], attrs: Mapping[str, object]) -> int:
+    return dims[0] + dims[1]
+
+
+def _pow(dims: tuple[int, ...], attrs: Mapping[str, object]) -> int:
+    if not isinstance(attrs["exponent"], int):
+        raise DimensionError(f"keir.pow: the exponent must be an integer, got {attrs['exponent']!r}")
+    return dims[0]
+
+
+def _grad(dims: tuple[int, ...], attrs: Mapping[str, object]) -> int:
+    f, x, e = dims
+    if e != f:
+        raise DimensionError(f"keir.grad: the cotangent has dimension {e}, but the formula has dimension {f}")
+    return x
+
+
+def _laplacian(dims: tuple[int, ...], attrs: Mapping[str, object]) -> int:
+    if dims[0] != 1:
+        raise DimensionError(f"keir.laplacian: the formula must be scalar (dimension 1), got dimension {dims[0]}")
+    return 1
+
+
+def _divergence(dims: tuple[int, ...], attrs: Mapping[str, object]) -> int:
+    f, x = dims
+    if f != x:
+        raise DimensionError(f"keir.divergence: the formula has dimension {f} but the variable has dimension {x}")
+    return 1
+
+
+def _reduce(dims: tuple[int, ...], attrs: Mapping[str, object]) -> int:
+    if attrs["kind"] not in REDUCTION_KINDS:
+        raise ValueError(f"keir.reduce: unknown reduction kind {attrs['kind']!r}; known: {sorted(REDUCTION_KINDS)}")
+    if attrs["axis"] not in (0, 1):
+        raise ValueError(f"keir.reduce: axis must be 0 (over i) or 1 (over j), got {attrs['axis']!r}")
+    return dims[0]
+
+
+REDUCTION_KINDS = frozenset({"sum"})
+CATEGORIES = ("i", "j", "p")
+
+_SPECS = [
+    OpSpec("var", 0, ("index", "category", "dim"), _leaf_dim, "an input: i-indexed, j-indexed or a parameter"),
+    OpSpec("constant", 0, ("value",), _scalar, "a scalar constant"),
+    OpSpec("add", 2, (), _broadcast("add"), "a + b (a dimension-1 operand broadcasts)"),
+    OpSpec("sub", 2, (), _broadcast("sub"), "a - b"),
+    OpSpec("mul", 2, (), _broadcast("mul"), "a * b"),
+    OpSpec("div", 2, (), _broadcast("div"), "a / b"),
+    OpSpec("neg", 1, (), _same, "-a"),
+    OpSpec("exp", 1, (), _same, "exp(a)"),
+    OpSpec("log", 1, (), _same, "log(a)"),
+    OpSpec("sqrt", 1, (), _same, "sqrt(a)"),
+    OpSpec("rsqrt", 1, (), _same, "1/sqrt(a)"),
+    OpSpec("square", 1, (), _same, "a * a"),
+    OpSpec("pow", 1, ("exponent",), _pow, "a ** n, n an integer"),
+    OpSpec("abs", 1, (), _same, "|a|"),
+    OpSpec("sum", 1, (), _scalar, "the sum of a's components"),
+    OpSpec("dot", 2, (), _equal_to_scalar("dot"), "<a, b>"),
+    OpSpec("sqdist", 2, (), _equal_to_scalar("sqdist"), "|a - b|^2"),
+    OpSpec("sqnorm2", 1, (), _scalar, "|a|^2"),
+    OpSpec("elem", 1, ("index",), _elem, "component k of a"),
+    OpSpec("extract", 1, ("start", "length"), _extract, "components start .. start+length-1 of a"),
+    OpSpec("concat", 2, (), _concat, "(a, b) as one vector"),
+    OpSpec("grad", 3, (), _grad, "the gradient of f with respect to variable x, contracted with e: e . df/dx"),
+    OpSpec("laplacian", 2, (), _laplacian, "the Laplacian of scalar f with respect to variable x"),
+    OpSpec("divergence", 2, (), _divergence, "the divergence of f with respect to variable x"),
+    OpSpec("trace", 2, (), _divergence, "the trace of the map v -> f(v), f linear in the variable v"),
+    OpSpec("reduce", 1, ("kind", "axis"), _reduce, "a reduction over i (axis 0) or j (axis 1)"),
+]
+
+OPS: dict[str, OpSpec] = {spec.name: spec for spec in _SPECS}
+
+# Ops applied to every component independently: the lowering maps them lane by lane.
+ELEMENTWISE_UNARY = frozenset({"neg", "exp", "log", "sqrt", "rsqrt", "square", "pow", "abs"})
+ELEMENTWISE_BINARY = frozenset({"add", "sub", "mul", "div"})

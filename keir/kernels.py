@@ -1,0 +1,59 @@
+"""From a reduction node to a callable CPU kernel: in-process table, on-disk cache, or a fresh compile.
+
+A formula node is hash-consed, so (node, dtype) identifies a kernel in this process without printing any
+IR; only a miss prints the keir IR, hashes it and looks in the on-disk cache, and only a miss there imports
+MLIR and compiles.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from keir.compiler.kernel import DTYPES, Kernel
+from keir.compiler.lower_cpu import kernel_operands
+from keir.compiler.pipeline import Compilation, CompileOptions, cache_key
+from keir.dialect.node import Node
+from keir.runtime import cache
+from keir.runtime.cpu import CpuKernel
+
+_loaded: dict[tuple[Node, str, CompileOptions], CpuKernel] = {}
+_lock = threading.Lock()
+
+
+def compilation(root: Node, dtype: np.dtype, options: CompileOptions | None = None) -> Compilation:
+    """The staged compilation of reduction `root` (for printing IR); nothing is compiled until asked."""
+    options = options or CompileOptions()
+    elem = DTYPES[np.dtype(dtype).name]
+    return Compilation(Kernel("keir_kernel", root, elem), options)
+
+
+def cpu_kernel(root: Node, dtype: np.dtype, options: CompileOptions | None = None) -> CpuKernel:
+    options = options or CompileOptions()
+    dtype = np.dtype(dtype)
+    key = (root, dtype.name, options)
+    found = _loaded.get(key)
+    if found is not None:
+        return found
+    with _lock:
+        found = _loaded.get(key)
+        if found is None:
+            found = _loaded[key] = _load_or_compile(root, dtype, options)
+    return found
+
+
+def _load_or_compile(root: Node, dtype: np.dtype, options: CompileOptions) -> CpuKernel:
+    from keir.compiler.codegen import host_target
+    from keir.runtime.cpu_loader import load_symbol
+
+    elem = DTYPES[dtype.name]
+    keir_text = Compilation(Kernel("keir_kernel", root, elem), options).keir
+    key = cache_key(keir_text, options, host_target().key)
+    symbol = f"keir_{key[:24]}"
+    object_code = cache.load(key)
+    if object_code is None:
+        compiled = Compilation(Kernel(symbol, root, elem), options)
+        object_code = compiled.object_code()
+        cache.store(key, object_code)
+    return CpuKernel(load_symbol(object_code, symbol), kernel_operands(root), root.dim, root.attr("axis"), dtype)

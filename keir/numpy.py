@@ -1,0 +1,24 @@
+"""keir on NumPy arrays: `from keir.numpy import LazyTensor, Vi, Vj, Pm`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keir.lazy import LazyTensor
+
+__all__ = ["LazyTensor", "Vi", "Vj", "Pm"]
+
+
+def Vi(x: Any) -> LazyTensor:  # noqa: N802 (pykeops' name)
+    """An i-indexed variable: x has shape (M, D)."""
+    return LazyTensor(x, axis=0)
+
+
+def Vj(x: Any) -> LazyTensor:  # noqa: N802
+    """A j-indexed variable: x has shape (N, D)."""
+    return LazyTensor(x, axis=1)
+
+
+def Pm(x: Any) -> LazyTensor:  # noqa: N802
+    """A parameter: x has shape (D,), or is a Python number (a parameter of dimension 1)."""
+    return LazyTensor.parameter(x)

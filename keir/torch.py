@@ -1,0 +1,50 @@
+"""keir on PyTorch tensors: `from keir.torch import LazyTensor, Vi, Vj, Pm`. Torch in, torch out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from keir import lazy
+
+__all__ = ["LazyTensor", "Vi", "Vj", "Pm"]
+
+
+class TorchAdapter(lazy.ArrayAdapter):
+    name = "torch"
+
+    def is_array(self, obj: Any) -> bool:
+        return isinstance(obj, torch.Tensor)
+
+    def dtype_name(self, array: Any) -> str:
+        return str(array.dtype).removeprefix("torch.")
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        if array.device.type != "cpu":
+            raise ValueError(f"keir's CPU backend got a tensor on {array.device}; move it to the CPU first")
+        return array.detach().numpy()
+
+    def result(self, out: np.ndarray, like: Any) -> Any:
+        return torch.from_numpy(out)
+
+
+class LazyTensor(lazy.LazyTensor):
+    __slots__ = ()
+    adapter = TorchAdapter()
+
+
+def Vi(x: Any) -> LazyTensor:  # noqa: N802 (pykeops' name)
+    """An i-indexed variable: x has shape (M, D)."""
+    return LazyTensor(x, axis=0)
+
+
+def Vj(x: Any) -> LazyTensor:  # noqa: N802
+    """A j-indexed variable: x has shape (N, D)."""
+    return LazyTensor(x, axis=1)
+
+
+def Pm(x: Any) -> LazyTensor:  # noqa: N802
+    """A parameter: x has shape (D,), or is a Python number (a parameter of dimension 1)."""
+    return LazyTensor.parameter(x)

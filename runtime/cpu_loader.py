@@ -1,0 +1,47 @@
+"""Load native object code into this process with llvmlite's MCJIT (no MLIR import needed).
+
+One execution engine holds every kernel of the process; it owns its own target machine (MCJIT takes
+ownership of the one it is given, so it is never shared with the code generator).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+
+_lock = threading.Lock()
+
+
+@functools.cache
+def _engine():
+    import llvmlite.binding as llvm
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    machine = target.create_target_machine(opt=3, reloc="pic", codemodel="default")
+    return llvm, llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
+
+
+def load_symbol(object_code: bytes, symbol: str) -> int:
+    """Add an object file to the process and return the address of `symbol`."""
+    llvm, engine = _engine()
+    with _lock:
+        address = engine.get_function_address(symbol)
+        if address:  # already loaded (the same kernel compiled twice in this process)
+            return address
+        engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
+        engine.finalize_object()
+        address = engine.get_function_address(symbol)
+    if not address:
+        raise RuntimeError(f"keir: symbol {symbol!r} not found in its object code")
+    return address
+
+
+def c_function(address: int, n_memrefs: int) -> ctypes._CFuncPtr:
+    """The ctypes callable of a lowered kernel: each memref<?xT> is (ptr, ptr, offset, size, stride), then
+    i0, i1, n. ctypes releases the GIL during the call, so threads run kernels in parallel."""
+    pointer, index = ctypes.c_void_p, ctypes.c_int64
+    signature = [pointer, pointer, index, index, index] * n_memrefs + [index, index, index]
+    return ctypes.CFUNCTYPE(None, *signature)(address)
