@@ -32,14 +32,22 @@ def _format_float(value: float) -> str:
     text = repr(float(value))
     if text in ("inf", "-inf", "nan"):
         return {"inf": "0x7FF0000000000000", "-inf": "0xFFF0000000000000", "nan": "0x7FF8000000000000"}[text]
-    return text if ("e" in text or "." in text) else text + ".0"
+    mantissa, _, exponent = text.partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"  # MLIR reads "1e+300" as an integer followed by junk
+    return mantissa + ("e" + exponent if exponent else "")
 
 
 def emit_func(kernel: Kernel) -> str:
     names: dict[Node, str] = {}
     lines = []
     rtype = f"vector<{kernel.result.dim}x{kernel.dtype}>"
-    for number, node in enumerate(topological(kernel.result)):
+    order = topological(kernel.result)
+    # Canonical order: variables by index, then constants, then the ops in operands-first order.
+    leaves = sorted((n for n in order if n.op == "var"), key=lambda n: n.attr("index"))
+    leaves += [n for n in order if n.op == "constant"]
+    order = leaves + [n for n in order if n.args]
+    for number, node in enumerate(order):
         names[node] = f"%{number}"
         attrs = [(k, v) for k, v in node.attrs if not (node.op == "var" and k == "dim")]
         attr_text = ""

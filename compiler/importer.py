@@ -49,9 +49,8 @@ def _vector_type(text: str) -> tuple[int, str] | None:
 
 def parse_module(text: str, context: object | None = None) -> list[Kernel]:
     """Parse keir IR; raise KeirIRError with diagnostics on any problem. Never aborts the process."""
-    from mlir import ir
-
     from keir.compiler.mlir_context import keir_context
+    from mlir import ir
 
     ctx = context or keir_context()
     with ctx:

@@ -47,7 +47,11 @@ class LoopKernel:
     operands: tuple[Operand, ...]
     out_dim: int
     axis: int
-    text: str
+    func_text: str
+
+    @property
+    def text(self) -> str:
+        return "module {\n" + self.func_text + "\n}\n"
 
 
 def swap_i_j(root: Node) -> Node:
@@ -195,7 +199,10 @@ class _LoopNest:
 
         types = ", ".join([vt] * out_dim)
         inits = ", ".join(f"{acc} = {zero_v}" for acc in accs)
-        lines = [f"      %loop:{out_dim} = scf.for %j = {zero_c} to {n_full} step {lanes_c} iter_args({inits}) -> ({types}) {{"]
+        lines = [
+            f"      %loop:{out_dim} = scf.for %j = {zero_c} to {n_full} step {lanes_c} "
+            f"iter_args({inits}) -> ({types}) {{"
+        ]
         lines += loop_b.lines
         lines.append(f"        scf.yield {', '.join(a + '_next' for a in accs)} : {types}")
         lines.append("      }")
@@ -226,7 +233,7 @@ class _LoopNest:
             + lines
             + ["    }", "    return", "}"]
         )
-        return LoopKernel(self.symbol, self.operands, out_dim, self.axis, "module {\n" + text + "\n}\n")
+        return LoopKernel(self.symbol, self.operands, out_dim, self.axis, text)
 
 
 def _tree_sum(b: Builder, terms: list[str]) -> str:

@@ -7,9 +7,8 @@ import functools
 
 @functools.cache
 def keir_context():
-    from mlir import ir
-
     from keir.dialect import load_dialect
+    from mlir import ir
 
     context = ir.Context()
     with context:

@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-
 from keir.compiler.lower_cpu import Operand
 from keir.runtime.cpu_loader import c_function
 

@@ -10,23 +10,23 @@ import ctypes
 import functools
 import threading
 
+import llvmlite.binding as llvm
+
 _lock = threading.Lock()
 
 
 @functools.cache
 def _engine():
-    import llvmlite.binding as llvm
-
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     target = llvm.Target.from_triple(llvm.get_process_triple())
     machine = target.create_target_machine(opt=3, reloc="pic", codemodel="default")
-    return llvm, llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
+    return llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
 
 
 def load_symbol(object_code: bytes, symbol: str) -> int:
     """Add an object file to the process and return the address of `symbol`."""
-    llvm, engine = _engine()
+    engine = _engine()
     with _lock:
         address = engine.get_function_address(symbol)
         if address:  # already loaded (the same kernel compiled twice in this process)

@@ -1,0 +1,117 @@
+"""keir-opt: read keir IR, run keir passes, print the result — the way `mlir-opt` does.
+
+    keir-opt input.mlir --keir-cse
+    keir-opt input.mlir --pass-pipeline='builtin.module(keir-cse)' --print-ir-after-all
+    keir-opt input.mlir --keir-lower-cpu          # lowering: prints scf/arith/vector code
+    not keir-opt invalid.mlir --split-input-file  # diagnostics as file:line:col: error: ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from keir.compiler.emit import emit_module
+from keir.compiler.importer import KeirIRError, parse_module
+from keir.compiler.kernel import Kernel
+from keir.compiler.passes import PASSES, get_pass
+
+
+def _lower_cpu(kernels: list[Kernel]) -> str:
+    from keir.compiler.lower_cpu import lower_cpu
+
+    return "module {\n" + "\n".join(lower_cpu(k).func_text for k in kernels) + "\n}\n"
+
+
+# Lowerings leave the keir dialect, so they end a pipeline.
+LOWERINGS: dict[str, Callable[[list[Kernel]], str]] = {"keir-lower-cpu": _lower_cpu}
+
+
+def _parse_pipeline(text: str) -> list[str]:
+    text = text.strip()
+    if text.startswith("builtin.module(") and text.endswith(")"):
+        text = text[len("builtin.module(") : -1]
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="keir-opt",
+        description="Run keir passes on keir IR (MLIR generic form) and print the result.",
+        epilog="passes:\n"
+        + "\n".join(f"  --{name:<22} {(fn.__module__ and sys.modules[fn.__module__].__doc__ or '').splitlines()[0]}"
+                    for name, fn in sorted(PASSES.items()))
+        + "\nlowerings (end a pipeline):\n"
+        + "\n".join(f"  --{name}" for name in LOWERINGS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", nargs="?", default="-", help="input file (default: stdin)")
+    parser.add_argument("-o", dest="output", default="-", help="output file (default: stdout)")
+    parser.add_argument("--pass-pipeline", default=None, help="e.g. 'builtin.module(keir-cse)'")
+    parser.add_argument("--print-ir-after-all", action="store_true", help="print the IR after each pass (stderr)")
+    parser.add_argument("--split-input-file", action="store_true", help="process chunks split at '// -----'")
+    args, rest = parser.parse_known_args(argv)
+    names: list[str] = []
+    for flag in rest:
+        if not flag.startswith("--"):
+            parser.error(f"unexpected argument {flag!r}")
+        names.append(flag[2:])
+    if args.pass_pipeline:
+        names += _parse_pipeline(args.pass_pipeline)
+    for position, name in enumerate(names):
+        if name in LOWERINGS:
+            if position != len(names) - 1:
+                parser.error(f"--{name} leaves the keir dialect: it must be the last pass")
+        elif name not in PASSES:
+            parser.error(f"unknown pass '{name}'; known: {', '.join(sorted([*PASSES, *LOWERINGS]))}")
+    return args, names
+
+
+def _process(text: str, names: list[str], print_after_all: bool) -> str:
+    kernels = parse_module(text)
+    for name in names:
+        if name in LOWERINGS:
+            return _verified(LOWERINGS[name](kernels))
+        kernels = [get_pass(name)(k) for k in kernels]
+        if print_after_all:
+            sys.stderr.write(f"// -----// IR Dump After {name} //----- //\n{emit_module(kernels)}\n")
+    return emit_module(kernels)
+
+
+def _verified(text: str) -> str:
+    """Parse (and so verify) lowered IR with MLIR and print it in MLIR's own form."""
+    from keir.compiler.mlir_context import keir_context
+    from mlir import ir
+
+    with keir_context():
+        return str(ir.Module.parse(text))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, names = _arguments(argv)
+    source = sys.stdin.read() if args.input == "-" else open(args.input).read()
+    filename = "<stdin>" if args.input == "-" else args.input
+    chunks = [source]
+    if args.split_input_file:
+        chunks = source.split("// -----")
+    outputs, failed, line_offset = [], False, 0
+    for chunk in chunks:
+        try:
+            outputs.append(_process(chunk, names, args.print_ir_after_all))
+        except KeirIRError as err:
+            failed = True
+            for diagnostic in err.diagnostics:
+                sys.stderr.write(diagnostic.format(filename, line_offset) + "\n")
+        line_offset += chunk.count("\n")
+    text = "// -----\n".join(outputs)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        with open(args.output, "w") as handle:
+            handle.write(text)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+// RUN: keir-opt %s --keir-lower-cpu | FileCheck %s
+
+// The Gaussian kernel sum: i-only work (loading x_i) is hoisted out of the j loop, which runs on
+// vector<16xf32> with a masked tail, and the exponential is a polynomial (no call to expf).
+// CHECK-LABEL: func.func @gauss(
+// CHECK-SAME: %{{.*}}: memref<?xf32>, %{{.*}}: memref<?xf32>, %{{.*}}: memref<?xf32>, %{{.*}}: memref<?xf32>, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index)
+// CHECK: scf.for %[[I:.*]] = %{{.*}} to %{{.*}} step
+// CHECK: memref.load %{{.*}}[%{{.*}}] : memref<?xf32>
+// CHECK: vector.broadcast %{{.*}} : f32 to vector<16xf32>
+// CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%{{.*}} = %{{.*}}) -> (vector<16xf32>)
+// CHECK-NOT: memref.load
+// CHECK: vector.load %{{.*}}[%{{.*}}] : memref<?xf32>, vector<16xf32>
+// CHECK: math.roundeven %{{.*}} : vector<16xf32>
+// CHECK: math.fma
+// CHECK: scf.yield
+// CHECK: scf.if
+// CHECK: vector.create_mask
+// CHECK: vector.maskedload
+// CHECK: arith.select
+// CHECK: vector.reduction <add>
+// CHECK: memref.store
+// CHECK-NOT: func.call
+func.func @gauss() -> vector<1xf32> {
+  %x = "keir.var"() {index = 0 : i64, category = "i"} : () -> vector<3xf32>
+  %y = "keir.var"() {index = 1 : i64, category = "j"} : () -> vector<3xf32>
+  %b = "keir.var"() {index = 2 : i64, category = "j"} : () -> vector<1xf32>
+  %d = "keir.sqdist"(%x, %y) : (vector<3xf32>, vector<3xf32>) -> vector<1xf32>
+  %n = "keir.neg"(%d) : (vector<1xf32>) -> vector<1xf32>
+  %e = "keir.exp"(%n) : (vector<1xf32>) -> vector<1xf32>
+  %f = "keir.mul"(%e, %b) : (vector<1xf32>, vector<1xf32>) -> vector<1xf32>
+  %r = "keir.reduce"(%f) {kind = "sum", axis = 1 : i64} : (vector<1xf32>) -> vector<1xf32>
+  return %r : vector<1xf32>
+}
+
+// f64 runs on vector<8xf64>; a reduction over i (axis 0) is the same loop with i and j swapped.
+// CHECK-LABEL: func.func @over_i(
+// CHECK: vector.load %{{.*}}[%{{.*}}] : memref<?xf64>, vector<8xf64>
+// CHECK: vector.reduction <add>, %{{.*}} : vector<8xf64> into f64
+func.func @over_i() -> vector<1xf64> {
+  %x = "keir.var"() {index = 0 : i64, category = "i"} : () -> vector<1xf64>
+  %y = "keir.var"() {index = 1 : i64, category = "j"} : () -> vector<1xf64>
+  %s = "keir.mul"(%x, %y) : (vector<1xf64>, vector<1xf64>) -> vector<1xf64>
+  %r = "keir.reduce"(%s) {kind = "sum", axis = 0 : i64} : (vector<1xf64>) -> vector<1xf64>
+  return %r : vector<1xf64>
+}

@@ -1,0 +1,80 @@
+"""Every op under a sum reduction, against NumPy float64, in float32 and float64, for M, N in {1, 7, 1000, 12345}
+(sizes that are no multiple of any block or vector width)."""
+
+import itertools
+
+import numpy as np
+import pytest
+from reference import kernel_sum, relative_error
+
+from keir.numpy import Pm, Vi, Vj
+
+# name: (keir formula on (x_i, y_j, b_j, p), NumPy formula on broadcast float64 arrays)
+# x, y have dimension 3 and values in [0.5, 1.5]; b has dimension 1; p is a parameter of dimension 3.
+OPS = {
+    "add": (lambda x, y, b, p: x + y, lambda x, y, b, p: x + y),
+    "add_broadcast": (lambda x, y, b, p: x + b, lambda x, y, b, p: x + b),
+    "sub": (lambda x, y, b, p: x - y * p, lambda x, y, b, p: x - y * p),
+    "mul": (lambda x, y, b, p: x * y, lambda x, y, b, p: x * y),
+    "div": (lambda x, y, b, p: x / y, lambda x, y, b, p: x / y),
+    "neg": (lambda x, y, b, p: -(x * b), lambda x, y, b, p: -(x * b)),
+    "exp": (lambda x, y, b, p: (x - y).exp(), lambda x, y, b, p: np.exp(x - y)),
+    "log": (lambda x, y, b, p: (x * y).log(), lambda x, y, b, p: np.log(x * y)),
+    "sqrt": (lambda x, y, b, p: (x + y).sqrt(), lambda x, y, b, p: np.sqrt(x + y)),
+    "rsqrt": (lambda x, y, b, p: (x + y).rsqrt(), lambda x, y, b, p: 1 / np.sqrt(x + y)),
+    "square": (lambda x, y, b, p: (x - y).square(), lambda x, y, b, p: (x - y) ** 2),
+    "pow3": (lambda x, y, b, p: (x - y) ** 3, lambda x, y, b, p: (x - y) ** 3),
+    "pow_neg2": (lambda x, y, b, p: (x + y) ** -2, lambda x, y, b, p: (x + y) ** -2.0),
+    "abs": (lambda x, y, b, p: abs(x - y), lambda x, y, b, p: np.abs(x - y)),
+    "sum": (lambda x, y, b, p: (x * y).sum(), lambda x, y, b, p: (x * y).sum(-1, keepdims=True)),
+    "dot": (lambda x, y, b, p: (x | y), lambda x, y, b, p: (x * y).sum(-1, keepdims=True)),
+    "sqdist": (lambda x, y, b, p: x.sqdist(y), lambda x, y, b, p: ((x - y) ** 2).sum(-1, keepdims=True)),
+    "sqnorm2": (lambda x, y, b, p: (x - y).sqnorm2(), lambda x, y, b, p: ((x - y) ** 2).sum(-1, keepdims=True)),
+    "elem": (lambda x, y, b, p: (x * y)[1], lambda x, y, b, p: (x * y)[..., 1:2]),
+    "extract": (lambda x, y, b, p: (x - y)[1:3], lambda x, y, b, p: (x - y)[..., 1:3]),
+    "concat": (
+        lambda x, y, b, p: x.concat(y * b),
+        lambda x, y, b, p: np.concatenate(np.broadcast_arrays(x, y * b), -1),
+    ),
+    "gaussian": (
+        lambda x, y, b, p: (-x.sqdist(y) / 0.5).exp() * b,
+        lambda x, y, b, p: np.exp(-((x - y) ** 2).sum(-1, keepdims=True) / 0.5) * b,
+    ),
+}
+SIZES = [1, 7, 1000, 12345]
+TOLERANCE = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+def _data(m, n, dtype, seed=0):
+    rng = np.random.default_rng(seed + m + 7 * n)
+    x = rng.uniform(0.5, 1.5, (m, 3)).astype(dtype)
+    y = rng.uniform(0.5, 1.5, (n, 3)).astype(dtype)
+    b = rng.uniform(0.5, 1.5, (n, 1)).astype(dtype)
+    p = rng.uniform(0.5, 1.5, 3).astype(dtype)
+    return x, y, b, p
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_sum_over_j(name, dtype):
+    keir_formula, numpy_formula = OPS[name]
+    for m, n in itertools.product(SIZES, SIZES):
+        if name != "gaussian" and m * n > 1000 * 12345:
+            continue  # the largest size runs for the Gaussian; every other op at every other pair of sizes
+        x, y, b, p = _data(m, n, dtype)
+        out = keir_formula(Vi(x), Vj(y), Vj(b), Pm(p)).sum(axis=1)
+        want = kernel_sum(lambda x, y, b, p: numpy_formula(x, y, b, p), [x], [y, b], [p])
+        assert out.shape == want.shape and out.dtype == dtype, (m, n)
+        assert relative_error(out, want) < TOLERANCE[dtype], (name, m, n)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", ["gaussian", "concat", "div", "log"])
+def test_op_sum_over_i(name, dtype):
+    keir_formula, numpy_formula = OPS[name]
+    for m, n in [(1, 7), (7, 1), (1000, 12345), (12345, 7)]:
+        x, y, b, p = _data(m, n, dtype, seed=1)
+        out = keir_formula(Vi(x), Vj(y), Vj(b), Pm(p)).sum(axis=0)
+        want = kernel_sum(lambda x, y, b, p: numpy_formula(x, y, b, p), [x], [y, b], [p], axis=0)
+        assert out.shape == want.shape == (n, want.shape[1])
+        assert relative_error(out, want) < TOLERANCE[dtype], (name, m, n)
