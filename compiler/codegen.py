@@ -51,9 +51,10 @@ def target_machine():
 
 def loops_to_llvm_ir(loop_text: str) -> str:
     """Lower the loop nest to the LLVM dialect and translate it to LLVM IR text."""
-    from keir.compiler.mlir_context import keir_context
     from mlir import ir, passmanager
     from mlir.dialects import llvm as llvm_dialect
+
+    from keir.compiler.mlir_context import keir_context
 
     with keir_context():
         module = ir.Module.parse(loop_text)

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from keir.compiler.kernel import Kernel
 from keir.dialect.node import Node, topological
 
-_INT_ATTRS = frozenset({"index", "exponent", "start", "length", "axis"})
+_INT_ATTRS = frozenset({"index", "exponent", "start", "length", "axis", "dim", "digits", "k"})
 
 
 def _attr_text(name: str, value: object) -> str:

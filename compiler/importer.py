@@ -49,8 +49,9 @@ def _vector_type(text: str) -> tuple[int, str] | None:
 
 def parse_module(text: str, context: object | None = None) -> list[Kernel]:
     """Parse keir IR; raise KeirIRError with diagnostics on any problem. Never aborts the process."""
-    from keir.compiler.mlir_context import keir_context
     from mlir import ir
+
+    from keir.compiler.mlir_context import keir_context
 
     ctx = context or keir_context()
     with ctx:

@@ -25,9 +25,12 @@ from dataclasses import dataclass
 from keir.compiler import mathlib
 from keir.compiler.kernel import Kernel
 from keir.compiler.mlir_text import Builder, Names
-from keir.dialect.node import Node, substitute, variables
+from keir.compiler.reductions import ReductionOptions, accumulator
+from keir.dialect.node import Node, swap_i_j, variables
+from keir.dialect.ops import ELEMENTWISE_UNARY
 
 VECTOR_LANES = {"f32": 16, "f64": 8}
+BLOCK_SUM_LANES = 64  # block_sum: vectors per block
 
 
 @dataclass(frozen=True)
@@ -45,22 +48,14 @@ class LoopKernel:
 
     symbol: str
     operands: tuple[Operand, ...]
-    out_dim: int
+    float_width: int  # floats written per output row (memref %out), 0 if none
+    index_width: int  # int64 indices written per output row (memref %out_idx), 0 if none
     axis: int
     func_text: str
 
     @property
     def text(self) -> str:
         return "module {\n" + self.func_text + "\n}\n"
-
-
-def swap_i_j(root: Node) -> Node:
-    """The same formula with the i and j variables exchanged (to reduce over i with a j loop)."""
-    swap = {"i": "j", "j": "i", "p": "p"}
-    mapping = {}
-    for v in variables(root):
-        mapping[v] = Node("var", (), tuple(sorted({**dict(v.attrs), "category": swap[v.attr("category")]}.items())))
-    return substitute(root, mapping)
 
 
 def kernel_operands(reduce: Node) -> tuple[Operand, ...]:
@@ -77,18 +72,23 @@ def lower_cpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None) -> Lo
     reduce = kernel.result
     if reduce.op != "reduce":
         raise ValueError(f"only a keir.reduce can be lowered to a loop nest, not keir.{reduce.op}")
-    kind, axis = reduce.attr("kind"), reduce.attr("axis")
-    if kind != "sum":
-        raise ValueError(f"reduction kind {kind!r} has no CPU lowering")
+    attrs = dict(reduce.attrs)
     formula = reduce.args[0]
-    if axis == 0:
+    options = ReductionOptions(
+        attrs["kind"], formula.dim, attrs.get("k", 1), attrs.get("sum_scheme", "direct_sum"), attrs.get("dtype_acc")
+    )
+    if attrs["axis"] == 0:
         formula = swap_i_j(formula)
-    return _LoopNest(kernel.name, formula, kernel.dtype, axis, operands or kernel_operands(reduce)).build()
+    nest = _LoopNest(kernel.name, formula, kernel.dtype, attrs["axis"], operands or kernel_operands(reduce), options)
+    return nest.build()
 
 
 class _LoopNest:
-    def __init__(self, symbol: str, formula: Node, elem: str, axis: int, operands: tuple[Operand, ...]):
+    def __init__(self, symbol: str, formula: Node, elem: str, axis: int, operands: tuple[Operand, ...],
+                 options: ReductionOptions):
         self.symbol, self.formula, self.elem, self.axis = symbol, formula, elem, axis
+        self.options = options
+        self.acc = accumulator(options, elem, VECTOR_LANES[elem])
         self.lanes = VECTOR_LANES[elem]
         self.names = Names()
         self.entry = Builder(self.names, elem, None)
@@ -173,67 +173,106 @@ class _LoopNest:
             values[node] = comps
             return comps
 
-        result = value(self.formula)
-        if mask is not None:
-            result = [b.select(mask, c, zero) for c in result]
-        return result
+        return value(self.formula)
+
+    def _j_lanes(self, b: Builder, j: str) -> str:
+        """The int64 indices j, j+1, ..., j+L-1 (for arg-reductions)."""
+        j64 = b.emit(f"arith.index_cast {j} : index to i64", "q")
+        splat = b.emit(f"vector.broadcast {j64} : i64 to vector<{self.lanes}xi64>", "q")
+        return b.emit(f"arith.addi {splat}, {self.iota} : vector<{self.lanes}xi64>", "q")
+
+    def _step(self, b: Builder, j: str, state: list[str], mask: str | None) -> list[str]:
+        f = self.body(b, j, mask)
+        lanes = self._j_lanes(b, j) if self.acc.needs_index else None
+        return self.acc.update(b, state, f, mask, lanes)
+
+    def _loop(self, lo: str, hi: str, init: list[str], result: str, indent: str) -> list[str]:
+        """scf.for j in [lo, hi) step L carrying the accumulator state, named result#k."""
+        b = Builder(self.names, self.elem, self.lanes, indent=indent + "  ")
+        state = [self.names.fresh("st") for _ in init]
+        new = self._step(b, "%j", state, None)
+        types = ", ".join(self.acc.state_types())
+        carried = ", ".join(f"{s} = {v}" for s, v in zip(state, init))
+        return (
+            [f"{indent}{result}:{len(init)} = scf.for %j = {lo} to {hi} step {self.index_const(self.lanes)} "
+             f"iter_args({carried}) -> ({types}) {{"]
+            + b.lines
+            + [f"{indent}  scf.yield {', '.join(new)} : {types}", f"{indent}}}"]
+        )
 
     def build(self) -> LoopKernel:
-        e, lanes, vt = self.elem, self.lanes, self.vtype
-        out_dim = self.formula.dim
-        loop_b = Builder(self.names, e, lanes, indent="        ")
-        tail_b = Builder(self.names, e, lanes, indent="        ")
-        zero_v = self.entry.emit(f"arith.constant dense<0.0> : {vt}", "z")
-        lanes_c = self.index_const(lanes)
-        one_c, zero_c = self.index_const(1), self.index_const(0)
-        rem = self.entry.emit(f"arith.remui %n, {lanes_c} : index", "o")
+        e, lanes = self.elem, self.lanes
+        entry_v = Builder(self.names, e, lanes, self.entry.lines)
+        init = self.acc.init(entry_v)
+        if self.acc.needs_index:
+            iota = ", ".join(str(k) for k in range(lanes))
+            self.iota = self.entry.emit(f"arith.constant dense<[{iota}]> : vector<{lanes}xi64>", "q")
+        zero_c = self.index_const(0)
+        rem = self.entry.emit(f"arith.remui %n, {self.index_const(lanes)} : index", "o")
         n_full = self.entry.emit(f"arith.subi %n, {rem} : index", "o")
+        count = len(init)
+        types = ", ".join(self.acc.state_types())
 
-        accs = [f"%acc{k}" for k in range(out_dim)]
-        f_main = self.body(loop_b, "%j", None)
-        for acc, f in zip(accs, f_main):
-            loop_b.lines.append(f"        {acc}_next = arith.addf {acc}, {f} : {vt}")
+        if self.options.sum_scheme == "block_sum":  # partial sums over blocks of j, then their sum
+            block = self.index_const(BLOCK_SUM_LANES * lanes)
+            outer = [self.names.fresh("st") for _ in init]
+            carried = ", ".join(f"{s} = {v}" for s, v in zip(outer, init))
+            lines = [f"      %loop:{count} = scf.for %jb = {zero_c} to {n_full} step {block} "
+                     f"iter_args({carried}) -> ({types}) {{",
+                     f"        %jb_end = arith.addi %jb, {block} : index",
+                     f"        %jb_hi = arith.minui %jb_end, {n_full} : index"]
+            lines += self._loop("%jb", "%jb_hi", init, "%block", "        ")
+            merge_b = Builder(self.names, e, lanes, indent="        ")
+            merged = self.acc.merge(merge_b, outer, [f"%block#{k}" for k in range(count)])
+            lines += merge_b.lines + [f"        scf.yield {', '.join(merged)} : {types}", "      }"]
+        else:
+            lines = self._loop(zero_c, n_full, init, "%loop", "      ")
+
+        tail_b = Builder(self.names, e, lanes, indent="        ")
         mask = tail_b.emit(f"vector.create_mask {rem} : vector<{lanes}xi1>", "m")
-        f_tail = self.body(tail_b, n_full, mask)
-        tail_sums = [tail_b.emit(f"arith.addf %loop#{k}, {f} : {vt}") for k, f in enumerate(f_tail)]
-
-        types = ", ".join([vt] * out_dim)
-        inits = ", ".join(f"{acc} = {zero_v}" for acc in accs)
-        lines = [
-            f"      %loop:{out_dim} = scf.for %j = {zero_c} to {n_full} step {lanes_c} "
-            f"iter_args({inits}) -> ({types}) {{"
-        ]
-        lines += loop_b.lines
-        lines.append(f"        scf.yield {', '.join(a + '_next' for a in accs)} : {types}")
-        lines.append("      }")
+        after_loop = [f"%loop#{k}" for k in range(count)]
+        tail_state = self._step(tail_b, n_full, after_loop, mask)
         has_tail = self.names.fresh("m")
         lines.append(f"      {has_tail} = arith.cmpi ne, {rem}, {zero_c} : index")
-        lines.append(f"      %total:{out_dim} = scf.if {has_tail} -> ({types}) {{")
+        lines.append(f"      %total:{count} = scf.if {has_tail} -> ({types}) {{")
         lines += tail_b.lines
-        lines.append(f"        scf.yield {', '.join(tail_sums)} : {types}")
+        lines.append(f"        scf.yield {', '.join(tail_state)} : {types}")
         lines.append("      } else {")
-        lines.append(f"        scf.yield {', '.join(f'%loop#{k}' for k in range(out_dim))} : {types}")
+        lines.append(f"        scf.yield {', '.join(after_loop)} : {types}")
         lines.append("      }")
-        out_base = self.names.fresh("o")
-        lines.append(f"      {out_base} = arith.muli %i, {self.index_const(out_dim)} : index")
-        for k in range(out_dim):
-            s = self.names.fresh("s")
-            o = self.names.fresh("o")
-            lines.append(f"      {s} = vector.reduction <add>, %total#{k} : {vt} into {e}")
-            lines.append(f"      {o} = arith.addi {out_base}, {self.index_const(k)} : index")
-            lines.append(f"      memref.store {s}, %out[{o}] : memref<?x{e}>")
+
+        finish_b = Builder(self.names, e, None, indent="      ")
+        values, indices = self.acc.finish(finish_b, [f"%total#{k}" for k in range(count)])
+        lines += finish_b.lines
+        lines += self._stores(values, "%out", e)
+        lines += self._stores(indices, "%out_idx", "i64")
 
         args = [f"%a{op.index}: memref<?x{e}>" for op in self.operands]
-        args += [f"%out: memref<?x{e}>", "%i0: index", "%i1: index", "%n: index"]
+        if values:
+            args.append(f"%out: memref<?x{e}>")
+        if indices:
+            args.append("%out_idx: memref<?xi64>")
+        args += ["%i0: index", "%i1: index", "%n: index"]
         text = "\n".join(
             [f"func.func @{self.symbol}({', '.join(args)}) {{"]
             + self.entry.lines
-            + [f"    scf.for %i = %i0 to %i1 step {one_c} {{"]
+            + [f"    scf.for %i = %i0 to %i1 step {self.index_const(1)} {{"]
             + self.row.lines
             + lines
             + ["    }", "    return", "}"]
         )
-        return LoopKernel(self.symbol, self.operands, out_dim, self.axis, text)
+        return LoopKernel(self.symbol, self.operands, len(values), len(indices), self.axis, text)
+
+    def _stores(self, scalars: list[str], memref: str, elem: str) -> list[str]:
+        if not scalars:
+            return []
+        base = self.names.fresh("o")
+        lines = [f"      {base} = arith.muli %i, {self.index_const(len(scalars))} : index"]
+        for k, value in enumerate(scalars):
+            offset = self.names.fresh("o")
+            lines.append(f"      {offset} = arith.addi {base}, {self.index_const(k)} : index")
+            lines.append(f"      memref.store {value}, {memref}[{offset}] : memref<?x{elem}>")
+        return lines
 
 
 def _tree_sum(b: Builder, terms: list[str]) -> str:
@@ -256,32 +295,77 @@ def _integer_power(b: Builder, x: str, n: int) -> str:
     return b.div(b.const(1.0), result) if n < 0 else result
 
 
+_ARITH = {"add": "addf", "sub": "subf", "mul": "mulf", "div": "divf"}
+_COMPARE = {"lt": "olt", "le": "ole", "gt": "ogt", "ge": "oge", "eq": "oeq", "ne": "une"}
+_MATH = {"sqrt": "sqrt", "abs": "absf", "floor": "floor"}
+
+
+def _elementwise(b: Builder, node: Node, x: list[str]) -> list[str]:
+    """One component of a unary elementwise op, for each component."""
+    op = node.op
+    one, zero = (lambda: b.const(1.0)), (lambda: b.const(0.0))
+    if op in _MATH:
+        return [b.math(_MATH[op], c) for c in x]
+    table = {
+        "neg": b.neg,
+        "exp": lambda c: mathlib.exp(b, c),
+        "log": lambda c: mathlib.log(b, c),
+        "sin": lambda c: mathlib.sin(b, c),
+        "cos": lambda c: mathlib.cos(b, c),
+        "asin": lambda c: mathlib.asin(b, c),
+        "acos": lambda c: mathlib.acos(b, c),
+        "atan": lambda c: mathlib.atan(b, c),
+        "rsqrt": lambda c: b.div(one(), b.math("sqrt", c)),
+        "square": lambda c: b.mul(c, c),
+        "pow": lambda c: _integer_power(b, c, node.attr("exponent")),
+        "sign": lambda c: b.select(b.cmp("ogt", c, zero()), one(),
+                                   b.select(b.cmp("olt", c, zero()), b.const(-1.0), zero())),
+        "step": lambda c: b.select(b.cmp("oge", c, zero()), one(), zero()),
+        "relu": lambda c: b.select(b.cmp("ogt", c, zero()), c, zero()),
+        "xlogx": lambda c: b.select(b.cmp("oeq", c, zero()), zero(), b.mul(c, mathlib.log(b, c))),
+        "sinxdivx": lambda c: b.select(b.cmp("oeq", c, zero()), one(), b.div(mathlib.sin(b, c), c)),
+        "round": lambda c: _round(b, c, node.attr("digits")),
+    }
+    return [table[op](c) for c in x]
+
+
+def _round(b: Builder, x: str, digits: int) -> str:
+    if digits == 0:
+        return b.math("round", x)
+    scale = b.const(10.0**digits)
+    return b.div(b.math("round", b.mul(x, scale)), scale)
+
+
+def _arg_extreme(b: Builder, x: list[str], predicate: str) -> str:
+    """The index (as a float) of the first component that wins `predicate` against all before it."""
+    best, index = x[0], b.const(0.0)
+    for k, c in enumerate(x[1:], start=1):
+        better = b.cmp(predicate, c, best)
+        best = b.select(better, c, best)
+        index = b.select(better, b.const(float(k)), index)
+    return index
+
+
 def compute(b: Builder, node: Node, args: list[list[str]]) -> list[str]:
     """The components of `node` given its operands' components, on builder b (scalars or vectors)."""
     op = node.op
     if op == "constant":
         return [b.const(node.attr("value"))]
-    if op in ("add", "sub", "mul", "div"):
-        x, y = args
-        arith = {"add": "addf", "sub": "subf", "mul": "mulf", "div": "divf"}[op]
-        return [b.binary(arith, x[k if len(x) > 1 else 0], y[k if len(y) > 1 else 0]) for k in range(node.dim)]
+    if len(args) > 1 and op not in ("dot", "sqdist", "concat"):  # elementwise, dimension-1 operands broadcast
+        comps = [[a[k if len(a) > 1 else 0] for a in args] for k in range(node.dim)]
+        if op in _ARITH:
+            return [b.binary(_ARITH[op], x, y) for x, y in comps]
+        if op in _COMPARE:
+            return [b.select(b.cmp(_COMPARE[op], x, y), b.const(1.0), b.const(0.0)) for x, y in comps]
+        if op == "atan2":
+            return [mathlib.atan2(b, y, x) for y, x in comps]
+        if op == "clamp":
+            return [b.min(b.max(x, lo), hi) for x, lo, hi in comps]
+        if op == "ifelse":
+            return [b.select(b.cmp("oge", f, b.const(0.0)), x, y) for f, x, y in comps]
     (x, *rest) = args
-    if op == "neg":
-        return [b.neg(c) for c in x]
-    if op == "exp":
-        return [mathlib.exp(b, c) for c in x]
-    if op == "log":
-        return [mathlib.log(b, c) for c in x]
-    if op == "sqrt":
-        return [b.math("sqrt", c) for c in x]
-    if op == "rsqrt":
-        return [b.div(b.const(1.0), b.math("sqrt", c)) for c in x]
-    if op == "square":
-        return [b.mul(c, c) for c in x]
-    if op == "pow":
-        return [_integer_power(b, c, node.attr("exponent")) for c in x]
-    if op == "abs":
-        return [b.math("absf", c) for c in x]
+    if op in ELEMENTWISE_UNARY:
+        return _elementwise(b, node, x)
     if op == "sum":
         return [_tree_sum(b, list(x))]
     if op == "sqnorm2":
@@ -291,6 +375,18 @@ def compute(b: Builder, node: Node, args: list[list[str]]) -> list[str]:
     if op == "sqdist":
         diffs = [b.sub(c, d) for c, d in zip(x, rest[0])]
         return [_tree_sum(b, [b.mul(c, c) for c in diffs])]
+    if op in ("min", "max"):
+        extreme = b.min if op == "min" else b.max
+        result = x[0]
+        for c in x[1:]:
+            result = extreme(result, c)
+        return [result]
+    if op in ("argmin", "argmax"):
+        return [_arg_extreme(b, x, "olt" if op == "argmin" else "ogt")]
+    if op == "one_hot":
+        rounded = b.math("roundeven", x[0])
+        return [b.select(b.cmp("oeq", rounded, b.const(float(k))), b.const(1.0), b.const(0.0))
+                for k in range(node.dim)]
     if op == "elem":
         return [x[node.attr("index")]]
     if op == "extract":
@@ -298,4 +394,4 @@ def compute(b: Builder, node: Node, args: list[list[str]]) -> list[str]:
         return x[start : start + node.attr("length")]
     if op == "concat":
         return list(x) + list(rest[0])
-    raise ValueError(f"keir.{op} has no CPU lowering")
+    raise ValueError(f"keir.{op} has no CPU lowering (derivative ops are expanded by keir passes first)")

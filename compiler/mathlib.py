@@ -21,12 +21,38 @@ class _Format:
     ln2_hi: float  # few significant bits, so k * ln2_hi is exact
     ln2_lo: float
     exp_terms: int  # Taylor terms of exp on [-ln2/2, ln2/2]
-    log_terms: int  # terms of the atanh series of log on [sqrt(1/2), sqrt(2)]
+    # log(1+f) = 2s + s*z*L(z), s = f/(2+f), z = s*s, 1+f in [sqrt(1/2), sqrt(2)]: L's coefficients, a
+    # minimax fit (see below) of the atanh series 2/3 + 2z/5 + 2z**2/7 + ...
+    log_series: tuple[float, ...]
 
 
 _FORMATS = {
-    "f32": _Format(23, 127, (-104.0, 89.0), 0.693145751953125, 1.428606765330187045e-06, 8, 5),
-    "f64": _Format(52, 1023, (-746.0, 710.0), 6.93147180369123816490e-01, 1.90821492927058770002e-10, 14, 11),
+    "f32": _Format(
+        mantissa_bits=23,
+        bias=127,
+        exp_clamp=(-104.0, 89.0),
+        ln2_hi=0.693145751953125,
+        ln2_lo=1.428606765330187045e-06,
+        exp_terms=8,
+        log_series=(0.6666677829274387265, 0.39976077879948061384, 0.29925592603090684517),
+    ),
+    "f64": _Format(
+        mantissa_bits=52,
+        bias=1023,
+        exp_clamp=(-746.0, 710.0),
+        ln2_hi=6.93147180369123816490e-01,
+        ln2_lo=1.90821492927058770002e-10,
+        exp_terms=14,
+        log_series=(
+            0.66666666666667095388,
+            0.39999999999519823484,
+            0.28571428729284787536,
+            0.2222219909089342018,
+            0.18183571541169415259,
+            0.1531316437507681579,
+            0.14810519990824060043,
+        ),
+    ),
 }
 
 
@@ -55,7 +81,9 @@ def exp(b: Builder, x: str) -> str:
 
 
 def log(b: Builder, x: str) -> str:
-    """log(x) = e*ln2 + log(m), m in [sqrt(1/2), sqrt(2)); log(m) = 2*atanh(s), s = (m-1)/(m+1)."""
+    """log(x) = e*ln2 + log(1+f), 1+f in [sqrt(1/2), sqrt(2)). With s = f/(2+f), log(1+f) = 2*atanh(s)
+    = 2s + s*R, R = z*L(z), z = s*s; evaluated as f - (f*f/2 - s*(f*f/2 + R)) so that the rounding errors
+    of s only reach the small correction term (f itself is exact)."""
     fmt = _FORMATS[b.elem]
     smallest_normal = 2.0 ** (1 - fmt.bias)
     subnormal = b.cmp("olt", x, b.const(smallest_normal))
@@ -71,14 +99,296 @@ def log(b: Builder, x: str) -> str:
     e = b.to_float(exponent)
     e = b.add(e, b.select(above, b.const(1.0), b.const(0.0)))
     e = b.sub(e, b.select(subnormal, b.const(float(fmt.mantissa_bits)), b.const(0.0)))
-    f = b.sub(m, b.const(1.0))
+    f = b.sub(m, b.const(1.0))  # exact
     s = b.div(f, b.add(f, b.const(2.0)))
     z = b.mul(s, s)
-    series = b.horner(z, [1.0 / (2 * n + 1) for n in range(fmt.log_terms)])
-    two_s = b.add(s, s)
-    log_m = b.mul(two_s, series)
-    result = b.fma(e, b.const(fmt.ln2_hi), b.fma(e, b.const(fmt.ln2_lo), log_m))
+    r = b.mul(z, b.horner(z, list(fmt.log_series)))
+    half_f2 = b.mul(b.mul(f, f), b.const(0.5))
+    correction = b.fma(s, b.add(half_f2, r), b.mul(e, b.const(fmt.ln2_lo)))
+    result = b.fma(e, b.const(fmt.ln2_hi), b.sub(f, b.sub(half_f2, correction)))  # e*ln2_hi is exact
     result = b.select(b.cmp("oeq", x, b.const(math.inf)), x, result)
     result = b.select(b.cmp("oeq", x, b.const(0.0)), b.const(-math.inf), result)
     result = b.select(b.cmp("olt", x, b.const(0.0)), b.const(math.nan), result)
     return b.select(b.cmp("uno", x, x), x, result)
+
+
+# trigonometric and inverse trigonometric functions ------------------------------------------------------
+#
+# Polynomial coefficients below are weighted minimax fits (Remez exchange in 80-digit arithmetic) of the
+# part of each Taylor series after its leading term(s), for relative error of the whole function; the
+# constants pi/2, pi/4, ... are split into pieces so that hi + lo carries twice the working precision.
+
+
+@dataclass(frozen=True)
+class _Trig:
+    pio2: tuple[float, float, float]  # pi/2 = sum, each piece exact in the format (Cody-Waite reduction)
+    pio4: tuple[float, float]
+    three_pio4: tuple[float, float]
+    pi: tuple[float, float]
+    sin: tuple[float, ...]  # sin(r) = r + r*z*S(z), z = r*r, |r| <= pi/4
+    cos: tuple[float, ...]  # cos(r) = 1 - z/2 + z*z*C(z)
+    atan: tuple[float, ...]  # atan(t) = t + t*z*A(z), |t| <= tan(pi/8)
+    asin: tuple[float, ...]  # asin(s) = s + s*z*P(z), 0 <= s <= 1/2
+
+
+_TRIG = {
+    "f32": _Trig(
+        pio2=(1.5707963705062866, -4.371138828673793e-08, -1.7151245100058819e-15),
+        pio4=(0.7853981852531433, -2.1855694143368964e-08),
+        three_pio4=(2.356194496154785, -5.962440319251527e-09),
+        pi=(3.1415927410125732, -8.742277657347586e-08),
+        sin=(-0.16666666644211150896, 0.008333329327904400101, -0.00019839261153558070259, 2.7173456508792843381e-6),
+        cos=(0.041666654648208036417, -0.0013887654138661666766, 0.000024463803885606119591),
+        atan=(
+            -0.33333318649941886352,
+            0.1999853263797735412,
+            -0.14242959876114991528,
+            0.10581396868117681127,
+            -0.060330084583253755198,
+        ),
+        asin=(
+            0.16666731183039671183,
+            0.074956662216643697541,
+            0.045466005566445824042,
+            0.024055376816554525013,
+            0.042556639311101913234,
+        ),
+    ),
+    "f64": _Trig(
+        pio2=(1.5707963267948966, 6.123233995736766e-17, -1.4973849048591698e-33),
+        pio4=(0.7853981633974483, 3.061616997868383e-17),
+        three_pio4=(2.356194490192345, 9.184850993605148e-17),
+        pi=(3.141592653589793, 1.2246467991473532e-16),
+        sin=(
+            -0.16666666666666642162,
+            0.0083333333333236669969,
+            -0.00019841269830148834664,
+            2.7557313653520473452e-6,
+            -2.5050734844906136131e-8,
+            1.5894726933558495253e-10,
+        ),
+        cos=(
+            0.041666666666666651338,
+            -0.0013888888888882842158,
+            0.000024801587294630783747,
+            -2.7557315739656447573e-7,
+            2.0875897910014890308e-9,
+            -1.1367992111475878557e-11,
+        ),
+        atan=(
+            -0.33333333333333268386,
+            0.1999999999996928125,
+            -0.14285714281380127817,
+            0.11111110826354570277,
+            -0.090908986059027613964,
+            0.076920696344360342277,
+            -0.066631575672705288696,
+            0.058479531814491726397,
+            -0.050383615084424570459,
+            0.038014239175787850339,
+            -0.017827685730497712076,
+        ),
+        asin=(
+            0.16666666666666701054,
+            0.074999999999844897795,
+            0.044642857163662851772,
+            0.030381943143024431313,
+            0.022372204983146829229,
+            0.017351755628379204612,
+            0.013979484045369723267,
+            0.011407040170748350287,
+            0.010748736863712903044,
+            0.0037780256164478260458,
+            0.021636646031789188068,
+            -0.021030468141701413236,
+            0.032722447523801353505,
+        ),
+    ),
+}
+
+
+def _two_sum(b: Builder, x: str, y: str) -> tuple[str, str]:
+    """(x + y rounded, its rounding error), exactly (Knuth's TwoSum; no ordering of |x|, |y| needed)."""
+    total = b.add(x, y)
+    y_part = b.sub(total, x)
+    x_part = b.sub(total, y_part)
+    return total, b.add(b.sub(x, x_part), b.sub(y, y_part))
+
+
+def _fast_two_sum(b: Builder, x: str, y: str) -> tuple[str, str]:
+    """(x + y rounded, its rounding error), exactly when |x| >= |y| (or x = 0)."""
+    total = b.add(x, y)
+    return total, b.sub(y, b.sub(total, x))
+
+
+def _sign_bit(b: Builder) -> str:
+    width = int(b.elem[1:])
+    return b.int_const(-(1 << (width - 1)))
+
+
+def _sin_cos(b: Builder, x: str, cosine: bool) -> str:
+    """sin or cos of |x| = k*pi/2 + r, |r| <= pi/4: one of +-sin(r), +-cos(r) by the quadrant k mod 4."""
+    trig = _TRIG[b.elem]
+    ax = b.math("absf", x)
+    k = b.math("roundeven", b.mul(ax, b.const(2 / math.pi)))
+    minus_k = b.neg(k)
+    # r = |x| - k*pi/2 as r_hi + r_lo: the first step is exact (an fma whose result needs no more bits than
+    # |x| has), the second is an error-free product and sum, the third piece only reaches r_lo
+    r1 = b.fma(minus_k, b.const(trig.pio2[0]), ax)
+    product = b.mul(k, b.const(trig.pio2[1]))
+    product_error = b.fma(k, b.const(trig.pio2[1]), b.neg(product))
+    r, sum_error = _two_sum(b, r1, b.neg(product))
+    r_lo = b.fma(minus_k, b.const(trig.pio2[2]), b.sub(sum_error, product_error))
+    # Past the accurate range r is garbage; the clamp keeps it (and so the result) bounded. NaN stays NaN.
+    r = b.max(b.min(r, b.const(1.0)), b.const(-1.0))
+    # k mod 4, exactly, in floating point (0 once k is a multiple of 4); NaN (x = +-inf or NaN) -> 0
+    quadrant = b.sub(k, b.mul(b.math("floor", b.mul(k, b.const(0.25))), b.const(4.0)))
+    quadrant = b.select(b.cmp("uno", quadrant, quadrant), b.const(0.0), quadrant)
+    q = b.to_int(quadrant)
+    if cosine:
+        q = b.int_op("addi", q, b.int_const(1))
+    z = b.mul(r, r)
+    # sin(r + r_lo) ~ r + (r_lo + r*z*S(z)); cos(r + r_lo) ~ 1 - z/2 + (z*z*C(z) - r*r_lo)
+    sin_r = b.add(r, b.fma(b.mul(r, z), b.horner(z, list(trig.sin)), r_lo))
+    half_z = b.mul(z, b.const(0.5))
+    w = b.sub(b.const(1.0), half_z)
+    w_error = b.sub(b.sub(b.const(1.0), w), half_z)  # exact: the rounding error of w
+    cos_tail = b.fma(b.mul(z, z), b.horner(z, list(trig.cos)), b.fma(b.neg(r), r_lo, w_error))
+    cos_r = b.add(w, cos_tail)
+    odd = b.int_cmp("ne", b.int_op("andi", q, b.int_const(1)), b.int_const(0))
+    value = b.select(odd, cos_r, sin_r)
+    width = int(b.elem[1:])
+    flip = b.int_op("shli", b.int_op("andi", q, b.int_const(2)), b.int_const(width - 2))
+    if not cosine:  # sin is odd
+        flip = b.int_op("xori", flip, b.int_op("andi", b.to_bits(x), _sign_bit(b)))
+    value = b.max(b.min(value, b.const(1.0)), b.const(-1.0))  # only acts past the accurate range
+    return b.from_bits(b.int_op("xori", b.to_bits(value), flip))
+
+
+def sin(b: Builder, x: str) -> str:
+    """sin(x): Cody-Waite reduction by pi/2 in three pieces, then a minimax polynomial on [-pi/4, pi/4].
+
+    Within 1 ulp (see README) for |x| <= 2**20 (f32) / 2**47 (f64). Beyond, k = round(|x|*2/pi) is no
+    longer the nearest integer, so r leaves [-pi/4, pi/4]: the error grows (a few ulp by 2**21 / 2**49) and
+    past about 2**22 (f32) / 2**52 (f64) no bit of r is right and the result is an arbitrary value in
+    [-1, 1] (no Payne-Hanek reduction); it is never inf or NaN. sin(+-inf), sin(NaN) are NaN; sin(-0) = -0."""
+    return _sin_cos(b, x, cosine=False)
+
+
+def cos(b: Builder, x: str) -> str:
+    """cos(x), as `sin` (same reduction, same range of accuracy)."""
+    return _sin_cos(b, x, cosine=True)
+
+
+def _atan_first_quadrant(b: Builder, ay: str, ax: str, x_negative: str | None) -> str:
+    """atan(ay/ax) for ay, ax >= 0 (pi - that if `x_negative`), reduced to t = num/den, |t| <= tan(pi/8):
+    ay/ax < tan(pi/8): atan(ay/ax); up to tan(3pi/8): pi/4 + atan((ay-ax)/(ay+ax)); else pi/2 - atan(ax/ay).
+    The rounding errors of num, den and the division are carried to first order in t_lo."""
+    trig = _TRIG[b.elem]
+    infinity = b.const(math.inf)
+    both_inf = b.mask_op("andi", b.cmp("oeq", ay, infinity), b.cmp("oeq", ax, infinity))
+    big = b.cmp("ogt", ay, b.mul(ax, b.const(2.414213562373095)))
+    mid = b.mask_op("ori", b.cmp("ogt", ay, b.mul(ax, b.const(0.41421356237309503))), both_inf)
+    difference, difference_error = _two_sum(b, ay, b.neg(ax))
+    total, total_error = _two_sum(b, ay, ax)
+    zero = b.const(0.0)
+    num = b.select(big, b.neg(ax), b.select(mid, difference, ay))
+    den = b.select(big, ay, b.select(mid, total, ax))
+    num_error = b.select(big, zero, b.select(mid, difference_error, zero))
+    den_error = b.select(big, zero, b.select(mid, total_error, zero))
+    num = b.select(both_inf, zero, num)  # atan2(+-inf, +-inf): pi/4 or 3pi/4
+    den = b.select(b.cmp("oeq", den, zero), b.const(1.0), den)  # atan2(+-0, +-0)
+    den = b.select(both_inf, b.const(1.0), den)
+    t = b.div(num, den)
+    # (num + num_error)/(den + den_error) - t ~ (num - t*den + num_error - t*den_error)/den
+    residual = b.add(b.fma(b.neg(t), den, num), b.fma(b.neg(t), den_error, num_error))
+    residual = b.select(b.cmp("uno", residual, residual), zero, residual)  # den = inf (then t = 0)
+    t_lo = b.div(residual, den)
+    z = b.mul(t, t)
+    p_lo = b.fma(b.mul(t, z), b.horner(z, list(trig.atan)), t_lo)
+
+    def pick(values: tuple[float, float, float]) -> str:
+        return b.select(big, b.const(values[0]), b.select(mid, b.const(values[1]), b.const(values[2])))
+
+    base_hi = pick((trig.pio2[0], trig.pio4[0], 0.0))
+    base_lo = pick((trig.pio2[1], trig.pio4[1], 0.0))
+    if x_negative is not None:  # pi - base - p
+        base_hi = b.select(x_negative, pick((trig.pio2[0], trig.three_pio4[0], trig.pi[0])), base_hi)
+        base_lo = b.select(x_negative, pick((trig.pio2[1], trig.three_pio4[1], trig.pi[1])), base_lo)
+        t = b.select(x_negative, b.neg(t), t)
+        p_lo = b.select(x_negative, b.neg(p_lo), p_lo)
+    # base_hi + t + (base_lo + p_lo), the first sum split exactly so that only one rounding remains
+    high, high_error = _two_sum(b, base_hi, t)
+    return b.add(high, b.add(high_error, b.add(base_lo, p_lo)))
+
+
+def atan(b: Builder, x: str) -> str:
+    """atan(x) = sign(x) * atan(|x|), reduced to |t| <= tan(pi/8) and a minimax polynomial in t*t.
+    atan(+-inf) = +-pi/2 (rounded), atan(-0) = -0, atan(NaN) = NaN."""
+    magnitude = _atan_first_quadrant(b, b.math("absf", x), b.const(1.0), None)
+    return b.math_binary("copysign", magnitude, x)
+
+
+def atan2(b: Builder, y: str, x: str) -> str:
+    """atan2(y, x) in (-pi, pi], with C99's special values (signed zeros, infinities); NaN if y or x is."""
+    fmt = _FORMATS[b.elem]
+    ay, ax = b.math("absf", y), b.math("absf", x)
+    # Scale both by a power of two (exact) to keep ay + ax finite, and ax*tan(pi/8) and the division's
+    # residual out of the subnormal range. A value that loses bits in this is so much smaller than the other
+    # that it cannot change the result.
+    larger = b.max(ay, ax)
+    up = 2.0 ** (2 * fmt.mantissa_bits + 2)
+    scale = b.select(b.cmp("olt", larger, b.const(2.0 ** (1 - fmt.bias) * up)), b.const(up), b.const(1.0))
+    scale = b.select(b.cmp("ogt", larger, b.const(2.0 ** (fmt.bias - 1))), b.const(0.25), scale)
+    ay, ax = b.mul(ay, scale), b.mul(ax, scale)
+    x_negative = b.int_cmp("ne", b.int_op("andi", b.to_bits(x), _sign_bit(b)), b.int_const(0))
+    magnitude = _atan_first_quadrant(b, ay, ax, x_negative)
+    result = b.math_binary("copysign", magnitude, y)
+    return b.select(b.cmp("uno", y, x), b.add(y, x), result)
+
+
+def _asin_kernel(b: Builder, x: str) -> tuple[str, str, str, str]:
+    """Shared by asin and acos. |x| <= 1/2: s = |x|, z = x*x; else z = (1-|x|)/2 (exact), s = sqrt(z).
+    Returns (big, s, s_error, tail) with asin(s) ~ s + (s_error + tail), tail = s*z*P(z); s_error is
+    the rounding error of the square root (0 for |x| <= 1/2)."""
+    trig = _TRIG[b.elem]
+    fmt = _FORMATS[b.elem]
+    ax = b.math("absf", x)
+    big = b.cmp("ogt", ax, b.const(0.5))
+    half_gap = b.mul(b.sub(b.const(1.0), ax), b.const(0.5))  # < 0 (so NaN below) for |x| > 1
+    z = b.select(big, half_gap, b.mul(x, x))
+    s = b.select(big, b.math("sqrt", half_gap), ax)
+    residual = b.select(big, b.fma(b.neg(s), s, z), b.const(0.0))  # z - s*s, exactly
+    smallest_normal = 2.0 ** (1 - fmt.bias)
+    s_error = b.div(residual, b.max(b.add(s, s), b.const(smallest_normal)))  # s = 0 only if |x| is 0 or 1
+    tail = b.mul(b.mul(s, z), b.horner(z, list(trig.asin)))
+    return big, s, s_error, tail
+
+
+def asin(b: Builder, x: str) -> str:
+    """asin(x) for |x| <= 1 (NaN outside): |x| <= 1/2: the polynomial; else pi/2 - 2*asin(sqrt((1-|x|)/2))."""
+    trig = _TRIG[b.elem]
+    big, s, s_error, tail = _asin_kernel(b, x)
+    small = b.add(s, tail)  # s_error is 0 here
+    # pi/2 - 2*(s + s_error + tail), pio2_hi - 2s split exactly (|2s| <= 1 < pio2_hi)
+    high, high_error = _fast_two_sum(b, b.const(trig.pio2[0]), b.neg(b.add(s, s)))
+    low = b.sub(b.add(high_error, b.const(trig.pio2[1])), b.mul(b.add(s_error, tail), b.const(2.0)))
+    return b.math_binary("copysign", b.select(big, b.add(high, low), small), x)
+
+
+def acos(b: Builder, x: str) -> str:
+    """acos(x) for |x| <= 1 (NaN outside): |x| <= 1/2: pi/2 - asin(x); x > 1/2: 2*asin(sqrt((1-x)/2));
+    x < -1/2: pi - 2*asin(sqrt((1+x)/2))."""
+    trig = _TRIG[b.elem]
+    big, s, s_error, tail = _asin_kernel(b, x)
+    negative = b.cmp("olt", x, b.const(0.0))
+    # |x| <= 1/2: pio2_hi - x + (pio2_lo - sign(x)*tail), pio2_hi - x split exactly
+    high, high_error = _fast_two_sum(b, b.const(trig.pio2[0]), b.neg(x))
+    low = b.sub(b.add(high_error, b.const(trig.pio2[1])), b.math_binary("copysign", tail, x))
+    middle = b.add(high, low)
+    correction = b.add(s_error, tail)
+    positive_big = b.mul(b.add(s, correction), b.const(2.0))
+    high, high_error = _fast_two_sum(b, b.const(trig.pi[0]), b.neg(b.add(s, s)))
+    low = b.sub(b.add(high_error, b.const(trig.pi[1])), b.mul(correction, b.const(2.0)))
+    negative_big = b.add(high, low)
+    return b.select(big, b.select(negative, negative_big, positive_big), middle)

@@ -7,8 +7,9 @@ import functools
 
 @functools.cache
 def keir_context():
-    from keir.dialect import load_dialect
     from mlir import ir
+
+    from keir.dialect import load_dialect
 
     context = ir.Context()
     with context:

@@ -86,6 +86,14 @@ class Builder:
     def math(self, op: str, a: str) -> str:
         return self.emit(f"math.{op} {a} : {self.type}")
 
+    def math_binary(self, op: str, a: str, b: str) -> str:
+        """A two-operand math op, e.g. copysign, atan2, powf."""
+        return self.emit(f"math.{op} {a}, {b} : {self.type}")
+
+    def mask_op(self, op: str, a: str, b: str) -> str:
+        """andi / ori / xori of two masks (results of cmp)."""
+        return self.emit(f"arith.{op} {a}, {b} : {self.mask_type}", "m")
+
     def min(self, a: str, b: str) -> str:
         return self.binary("minimumf", a, b)
 

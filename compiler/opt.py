@@ -24,8 +24,14 @@ def _lower_cpu(kernels: list[Kernel]) -> str:
     return "module {\n" + "\n".join(lower_cpu(k).func_text for k in kernels) + "\n}\n"
 
 
+def _lower_gpu(kernels: list[Kernel]) -> str:
+    from keir.compiler.lower_gpu import gpu_module_text, lower_gpu
+
+    return gpu_module_text([lower_gpu(k) for k in kernels])
+
+
 # Lowerings leave the keir dialect, so they end a pipeline.
-LOWERINGS: dict[str, Callable[[list[Kernel]], str]] = {"keir-lower-cpu": _lower_cpu}
+LOWERINGS: dict[str, Callable[[list[Kernel]], str]] = {"keir-lower-cpu": _lower_cpu, "keir-lower-gpu": _lower_gpu}
 
 
 def _parse_pipeline(text: str) -> list[str]:
@@ -81,8 +87,9 @@ def _process(text: str, names: list[str], print_after_all: bool) -> str:
 
 def _verified(text: str) -> str:
     """Parse (and so verify) lowered IR with MLIR and print it in MLIR's own form."""
-    from keir.compiler.mlir_context import keir_context
     from mlir import ir
+
+    from keir.compiler.mlir_context import keir_context
 
     with keir_context():
         return str(ir.Module.parse(text))
@@ -103,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             for diagnostic in err.diagnostics:
                 sys.stderr.write(diagnostic.format(filename, line_offset) + "\n")
+        except ValueError as err:  # a pass refused the input (e.g. a gradient of a non-differentiable op)
+            failed = True
+            sys.stderr.write(f"{filename}: error: {err}\n")
         line_offset += chunk.count("\n")
     text = "// -----\n".join(outputs)
     if args.output == "-":

@@ -5,6 +5,8 @@
     "loops" lowered to scf/arith/math/vector/memref
     "llvm"  LLVM IR (before LLVM's own optimisation)
     object code: native, for the host CPU
+    "gpu"   lowered to a gpu.module (one thread per output row, j-tiles in workgroup memory)
+    "ptx"   PTX for options.target when it is "sm_XX", else sm_80
 
 MLIR is imported by the stages that need it, never by `import keir`.
 """
@@ -20,8 +22,8 @@ from keir.compiler.kernel import Kernel
 from keir.compiler.lower_cpu import LoopKernel, kernel_operands, lower_cpu
 from keir.compiler.passes import run_pipeline
 
-STAGES = ("keir", "opt", "loops", "llvm")
-DEFAULT_PASSES: tuple[str, ...] = ("keir-cse",)
+STAGES = ("keir", "opt", "loops", "llvm", "gpu", "ptx")
+DEFAULT_PASSES: tuple[str, ...] = ("keir-differentiate", "keir-cse")
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,22 @@ class Compilation:
         from keir.compiler.codegen import loops_to_llvm_ir
 
         return loops_to_llvm_ir(self.loops)
+
+    @functools.cached_property
+    def gpu_kernel(self):
+        from keir.compiler.lower_gpu import lower_gpu
+
+        return lower_gpu(self.optimized, kernel_operands(self.kernel.result))
+
+    @property
+    def gpu(self) -> str:
+        return self.gpu_kernel.text
+
+    @functools.cached_property
+    def ptx(self) -> str:
+        from keir.compiler.codegen_gpu import gpu_to_ptx
+
+        return gpu_to_ptx(self.gpu, self.options.target if self.options.target.startswith("sm_") else "sm_80")
 
     def object_code(self) -> bytes:
         from keir.compiler.codegen import llvm_ir_to_object

@@ -135,6 +135,165 @@ irdl.dialect @keir {
     irdl.operands(x: %a0, y: %a1)
     irdl.results(r: %r)
   }
+  irdl.operation @sin {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @cos {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @asin {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @acos {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @atan {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @atan2 {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0, y: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @sign {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @step {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @relu {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @floor {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @round {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    %digits = irdl.base "#builtin.integer"
+    irdl.attributes {"digits" = %digits}
+    irdl.results(r: %v)
+  }
+  irdl.operation @xlogx {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @sinxdivx {
+    %v = irdl.base "!builtin.vector"
+    irdl.operands(x: %v)
+    irdl.results(r: %v)
+  }
+  irdl.operation @lt {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0, y: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @le {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0, y: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @gt {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0, y: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @ge {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0, y: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @eq {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0, y: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @ne {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0, y: %a1)
+    irdl.results(r: %r)
+  }
+  irdl.operation @clamp {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %a2 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0, y: %a1, z: %a2)
+    irdl.results(r: %r)
+  }
+  irdl.operation @ifelse {
+    %a0 = irdl.base "!builtin.vector"
+    %a1 = irdl.base "!builtin.vector"
+    %a2 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0, y: %a1, z: %a2)
+    irdl.results(r: %r)
+  }
+  irdl.operation @min {
+    %a0 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0)
+    irdl.results(r: %r)
+  }
+  irdl.operation @max {
+    %a0 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0)
+    irdl.results(r: %r)
+  }
+  irdl.operation @argmin {
+    %a0 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0)
+    irdl.results(r: %r)
+  }
+  irdl.operation @argmax {
+    %a0 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0)
+    irdl.results(r: %r)
+  }
+  irdl.operation @one_hot {
+    %a0 = irdl.base "!builtin.vector"
+    %r = irdl.base "!builtin.vector"
+    irdl.operands(x: %a0)
+    %dim = irdl.base "#builtin.integer"
+    irdl.attributes {"dim" = %dim}
+    irdl.results(r: %r)
+  }
   irdl.operation @grad {
     %a0 = irdl.base "!builtin.vector"
     %a1 = irdl.base "!builtin.vector"

@@ -9,7 +9,6 @@ and `keir.compiler.importer` convert between them.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
 from keir.dialect.ops import CATEGORIES, OPS, DimensionError
@@ -39,8 +38,11 @@ class Node:
         if len(args) != spec.arity:
             raise ValueError(f"keir.{op} takes {spec.arity} operand(s), got {len(args)}")
         attr_map = dict(attrs)
-        if set(attr_map) != set(spec.attrs):
-            raise ValueError(f"keir.{op} needs attributes {sorted(spec.attrs)}, got {sorted(attr_map)}")
+        if not set(spec.attrs) <= set(attr_map) <= set(spec.attrs) | set(spec.optional_attrs):
+            raise ValueError(
+                f"keir.{op} needs attributes {sorted(spec.attrs)} (optional: {sorted(spec.optional_attrs)}), "
+                f"got {sorted(attr_map)}"
+            )
         dim = spec.result_dim(tuple(a.dim for a in args), attr_map)
         node = object.__new__(cls)
         node.op, node.args, node.attrs, node.dim = op, args, attrs, dim
@@ -121,8 +123,14 @@ def substitute(root: Node, mapping: dict[Node, Node]) -> Node:
     return memo[root]
 
 
-def walk(root: Node) -> Iterator[Node]:
-    yield from topological(root)
+def swap_i_j(root: Node) -> Node:
+    """The same formula with its i and j variables exchanged (the transposed kernel matrix)."""
+    swap = {"i": "j", "j": "i", "p": "p"}
+    mapping = {}
+    for v in variables(root):
+        attrs = {**dict(v.attrs), "category": swap[v.attr("category")]}
+        mapping[v] = Node("var", (), tuple(sorted(attrs.items())))
+    return substitute(root, mapping)
 
 
-__all__ = ["Node", "DimensionError", "make", "var", "constant", "topological", "variables", "substitute"]
+__all__ = ["Node", "DimensionError", "make", "var", "constant", "topological", "variables", "substitute", "swap_i_j"]

@@ -15,6 +15,7 @@ from keir.compiler.kernel import DTYPES, Kernel
 from keir.compiler.lower_cpu import kernel_operands
 from keir.compiler.pipeline import Compilation, CompileOptions, cache_key
 from keir.dialect.node import Node
+from keir.dialect.ops import reduction_output_widths
 from keir.runtime import cache
 from keir.runtime.cpu import CpuKernel
 
@@ -56,4 +57,5 @@ def _load_or_compile(root: Node, dtype: np.dtype, options: CompileOptions) -> Cp
         compiled = Compilation(Kernel(symbol, root, elem), options)
         object_code = compiled.object_code()
         cache.store(key, object_code)
-    return CpuKernel(load_symbol(object_code, symbol), kernel_operands(root), root.dim, root.attr("axis"), dtype)
+    floats, indices = reduction_output_widths(root.attr("kind"), root.args[0].dim, dict(root.attrs).get("k", 1))
+    return CpuKernel(load_symbol(object_code, symbol), kernel_operands(root), floats, indices, root.attr("axis"), dtype)

@@ -7,16 +7,43 @@ Nothing is computed until a reduction (`.sum(axis=...)`, `@`).
 
 from __future__ import annotations
 
+import functools
+import math
 import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
-from keir.dialect.node import Node, constant, make, substitute, var, variables
+from keir.dialect.node import Node, constant, make, substitute, swap_i_j, var
 from keir.dialect.ops import DimensionError
+from keir.formula_parser import format_formula
 
 SUPPORTED_DTYPES = ("float32", "float64")
+
+
+def _pykeops_variable(x: Any, shape: tuple[int, ...]) -> tuple[str | None, Any]:
+    """(category, array without its singleton axis): i-variables become (*batch, M, D), j-variables
+    (*batch, N, D), parameters (*batch, D)."""
+    rows, cols = shape[-3], shape[-2]
+    if cols == 1 and rows != 1:
+        return "i", x[..., :, 0, :]
+    if rows == 1 and cols != 1:
+        return "j", x[..., 0, :, :]
+    if rows == 1 and cols == 1:
+        return "p", x[..., 0, 0, :]
+    return None, x
+
+
+def _concat_all(parts: list[LazyTensor]) -> LazyTensor:
+    return functools.reduce(lambda a, b: a.concat(b), parts)
+
+
+def _positive(k: Any) -> int:
+    if not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"K must be a positive integer, got {k!r}")
+    return int(k)
+_NUMPY_DTYPE_NAMES = {np.dtype(name): name for name in SUPPORTED_DTYPES}  # dtype.name is slow (µs)
 
 
 class ArrayAdapter:
@@ -28,7 +55,7 @@ class ArrayAdapter:
         return isinstance(obj, np.ndarray)
 
     def dtype_name(self, array: Any) -> str:
-        return np.dtype(array.dtype).name
+        return _NUMPY_DTYPE_NAMES.get(array.dtype) or np.dtype(array.dtype).name
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return array
@@ -65,16 +92,16 @@ class LazyTensor:
                     f"{'Vi' if axis == 0 else 'Vj'} needs a 2D array of shape (rows, dim), got shape {shape}"
                 )
             category, array = ("i" if axis == 0 else "j"), x
-        elif len(shape) == 3 and shape[1] == 1 and shape[0] != 1:
-            category, array = "i", x[:, 0, :]
-        elif len(shape) == 3 and shape[0] == 1 and shape[1] != 1:
-            category, array = "j", x[0, :, :]
         elif len(shape) == 1:
             category, array = "p", x
+        elif len(shape) >= 3:  # pykeops shapes, with optional batch dimensions in front
+            category, array = _pykeops_variable(x, shape)
         else:
+            category = None
+        if category is None:
             raise ValueError(
-                "LazyTensor needs an array of shape (M, 1, D) (an i-variable), (1, N, D) (a j-variable) or "
-                f"(D,) (a parameter); got shape {shape}"
+                "LazyTensor needs an array of shape (..., M, 1, D) (an i-variable), (..., 1, N, D) (a j-variable), "
+                f"(..., 1, 1, D) or (D,) (a parameter), where ... are batch dimensions; got shape {shape}"
             )
         dtype = self.adapter.dtype_name(array)
         if dtype not in SUPPORTED_DTYPES:
@@ -110,25 +137,33 @@ class LazyTensor:
         raise TypeError(f"cannot combine a LazyTensor with {type(other).__name__}")
 
     def _combine(self, other: Any, build: Callable[[Node, Node], Node]) -> LazyTensor:
-        other = self._lift(other)
-        if self.dtype and other.dtype and self.dtype != other.dtype:
-            raise TypeError(f"mixed dtypes in one formula: {self.dtype} and {other.dtype}")
+        return self._combine_many([other], build)
+
+    def _combine_many(self, others: list[Any], build: Callable[..., Node]) -> LazyTensor:
+        """build(self.node, *other nodes), with the variable lists merged (an array used by several operands
+        under the same category is one variable) and the others' variables renumbered to match."""
+        others = [self._lift(other) for other in others]
         arrays, categories = list(self.arrays), list(self.categories)
-        renumber: dict[Node, Node] = {}
-        for k, (array, category) in enumerate(zip(other.arrays, other.categories)):
-            for position, (mine, my_category) in enumerate(zip(arrays, categories)):
-                if mine is array and my_category == category:
-                    break
-            else:
-                position = len(arrays)
-                arrays.append(array)
-                categories.append(category)
-            if position != k:
-                leaf = [v for v in variables(other.node) if v.attr("index") == k][0]
-                renumber[leaf] = var(position, category, leaf.dim)
-        other_node = substitute(other.node, renumber) if renumber else other.node
-        node = build(self.node, other_node)
-        return self._new(node, tuple(arrays), tuple(categories), self.dtype or other.dtype)
+        dtype = self.dtype
+        nodes = [self.node]
+        for other in others:
+            if dtype and other.dtype and dtype != other.dtype:
+                raise TypeError(f"mixed dtypes in one formula: {dtype} and {other.dtype}")
+            dtype = dtype or other.dtype
+            renumber: dict[Node, Node] = {}
+            for k, (array, category) in enumerate(zip(other.arrays, other.categories)):
+                for position, (mine, my_category) in enumerate(zip(arrays, categories)):  # noqa: B007
+                    if mine is array and my_category == category:
+                        break
+                else:
+                    position = len(arrays)
+                    arrays.append(array)
+                    categories.append(category)
+                if position != k:
+                    dim = 1 if isinstance(array, float) else array.shape[-1]
+                    renumber[var(k, category, dim)] = var(position, category, dim)
+            nodes.append(substitute(other.node, renumber) if renumber else other.node)
+        return self._new(build(*nodes), tuple(arrays), tuple(categories), dtype)
 
     def _unary(self, op: str, **attrs: Any) -> LazyTensor:
         return self._new(make(op, self.node, **attrs), self.arrays, self.categories, self.dtype)
@@ -201,6 +236,198 @@ class LazyTensor:
     def sqnorm2(self) -> LazyTensor:
         return self._unary("sqnorm2")
 
+    # elementwise functions (issue 7's op set) -----------------------------------------------------------
+    def sin(self) -> LazyTensor:
+        return self._unary("sin")
+
+    def cos(self) -> LazyTensor:
+        return self._unary("cos")
+
+    def asin(self) -> LazyTensor:
+        return self._unary("asin")
+
+    def acos(self) -> LazyTensor:
+        return self._unary("acos")
+
+    def atan(self) -> LazyTensor:
+        return self._unary("atan")
+
+    def atan2(self, other: Any) -> LazyTensor:
+        """atan2(self, other): the angle of the point (other, self)."""
+        return self._binary("atan2", other)
+
+    def sign(self) -> LazyTensor:
+        return self._unary("sign")
+
+    def step(self) -> LazyTensor:
+        return self._unary("step")
+
+    def relu(self) -> LazyTensor:
+        return self._unary("relu")
+
+    def floor(self) -> LazyTensor:
+        return self._unary("floor")
+
+    def round(self, decimals: int = 0) -> LazyTensor:
+        return self._unary("round", digits=int(decimals))
+
+    def xlogx(self) -> LazyTensor:
+        return self._unary("xlogx")
+
+    def sinxdivx(self) -> LazyTensor:
+        return self._unary("sinxdivx")
+
+    def sinc(self) -> LazyTensor:
+        """sin(pi x) / (pi x), 1 at 0."""
+        return (math.pi * self).sinxdivx()
+
+    def inv(self) -> LazyTensor:
+        return 1.0 / self
+
+    def power(self, exponent: Any) -> LazyTensor:
+        return self**exponent
+
+    pow = power
+
+    def powf(self, exponent: Any) -> LazyTensor:
+        """self ** exponent for a positive base and any (LazyTensor or number) exponent: exp(exponent log self)."""
+        return (self._lift(exponent) * self.log()).exp()
+
+    def clamp(self, low: Any, high: Any) -> LazyTensor:
+        return self._ternary("clamp", low, high)
+
+    clampint = clamp
+
+    def ifelse(self, if_nonnegative: Any, otherwise: Any) -> LazyTensor:
+        """if_nonnegative where self >= 0, otherwise elsewhere."""
+        return self._ternary("ifelse", if_nonnegative, otherwise)
+
+    def mod(self, modulus: Any, offset: Any = 0) -> LazyTensor:
+        """self - modulus * floor((self - offset) / modulus): values in [offset, offset + modulus)."""
+        return self - modulus * ((self - offset) / modulus).floor()
+
+    def one_hot(self, dim: int) -> LazyTensor:
+        return self._unary("one_hot", dim=int(dim))
+
+    def __lt__(self, other: Any) -> LazyTensor:
+        return self._binary("lt", other)
+
+    def __le__(self, other: Any) -> LazyTensor:
+        return self._binary("le", other)
+
+    def __gt__(self, other: Any) -> LazyTensor:
+        return self._binary("gt", other)
+
+    def __ge__(self, other: Any) -> LazyTensor:
+        return self._binary("ge", other)
+
+    def __eq__(self, other: Any) -> LazyTensor:  # type: ignore[override]  # elementwise, as in pykeops
+        return self._binary("eq", other)
+
+    def __ne__(self, other: Any) -> LazyTensor:  # type: ignore[override]
+        return self._binary("ne", other)
+
+    __hash__ = object.__hash__
+
+    # norms and small linear algebra, built from the ops above --------------------------------------------
+    def norm2(self) -> LazyTensor:
+        return self.sqnorm2().sqrt()
+
+    def norm(self, dim: int = -1) -> LazyTensor:
+        if dim not in (-1, 2):
+            raise ValueError(f"norm reduces the vector dimension (dim=-1 or 2), got dim={dim}")
+        return self.norm2()
+
+    def normalize(self) -> LazyTensor:
+        return self * self.sqnorm2().rsqrt()
+
+    def weightedsqnorm(self, weight: Any) -> LazyTensor:
+        """|self|^2 weighted by s: s of dimension 1 (s |x|^2), D (sum s_k x_k^2) or D*D (x^T S x)."""
+        weight = self._lift(weight)
+        d, w = self.node.dim, weight.node.dim
+        if w in (1, d):
+            return (weight * self.square()).sum() if w == d else weight * self.sqnorm2()
+        if w == d * d:
+            return self | weight.matvecmult(self)
+        raise DimensionError(f"weightedsqnorm: the weight has dimension {w}; expected 1, {d} or {d * d}")
+
+    def weightedsqdist(self, other: Any, weight: Any) -> LazyTensor:
+        return (self - other).weightedsqnorm(weight)
+
+    def matvecmult(self, vector: Any) -> LazyTensor:
+        """self is an n x m matrix (row-major, dimension n*m), vector has dimension m: the product, of dimension n."""
+        vector = self._lift(vector)
+        m = vector.node.dim
+        if self.node.dim % m:
+            raise DimensionError(f"matvecmult: a matrix of dimension {self.node.dim} cannot multiply a vector of {m}")
+        rows = [self.extract(r * m, m) | vector for r in range(self.node.dim // m)]
+        return _concat_all(rows)
+
+    def vecmatmult(self, matrix: Any) -> LazyTensor:
+        """self has dimension n, matrix is n x m (row-major): self^T matrix, of dimension m."""
+        matrix = self._lift(matrix)
+        n = self.node.dim
+        if matrix.node.dim % n:
+            raise DimensionError(f"vecmatmult: a vector of dimension {n} cannot multiply a matrix of {matrix.node.dim}")
+        m = matrix.node.dim // n
+        terms = [self.elem(r) * matrix.extract(r * m, m) for r in range(n)]
+        return functools.reduce(lambda a, b: a + b, terms)
+
+    def tensorprod(self, other: Any) -> LazyTensor:
+        """The outer product, row-major: dimension n*m."""
+        other = self._lift(other)
+        return _concat_all([self.elem(r) * other for r in range(self.node.dim)])
+
+    def keops_tensordot(self, other: Any, dimfa: tuple, dimfb: tuple, contfa: tuple, contfb: tuple,
+                        *args: Any) -> LazyTensor:
+        """numpy.tensordot of self (a tensor of shape dimfa, row-major) and other (shape dimfb) over the axes
+        contfa of self and contfb of other."""
+        other = self._lift(other)
+        dimfa, dimfb, contfa, contfb = (tuple(int(v) for v in t) for t in (dimfa, dimfb, contfa, contfb))
+        if int(np.prod(dimfa)) != self.node.dim or int(np.prod(dimfb)) != other.node.dim:
+            raise DimensionError(f"keops_tensordot: shapes {dimfa} and {dimfb} do not match dimensions "
+                                 f"{self.node.dim} and {other.node.dim}")
+        if [dimfa[k] for k in contfa] != [dimfb[k] for k in contfb]:
+            raise DimensionError(f"keops_tensordot: contracted axes {contfa} of {dimfa} and {contfb} of {dimfb} differ")
+        keep_a = [k for k in range(len(dimfa)) if k not in contfa]
+        keep_b = [k for k in range(len(dimfb)) if k not in contfb]
+        contracted = [dimfa[k] for k in contfa]
+        outputs = []
+        for out_index in np.ndindex(*[dimfa[k] for k in keep_a], *[dimfb[k] for k in keep_b]):
+            terms = []
+            for c_index in np.ndindex(*contracted):
+                ia, ib = [0] * len(dimfa), [0] * len(dimfb)
+                for k, v in zip(keep_a, out_index[: len(keep_a)]):
+                    ia[k] = v
+                for k, v in zip(keep_b, out_index[len(keep_a) :]):
+                    ib[k] = v
+                for ka, kb, v in zip(contfa, contfb, c_index):
+                    ia[ka], ib[kb] = v, v
+                flat_a = int(np.ravel_multi_index(ia, dimfa)) if dimfa else 0
+                flat_b = int(np.ravel_multi_index(ib, dimfb)) if dimfb else 0
+                terms.append(self.elem(flat_a) * other.elem(flat_b))
+            outputs.append(functools.reduce(lambda a, b: a + b, terms))
+        return _concat_all(outputs)
+
+    def keops_kron(self, other: Any, dimfa: tuple, dimfb: tuple) -> LazyTensor:
+        """The Kronecker product of self (a tensor of shape dimfa) and other (shape dimfb)."""
+        other = self._lift(other)
+        dimfa, dimfb = tuple(int(v) for v in dimfa), tuple(int(v) for v in dimfb)
+        if len(dimfa) != len(dimfb) or int(np.prod(dimfa)) != self.node.dim or int(np.prod(dimfb)) != other.node.dim:
+            raise DimensionError(f"keops_kron: shapes {dimfa} and {dimfb} do not match dimensions "
+                                 f"{self.node.dim} and {other.node.dim}")
+        shape = tuple(a * b for a, b in zip(dimfa, dimfb))
+        outputs = []
+        for index in np.ndindex(*shape):
+            ia = [v // b for v, b in zip(index, dimfb)]
+            ib = [v % b for v, b in zip(index, dimfb)]
+            outputs.append(self.elem(int(np.ravel_multi_index(ia, dimfa))) *
+                           other.elem(int(np.ravel_multi_index(ib, dimfb))))
+        return _concat_all(outputs)
+
+    def _ternary(self, op: str, second: Any, third: Any) -> LazyTensor:
+        return self._combine_many([second, third], lambda a, b, c: make(op, a, b, c))
+
     def sqdist(self, other: Any) -> LazyTensor:
         return self._binary("sqdist", other)
 
@@ -230,9 +457,58 @@ class LazyTensor:
             return self.extract(start, stop - start)
         raise TypeError(f"LazyTensor indices are integers or slices, got {type(key).__name__}")
 
+    def grad(self, other: LazyTensor, e: Any) -> LazyTensor:
+        """The gradient of this formula with respect to the variable `other` (a Vi, Vj or Pm), contracted
+        with `e` (a LazyTensor of this formula's dimension): e . d self / d other, of other's dimension.
+        Symbolic (a keir.grad op, expanded by the keir-differentiate pass), so it can be reduced or
+        differentiated again."""
+        if not isinstance(other, LazyTensor) or other.node.op != "var":
+            raise TypeError("LazyTensor.grad differentiates with respect to a variable (Vi, Vj or Pm)")
+        renumbered: list[Node] = []
+
+        def keep(formula: Node, variable: Node) -> Node:
+            renumbered.append(variable)
+            return formula
+
+        with_other = self._combine(other, keep)
+        return with_other._combine(e, lambda formula, e_node: make("grad", formula, renumbered[0], e_node))
+
     @property
     def ndim(self) -> int:
+        """The formula's vector dimension D (pykeops' ndim)."""
         return self.node.dim
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """The broadcast batch dimensions of the variables (() without batch dimensions)."""
+        shapes = [tuple(a.shape[: -1 if c == "p" else -2]) for a, c in zip(self.arrays, self.categories)
+                  if not isinstance(a, float)]
+        try:
+            return tuple(np.broadcast_shapes(*shapes))
+        except ValueError:
+            raise ValueError(f"the batch dimensions of the variables do not broadcast: {shapes}") from None
+
+    @property
+    def nbatchdims(self) -> int:
+        return len(self.batch_shape)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(*batch, M, N, D): the virtual tensor's shape; M (N) is 1 without i (j) variables."""
+        rows = {c: a.shape[-2] for a, c in zip(self.arrays, self.categories) if c in ("i", "j")}
+        return (*self.batch_shape, rows.get("i", 1), rows.get("j", 1), self.node.dim)
+
+    def t(self) -> LazyTensor:
+        """The transposed kernel matrix: i and j variables exchanged."""
+        swapped = tuple({"i": "j", "j": "i"}.get(c, c) for c in self.categories)
+        return self._new(swap_i_j(self.node), self.arrays, swapped, self.dtype)
+
+    @property
+    def T(self) -> LazyTensor:  # noqa: N802 (pykeops' name)
+        return self.t()
+
+    def __str__(self) -> str:
+        return f"KeOps LazyTensor\n    formula: {format_formula(self.node)}\n    shape: {self.shape}"
 
     # reductions ---------------------------------------------------------------------------------------
     def sum(self, axis: int | None = None, dim: int | None = None, call: bool = True, **options: Any) -> Any:
@@ -245,6 +521,70 @@ class LazyTensor:
 
     def sum_reduction(self, axis: int = 1, call: bool = True, **options: Any) -> Any:
         return self._reduce("sum", axis, call, options)
+
+    def min(self, axis: int | None = None, dim: int | None = None, call: bool = True, **options: Any) -> Any:
+        """Without axis: the smallest component (a LazyTensor); with axis: the reduction."""
+        return self._vector_or_reduction("min", axis if dim is None else dim, call, options)
+
+    def max(self, axis: int | None = None, dim: int | None = None, call: bool = True, **options: Any) -> Any:
+        return self._vector_or_reduction("max", axis if dim is None else dim, call, options)
+
+    def argmin(self, axis: int | None = None, dim: int | None = None, call: bool = True, **options: Any) -> Any:
+        return self._vector_or_reduction("argmin", axis if dim is None else dim, call, options)
+
+    def argmax(self, axis: int | None = None, dim: int | None = None, call: bool = True, **options: Any) -> Any:
+        return self._vector_or_reduction("argmax", axis if dim is None else dim, call, options)
+
+    def min_argmin(self, axis: int = 1, dim: int | None = None, call: bool = True, **options: Any) -> Any:
+        """(values, int64 indices) of the minimum over i or j."""
+        return self._reduce("min_argmin", axis if dim is None else dim, call, options)
+
+    def max_argmax(self, axis: int = 1, dim: int | None = None, call: bool = True, **options: Any) -> Any:
+        return self._reduce("max_argmax", axis if dim is None else dim, call, options)
+
+    def Kmin(self, K: int, axis: int = 1, dim: int | None = None, call: bool = True, **options: Any) -> Any:  # noqa: N802,N803
+        """The K smallest values over i or j, sorted: shape (rows, K), or (rows, K, D) for a vector formula."""
+        return self._reduce("kmin", axis if dim is None else dim, call, {**options, "k": _positive(K)})
+
+    def argKmin(self, K: int, axis: int = 1, dim: int | None = None, call: bool = True, **options: Any) -> Any:  # noqa: N802,N803
+        """The int64 indices of the K smallest values (ties: smallest index first); -1 where N < K."""
+        return self._reduce("argkmin", axis if dim is None else dim, call, {**options, "k": _positive(K)})
+
+    def Kmin_argKmin(self, K: int, axis: int = 1, dim: int | None = None, call: bool = True, **options: Any) -> Any:  # noqa: N802,N803
+        return self._reduce("kmin_argkmin", axis if dim is None else dim, call, {**options, "k": _positive(K)})
+
+    def logsumexp(self, axis: int = 1, dim: int | None = None, weight: Any = None, call: bool = True,
+                  **options: Any) -> Any:
+        """log sum exp(f) over i or j, with an online maximum (never overflows); with `weight` g (a LazyTensor
+        or array indexed like the reduced variable): log sum exp(f) g."""
+        axis = axis if dim is None else dim
+        if weight is None:
+            return self._reduce("logsumexp", axis, call, options)
+        return self._weighted("logsumexp_weight", axis, weight, call, options)
+
+    def sumsoftmaxweight(self, weight: Any, axis: int = 1, dim: int | None = None, call: bool = True,
+                         **options: Any) -> Any:
+        """sum exp(f) g / sum exp(f) over i or j (a softmax-weighted sum), f scalar."""
+        return self._weighted("sumsoftmaxweight", axis if dim is None else dim, weight, call, options)
+
+    min_reduction = min
+    max_reduction = max
+    argmin_reduction = argmin
+    argmax_reduction = argmax
+    logsumexp_reduction = logsumexp
+    sumsoftmaxweight_reduction = sumsoftmaxweight
+
+    def _weighted(self, kind: str, axis: int, weight: Any, call: bool, options: dict[str, Any]) -> Any:
+        if self.node.dim != 1:
+            raise DimensionError(f"{kind} needs a scalar formula (dimension 1), got dimension {self.node.dim}")
+        if self.adapter.is_array(weight):
+            weight = type(self)(weight, axis=1 if axis % 2 == 1 else 0)
+        return self.concat(weight)._reduce(kind, axis, call, options)
+
+    def _vector_or_reduction(self, kind: str, axis: int | None, call: bool, options: dict[str, Any]) -> Any:
+        if axis is None:
+            return self._unary(kind)
+        return self._reduce(kind, axis, call, options)
 
     def __matmul__(self, other: Any) -> Any:
         """K @ b: the matrix-vector product sum_j K_ij b_j, b of shape (N,) or (N, D)."""
@@ -262,12 +602,20 @@ class LazyTensor:
         return out[:, 0] if from_vector else out
 
     def _reduce(self, kind: str, axis: int, call: bool, options: dict[str, Any]) -> Any:
-        from keir.reduction import Reduction
+        from keir.reduction import Reduction  # imported at the end of this module: it needs LazyTensor's module
 
-        if axis not in (0, 1, -1, -2):
-            raise ValueError(f"a reduction's axis is 0 (over i) or 1 (over j), got {axis}")
-        reduction = Reduction(self, kind, axis % 2, **options)
+        batch = self.nbatchdims if any(getattr(a, "ndim", 1) > 2 for a in self.arrays) else 0
+        index_axis = axis + 2 if axis < 0 else axis - batch  # pykeops counts batch dimensions in `axis`
+        if index_axis not in (0, 1):
+            raise ValueError(
+                f"a reduction's axis is {batch} (over i) or {batch + 1} (over j) (or -2, -1), got {axis}"
+            )
+        reduction = Reduction(self, kind, index_axis, **options)
         return reduction() if call else reduction
 
     def __repr__(self) -> str:
         return f"LazyTensor({self.node!r}, dim={self.node.dim})"
+
+
+# The runtime (and llvmlite) load with the API, so that a first call only loads its kernel.
+import keir.reduction  # noqa: E402,F401

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from keir import genred
 from keir.lazy import LazyTensor
 
-__all__ = ["LazyTensor", "Vi", "Vj", "Pm"]
+__all__ = ["LazyTensor", "Vi", "Vj", "Pm", "Genred", "generic_sum", "generic_logsumexp", "generic_argkmin"]
 
 
 def Vi(x: Any) -> LazyTensor:  # noqa: N802 (pykeops' name)
@@ -22,3 +23,11 @@ def Vj(x: Any) -> LazyTensor:  # noqa: N802
 def Pm(x: Any) -> LazyTensor:  # noqa: N802
     """A parameter: x has shape (D,), or is a Python number (a parameter of dimension 1)."""
     return LazyTensor.parameter(x)
+
+
+class Genred(genred.Genred):
+    __doc__ = genred.Genred.__doc__
+    lazy_class = LazyTensor
+
+
+generic_sum, generic_logsumexp, generic_argkmin = genred.make_generic(Genred)

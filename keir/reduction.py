@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 from keir import kernels
+from keir.compiler.passes import keir_differentiate
 from keir.compiler.pipeline import CompileOptions
-from keir.dialect.node import make
+from keir.dialect import algebra
+from keir.dialect.node import Node, make
 
 _LETTER = {"i": "Vi (i-indexed)", "j": "Vj (j-indexed)"}
 
@@ -16,12 +19,19 @@ _LETTER = {"i": "Vi (i-indexed)", "j": "Vj (j-indexed)"}
 class Reduction:
     """`Reduce_{axis} formula`, ready to run. Returned by `.sum(axis=..., call=False)`; call it to compute."""
 
-    def __init__(self, lazy: Any, kind: str, axis: int, threads: int | None = None):
+    def __init__(self, lazy: Any, kind: str, axis: int, threads: int | None = None, out: Any = None,
+                 backend: str = "auto", device_id: int = -1, **reduce_attrs: Any):
+        """reduce_attrs: `k` (the K-min family), `sum_scheme`, `dtype_acc` — see keir.dialect.ops.
+        out: an array to write the result into. backend: "auto" or "CPU"."""
+        if backend not in ("auto", "CPU", "GPU"):
+            raise ValueError(f"backend must be 'auto', 'CPU' or 'GPU', got {backend!r}")
+        self.backend, self.device_id = backend, device_id
         self.lazy = lazy
         self.adapter = lazy.adapter
         self.axis = axis
         self.threads = threads
-        self.root = make("reduce", lazy.node, kind=kind, axis=axis)
+        self.out = out
+        self.root = make("reduce", lazy.node, kind=kind, axis=axis, **reduce_attrs)
         self.dtype = np.dtype(lazy.dtype) if lazy.dtype else None
         for category in ("i", "j"):
             if category not in lazy.categories:
@@ -30,10 +40,11 @@ class Reduction:
                     f"{'number of rows M' if category == 'i' else 'number of columns N'}; this formula has none"
                 )
         self.sizes = {c: self._size(c) for c in ("i", "j")}
+        self.batch_shape = lazy.batch_shape
 
     def _size(self, category: str) -> int:
         shapes = [tuple(a.shape) for a, c in zip(self.lazy.arrays, self.lazy.categories) if c == category]
-        sizes = {shape[0] for shape in shapes}
+        sizes = {shape[-2] for shape in shapes}
         if len(sizes) != 1:
             name = "Vi" if category == "i" else "Vj"
             raise ValueError(f"the {name} variables of one formula must have the same length; got shapes {shapes}")
@@ -43,15 +54,110 @@ class Reduction:
         return kernels.compilation(self.root, self.dtype, options)
 
     def ir(self, stage: str = "keir") -> str:
-        """The IR of this reduction at a stage: "keir", "opt", "loops" or "llvm"."""
-        return self.compilation().stage(stage)
+        """The IR of this reduction at a stage: "keir", "opt", "loops", "llvm", "gpu" or "ptx" (for the
+        device's architecture; sm_80 where there is no CUDA device)."""
+        options = None
+        if stage in ("gpu", "ptx"):
+            from keir import gpu_kernels
+
+            arch = gpu_kernels.default_arch(None if self.device_id < 0 else self.device_id)
+            options = gpu_kernels.gpu_options(None, arch)
+        return self.compilation(options).stage(stage)
+
+    def _on_gpu(self, arrays: Any) -> bool:
+        """backend="auto" runs on the GPU when the inputs are CUDA tensors, on the CPU otherwise."""
+        on_cuda = any(getattr(a, "is_cuda", False) for a in arrays)
+        if self.backend == "CPU":
+            if on_cuda:
+                raise ValueError("backend='CPU' got CUDA tensors; move them to the CPU or use backend='GPU'")
+            return False
+        if self.backend == "GPU" or on_cuda:
+            from keir.runtime.cuda import cuda_available
+
+            if not cuda_available():
+                raise RuntimeError("the GPU backend needs an NVIDIA driver, a CUDA device and cuda-bindings "
+                                   "(pip install 'keir[cuda]')")
+            return True
+        return False
+
+    def _kernel_and_inputs(self, arrays: Any) -> tuple[Any, list[Any]]:
+        """The compiled kernel (CPU or GPU) and the inputs in the form it takes."""
+        if not self._on_gpu(arrays):
+            inputs = [np.array([a], dtype=self.dtype) if isinstance(a, float) else self.adapter.to_numpy(a)
+                      for a in arrays]
+            return kernels.cpu_kernel(self.root, self.dtype), inputs
+        from keir import gpu_kernels
+
+        cuda = [a for a in arrays if getattr(a, "is_cuda", False)]
+        device = cuda[0].device.index if cuda else max(self.device_id, 0)
+        gpu = gpu_kernels.gpu_kernel(self.root, self.dtype, device_index=device)
+        if cuda:  # torch CUDA tensors stay on the device; a Python-number parameter joins them there
+            import torch
+
+            inputs = [torch.tensor([a], dtype=cuda[0].dtype, device=cuda[0].device) if isinstance(a, float)
+                      else a.detach() for a in arrays]
+        else:  # NumPy or CPU tensors: the GPU kernel copies them to the device and back
+            inputs = [np.array([a], dtype=self.dtype) if isinstance(a, float) else self.adapter.to_numpy(a)
+                      for a in arrays]
+        return (lambda values, m, n, threads: gpu(values, m, n, device_index=device)), inputs
 
     def __call__(self) -> Any:
-        kernel = kernels.cpu_kernel(self.root, self.dtype)
-        arrays = [
-            np.array([a], dtype=self.dtype) if isinstance(a, float) else self.adapter.to_numpy(a)
-            for a in self.lazy.arrays
-        ]
-        out = kernel(arrays, self.sizes["i"], self.sizes["j"], self.threads)
         like = self.lazy.arrays[0]
-        return self.adapter.result(out, like)
+        if self.root.attr("kind") == "sum" and self.is_zero:  # e.g. a vanishing second derivative: no kernel
+            rows = self.sizes["i" if self.axis == 1 else "j"]
+            zeros = np.zeros(self.batch_shape + (rows, self.root.dim), dtype=self.dtype)
+            return self._into_out(self.adapter.result(zeros, like))
+        if self.adapter.name == "torch":
+            from keir import autograd
+
+            if autograd.needs_autograd(self.lazy.arrays):
+                return self._into_out(autograd.reduce(self))
+        out = self.compute(self.lazy.arrays)
+        if isinstance(out, tuple):  # values and indices
+            return tuple(self.adapter.result(part, like) for part in out)
+        return self._into_out(self.adapter.result(out, like))
+
+    def _into_out(self, result: Any) -> Any:
+        if self.out is None:
+            return result
+        if tuple(self.out.shape) != tuple(result.shape):
+            raise ValueError(f"out has shape {tuple(self.out.shape)}, the result has shape {tuple(result.shape)}")
+        self.out[...] = result
+        return self.out
+
+    @property
+    def is_zero(self) -> bool:
+        """Whether the formula is zero once its derivatives are expanded (checked without compiling)."""
+        return _is_zero(self.lazy.node)
+
+    def compute(self, arrays: Any) -> np.ndarray:
+        """Run the kernel on `arrays` (this reduction's inputs, or stand-ins of the same shapes)."""
+        kernel, arrays = self._kernel_and_inputs(arrays)
+        m, n = self.sizes["i"], self.sizes["j"]
+        if not self.batch_shape:
+            outputs = kernel(arrays, m, n, self.threads)
+        else:  # one kernel call per batch index, each variable broadcast along the batch dimensions
+            runs = [kernel(_batch_slices(arrays, self.lazy.categories, index), m, n, self.threads)
+                    for index in np.ndindex(*self.batch_shape)]
+            stack = np.stack if isinstance(runs[0][0], np.ndarray) else __import__("torch").stack
+            outputs = [stack([run[k] for run in runs]).reshape(self.batch_shape + tuple(runs[0][k].shape))
+                       for k in range(len(runs[0]))]
+        k, dim = dict(self.root.attrs).get("k"), self.lazy.node.dim
+        if k is not None and dim > 1:  # rows hold K values per component: give (rows, K, D) as pykeops does
+            outputs = [out.reshape(out.shape[:-1] + (dim, k)).swapaxes(-1, -2) for out in outputs]
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_zero(formula: Node) -> bool:  # nodes are interned, so a formula is its own cache key
+    return algebra.is_zero(keir_differentiate.expand(formula))
+
+
+def _batch_slices(arrays: list[np.ndarray], categories: tuple[str, ...], index: tuple[int, ...]) -> list[np.ndarray]:
+    """Each array at batch position `index` (its own batch dimensions aligned to the right, size-1 broadcast)."""
+    sliced = []
+    for array, category in zip(arrays, categories):
+        own = array.ndim - (1 if category == "p" else 2)
+        position = tuple(0 if size == 1 else i for size, i in zip(array.shape[:own], index[len(index) - own :]))
+        sliced.append(array[position])
+    return sliced

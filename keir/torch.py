@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from keir import lazy
+from keir import genred, lazy
 
-__all__ = ["LazyTensor", "Vi", "Vj", "Pm"]
+__all__ = ["LazyTensor", "Vi", "Vj", "Pm", "Genred", "generic_sum", "generic_logsumexp", "generic_argkmin"]
 
 
 class TorchAdapter(lazy.ArrayAdapter):
@@ -26,8 +26,11 @@ class TorchAdapter(lazy.ArrayAdapter):
             raise ValueError(f"keir's CPU backend got a tensor on {array.device}; move it to the CPU first")
         return array.detach().numpy()
 
-    def result(self, out: np.ndarray, like: Any) -> Any:
-        return torch.from_numpy(out)
+    def result(self, out: Any, like: Any) -> Any:
+        if isinstance(out, torch.Tensor):  # computed on the GPU, already a tensor on the right device
+            return out
+        result = torch.from_numpy(out)
+        return result.to(like.device) if isinstance(like, torch.Tensor) and like.is_cuda else result
 
 
 class LazyTensor(lazy.LazyTensor):
@@ -48,3 +51,11 @@ def Vj(x: Any) -> LazyTensor:  # noqa: N802
 def Pm(x: Any) -> LazyTensor:  # noqa: N802
     """A parameter: x has shape (D,), or is a Python number (a parameter of dimension 1)."""
     return LazyTensor.parameter(x)
+
+
+class Genred(genred.Genred):
+    __doc__ = genred.Genred.__doc__
+    lazy_class = LazyTensor
+
+
+generic_sum, generic_logsumexp, generic_argkmin = genred.make_generic(Genred)

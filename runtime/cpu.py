@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+
 from keir.compiler.lower_cpu import Operand
+from keir.compiler.reductions import INT64_MAX
 from keir.runtime.cpu_loader import c_function
 
 # Below this many (i, j) pairs a call runs on the calling thread: a thread hand-off costs more.
@@ -16,13 +19,18 @@ _pools: dict[int, ThreadPoolExecutor] = {}
 
 
 def default_threads() -> int:
+    """KEIR_NUM_THREADS if set, else every core this process may use."""
     configured = os.environ.get("KEIR_NUM_THREADS")
     if configured:
-        count = int(configured)
-        if count < 1:
+        if not configured.isdigit() or int(configured) < 1:
             raise ValueError(f"KEIR_NUM_THREADS must be a positive integer, got {configured!r}")
-        return count
-    return os.cpu_count() or 1
+        return int(configured)
+    return _core_count()
+
+
+@functools.cache
+def _core_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
@@ -33,20 +41,24 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 @dataclass
 class CpuKernel:
-    """A compiled kernel: `operands` in the loop's terms (rows "i", columns "j", "p"), output width."""
+    """A compiled kernel: `operands` in the loop's terms (rows "i", columns "j", "p"), and how many floats and
+    int64 indices it writes per output row."""
 
     address: int
     operands: tuple[Operand, ...]
-    out_dim: int
+    float_width: int
+    index_width: int
     axis: int
     dtype: np.dtype
 
     def __post_init__(self) -> None:
-        self.function = c_function(self.address, len(self.operands) + 1)
+        outputs = (self.float_width > 0) + (self.index_width > 0)
+        self.function = c_function(self.address, len(self.operands) + outputs)
 
-    def __call__(self, arrays: list[np.ndarray], m: int, n: int, threads: int | None = None) -> np.ndarray:
+    def __call__(self, arrays: list[np.ndarray], m: int, n: int, threads: int | None = None) -> list[np.ndarray]:
         """arrays[k] is the user's k-th variable, shaped (M, D), (N, D) or (D,) and of self.dtype.
-        m, n: the number of i and j indices. Returns (M, out_dim) for axis 1, (N, out_dim) for axis 0."""
+        m, n: the number of i and j indices. Returns the outputs, each (M, width) for axis 1 or (N, width) for
+        axis 0: the floats (if any), then the int64 indices (if any; -1 where fewer than K candidates exist)."""
         rows, cols = (m, n) if self.axis == 1 else (n, m)
         keep = []  # arrays whose memory the call uses
         descriptors: list[int] = []
@@ -59,13 +71,17 @@ class CpuKernel:
             keep.append(array)
             pointer = array.ctypes.data
             descriptors += [pointer, pointer, 0, array.size, 1]
-        out = np.empty((rows, self.out_dim), dtype=self.dtype)
-        pointer = out.ctypes.data
-        descriptors += [pointer, pointer, 0, out.size, 1]
+        outputs = []
+        for width, dtype in ((self.float_width, self.dtype), (self.index_width, np.int64)):
+            if width:
+                out = np.empty((rows, width), dtype=dtype)
+                pointer = out.ctypes.data
+                descriptors += [pointer, pointer, 0, out.size, 1]
+                outputs.append(out)
         threads = threads or default_threads()
         if threads == 1 or rows * cols < _PARALLEL_MIN_PAIRS or rows < 2:
             self.function(*descriptors, 0, rows, cols)
-            return out
+            return self._finish(outputs)
         blocks = min(rows, threads * 4)
         bounds = [rows * k // blocks for k in range(blocks + 1)]
         futures = [
@@ -75,4 +91,10 @@ class CpuKernel:
         ]
         for future in futures:
             future.result()
-        return out
+        return self._finish(outputs)
+
+    def _finish(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
+        if self.index_width:
+            indices = outputs[-1]
+            indices[indices == INT64_MAX] = -1  # no candidate (e.g. K larger than N)
+        return outputs

@@ -6,11 +6,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from keir.compiler.passes import run_pipeline
-from keir.dialect import DimensionError
 
 import keir.numpy as kn
 import keir.torch as kt
+from keir.compiler.passes import run_pipeline
+from keir.dialect import DimensionError
 
 
 def test_dimension_mismatch():

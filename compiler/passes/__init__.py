@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from keir.compiler.kernel import Kernel
-from keir.compiler.passes import keir_cse
+from keir.compiler.passes import keir_cse, keir_differentiate
 
 Pass = Callable[[Kernel], Kernel]
 
 PASSES: dict[str, Pass] = {
     "keir-cse": keir_cse.run,
+    "keir-differentiate": keir_differentiate.run,
 }
 
 

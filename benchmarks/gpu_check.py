@@ -1,0 +1,221 @@
+"""Every GPU check in one go, on a machine with an NVIDIA GPU and its driver (no CUDA SDK needed), in < 4 min:
+
+1. the GPU tests (tests/test_gpu_ptx.py: ptxas, and every op launched and compared with the CPU backend);
+2. every formula of the op test matrix, both reductions (over i and over j), float32 and float64, at sizes with
+   partial blocks and several tiles, and the gradient of each with respect to each of its variables (float64),
+   GPU against the CPU backend;
+3. the Gaussian kernel sum out_i = sum_j exp(-|x_i - y_j|^2) b_j, D = 3, float32, M = N in {1e4, 1e5, 1e6}:
+   keir on torch CUDA tensors against torch (chunked, dense blocks on the GPU) and pykeops when installed.
+
+    python benchmarks/gpu_check.py            # exits non-zero if any check fails
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the op test matrix
+# One artifact cache for this script and the tests it runs, so that kernels compile once.
+os.environ.setdefault("KEIR_CACHE_DIR", tempfile.mkdtemp(prefix="keir-gpu-check-"))
+
+from keir import gpu_kernels, kernels  # noqa: E402
+from keir.dialect.derivatives import NotDifferentiableError, reduction_gradient  # noqa: E402
+from keir.dialect.node import make, var, variables  # noqa: E402
+from keir.numpy import Pm, Vi, Vj  # noqa: E402
+from keir.runtime import cuda  # noqa: E402
+
+TOLERANCE = {np.float32: 5e-5, np.float64: 1e-11}
+SIZES = [1e4, 1e5, 1e6]
+
+
+def relative_error(got, want) -> float:
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    return float(np.abs(got - want).max(initial=0.0) / max(np.abs(want).max(initial=0.0), 1e-300))
+
+
+def data(m: int, n: int, dtype, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return (
+        rng.uniform(0.5, 1.5, (m, 3)).astype(dtype),
+        rng.uniform(0.5, 1.5, (n, 3)).astype(dtype),
+        rng.uniform(0.5, 1.5, (n, 1)).astype(dtype),
+        rng.uniform(0.5, 1.5, 3).astype(dtype),
+    )
+
+
+def run_tests() -> bool:
+    print("== 1. tests/test_gpu_ptx.py")
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_gpu_ptx.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    print("\n".join(lines[-1:] if result.returncode == 0 else lines[-40:]))
+    print(f"   ({time.perf_counter() - start:.0f} s)")
+    return result.returncode == 0
+
+
+def compare_matrix() -> bool:
+    from test_gpu_ptx import REDUCTIONS
+    from test_ops import OPS
+
+    print("== 2. every op, reduction and gradient: GPU against the CPU backend")
+    start, failures, checked = time.perf_counter(), [], 0
+
+    def check(label: str, root, arrays, m: int, n: int, dtype) -> None:
+        nonlocal checked
+        checked += 1
+        got = gpu_kernels.gpu_kernel(root, dtype)(arrays, m, n)
+        want = kernels.cpu_kernel(root, dtype)(arrays, m, n)
+        for g, w in zip(got, want, strict=True):
+            exact = w.dtype == np.int64  # indices: the same values compare equal on both
+            error = 0.0 if exact and np.array_equal(g, w) else relative_error(g, w)
+            if g.shape != w.shape or error > (0 if exact else TOLERANCE[dtype]):
+                failures.append(f"{label}: shape {g.shape} vs {w.shape}, error {error:.2e}")
+
+    m, n = 1337, 2049  # partial blocks, several tiles
+    for name, (formula, _) in sorted(OPS.items()):
+        for dtype in (np.float32, np.float64):
+            lazy = formula(*(f(a) for f, a in zip((Vi, Vj, Vj, Pm), data(m, n, dtype))))
+            arrays = list(lazy.arrays)
+            for axis in (0, 1):
+                root = make("reduce", lazy.node, kind="sum", axis=axis)
+                check(f"{name} {np.dtype(dtype).name} axis={axis}", root, arrays, m, n, dtype)
+                if dtype is not np.float64:
+                    continue
+                gradients(name, root, arrays, lazy.categories, m, n, dtype, check)
+    x, y, b, p = data(m, n, np.float32)
+    xi, yj = var(0, "i", 3), var(1, "j", 3)
+    for kind, options in REDUCTIONS:
+        formula = make("sub", make("mul", xi, var(3, "p", 3)), yj)
+        if kind in ("logsumexp_weight", "sumsoftmaxweight"):
+            formula = make("concat", make("neg", make("sqdist", xi, yj)), make("mul", yj, var(2, "j", 1)))
+        for axis in (0, 1):
+            root = make("reduce", formula, kind=kind, axis=axis, **options)
+            check(f"{kind} {options} axis={axis}", root, [x, y, b, p], m, n, np.float32)
+    for failure in failures:
+        print("   FAIL", failure)
+    print(f"   {checked - len(failures)} of {checked} kernels agree ({time.perf_counter() - start:.0f} s)")
+    return not failures
+
+
+def gradients(name: str, root, arrays: list, categories, m: int, n: int, dtype, check) -> None:
+    """Check the gradient reduction of `root` with respect to each of its variables (cotangent: random)."""
+    axis = root.attr("axis")
+    category = "i" if axis == 1 else "j"
+    rows = m if axis == 1 else n
+    cotangent = np.random.default_rng(1).uniform(0.5, 1.5, (rows, root.dim)).astype(dtype)
+    (output,) = kernels.cpu_kernel(root, dtype)(arrays, m, n)
+    cotangent_var, output_var = var(len(arrays), category, root.dim), var(len(arrays) + 1, category, root.dim)
+    for k, (array, var_category) in enumerate(zip(arrays, categories)):
+        wrt = var(k, var_category, array.shape[-1])
+        try:
+            gradient, _ = reduction_gradient(root, wrt, cotangent_var, output_var)
+        except NotDifferentiableError:
+            continue
+        inputs = [*arrays, cotangent] + ([output] if output_var in variables(gradient) else [])
+        check(f"d/d(var {k}) {name} axis={axis}", gradient, inputs, m, n, dtype)
+
+
+def gaussian_torch(x, y, b, chunk_elements: int = 1 << 28):
+    """Dense blocks of exp(-|x_i - y_j|^2), at most chunk_elements each, times b: what one writes in torch."""
+    import torch
+
+    out = torch.empty((x.shape[0], 1), dtype=x.dtype, device=x.device)
+    step = max(1, chunk_elements // y.shape[0])
+    y2 = (y * y).sum(-1)
+    for start in range(0, x.shape[0], step):
+        xs = x[start : start + step]
+        d2 = (xs * xs).sum(-1)[:, None] + y2[None, :] - 2 * xs @ y.T
+        out[start : start + step] = torch.exp(-d2.clamp_min_(0)) @ b
+    return out
+
+
+def time_call(call, repeat: int, warm_up: bool = True) -> tuple[float, object]:
+    import torch
+
+    if warm_up:  # compile, JIT, allocator
+        call()
+        torch.cuda.synchronize()
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = call()
+        torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def gaussian_keops(x, y, b):
+    from pykeops.torch import LazyTensor
+
+    x_i, y_j, b_j = LazyTensor(x[:, None, :]), LazyTensor(y[None, :, :]), LazyTensor(b[None, :, :])
+    return ((-x_i.sqdist(y_j)).exp() * b_j).sum(dim=1)
+
+
+def benchmark() -> bool:
+    import torch
+
+    print("== 3. Gaussian kernel sum, D = 3, float32, on torch CUDA tensors (best of repeats, seconds)")
+    try:
+        import pykeops  # noqa: F401
+
+        with_keops = True
+    except ImportError:
+        with_keops = False
+    x_i, y_j, b_j = var(0, "i", 3), var(1, "j", 3), var(2, "j", 1)
+    root = make("reduce", make("mul", make("exp", make("neg", make("sqdist", x_i, y_j))), b_j), kind="sum", axis=1)
+    kernel = gpu_kernels.gpu_kernel(root, np.float32)
+    print(f"   {'M = N':>9} {'keir':>10} {'torch':>10} {'pykeops':>10}   keir vs torch   threads x blocks")
+    ok = True
+    for size in SIZES:
+        m = n = int(size)
+        inputs = [torch.from_numpy(a).cuda() for a in data(m, n, np.float32)[:3]]
+        repeat, warm_up = (5, True) if m <= 10**5 else (1, False)  # the smaller sizes warmed everything up
+        keir_time, (ours,) = time_call(lambda inputs=inputs, m=m: kernel(inputs, m, m), repeat, warm_up)
+        torch_time, theirs = time_call(lambda inputs=inputs: gaussian_torch(*inputs), repeat, warm_up)
+        keops_time = float("nan")
+        if with_keops:
+            try:
+                keops_time, _ = time_call(lambda inputs=inputs: gaussian_keops(*inputs), repeat, warm_up)
+            except Exception as error:  # a pykeops that cannot compile here is reported, not fatal
+                print(f"   pykeops failed: {type(error).__name__}: {error}")
+                with_keops = False
+        error = relative_error(ours.cpu().numpy(), theirs.cpu().numpy())
+        ok &= error < 1e-3
+        config = kernel.launch_config(m, cuda.device(0))
+        print(
+            f"   {m:>9.0e} {keir_time:>10.4f} {torch_time:>10.4f} {keops_time:>10.4f}   {error:>13.1e}   "
+            f"{config.block} x {config.grid}"
+        )
+    print(f"   (keir's kernel: {kernel.registers(cuda.device(0))} registers per thread)")
+    if not with_keops:
+        print("   (pykeops: not installed or not working here)")
+    return ok
+
+
+def main() -> int:
+    start = time.perf_counter()
+    if not cuda.cuda_available():
+        print("no CUDA driver and device here (or cuda-bindings is missing: pip install 'keir[cuda]')")
+        return 1
+    dev = cuda.device(0)
+    print(f"device 0: {dev.name}, {dev.arch}, {dev.multiprocessors} multiprocessors")
+    results = [run_tests(), compare_matrix(), benchmark()]
+    print(f"all GPU checks {'passed' if all(results) else 'FAILED'} in {time.perf_counter() - start:.0f} s")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""keir-lower-gpu: a keir kernel -> one `gpu.func` in a `gpu.module` (MLIR text), one thread per output row.
+
+    "keir.reduce"(f) {kind = "sum", axis = 1}  =>
+    gpu.module @keir_kernels {
+      gpu.func @k(%a0: memref<?xf32>, ..., %out: memref<?xf32>, %rows: index, %cols: index, %tile: index) kernel {
+        i = block_id * block_dim + thread_id            (threads past the last row compute row rows-1, store nothing)
+        <parameter loads, i-variable loads, all work that does not depend on j: scalars in registers>
+        %state = scf.for %t0 = 0 to %cols step %tile iter_args(<the reduction's initial state>) {
+          <the block copies rows t0 .. t0+count-1 of every j-variable into workgroup memory, coalesced>
+          gpu.barrier
+          %tile_state = scf.for %jj = 0 to count iter_args(...) { <f on the staged y_jj>; <update the state> }
+          gpu.barrier                                     (the next copy overwrites the tile)
+          <sum: add the tile's partial sum to the row's total (block summation); other kinds: carry the state>
+        }
+        scf.if (i < rows) { out[i] = <the state's final values>; out_idx[i] = <its indices> }
+      }
+    }
+
+Every reduction kind and accumulator option of the CPU backend works here, with the same code: the CPU's
+accumulators (keir.compiler.reductions) run on vector<1xT> state, one lane per thread. A sum adds each tile's
+partial sum to the total (one rounding per tile, like "block_sum" with blocks of one tile; with "kahan_scheme" the
+compensated sum runs over all j; "dtype_acc" float64 accumulates in double). Arg-reductions take the index j
+of the reduced axis; "no candidate" (INT64_MAX, e.g. K > N) is written as -1, as the CPU runtime does.
+
+Layout the runtime provides: every variable is row-major, (rows, D) for an i-variable, (cols, D) for a
+j-variable, (D,) for a parameter; the outputs are (rows, float_width) and (rows, index_width) int64. These are the
+user's own layouts (for axis 0 the roles of i and j swap, the layouts do not), so torch tensors go in as they
+are. A tile of a j-variable is one contiguous range of memory, which the block copies with consecutive threads
+reading consecutive words; in workgroup memory the tile of variable v sits at [tile * offset_v, tile * (offset_v
++ D_v)) as (tile, D_v), and all threads read the same word at once (a broadcast, no bank conflicts).
+
+The block size is the launch's blockDim (chosen at run time by `launch_config` from the number of rows and the
+device), the tile length is the argument %tile and the workgroup memory is dynamic, so one PTX serves every
+launch shape. Math ops stay math ops here; keir.compiler.codegen_gpu turns them into exact NVPTX instructions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keir.compiler.kernel import Kernel
+from keir.compiler.lower_cpu import Operand, compute, kernel_operands, swap_i_j
+from keir.compiler.mlir_text import Builder, Names
+from keir.compiler.reductions import INT64_MAX, ReductionOptions, Sum, accumulator
+from keir.dialect.node import Node
+
+ELEMENT_BYTES = {"f32": 4, "f64": 8}
+WARP = 32
+# 256 threads x 255 registers (the most ptxas gives a thread) fit the 64K registers of a block on every sm_XX,
+# so a block of at most 256 threads launches whatever the formula's register pressure.
+BLOCK_SIZES = (256, 128, 64, 32)
+# Workgroup memory a block may use without the per-kernel opt-in, on every sm_XX.
+DEFAULT_SHARED_BYTES = 48 * 1024
+WORKGROUP = "#gpu.address_space<workgroup>"
+
+
+@dataclass(frozen=True)
+class GpuKernelText:
+    """A lowered kernel and what the runtime needs to launch it."""
+
+    symbol: str
+    operands: tuple[Operand, ...]  # in the kernel's terms ("i" rows, "j" columns, "p"), i and j swapped for axis 0
+    float_width: int  # floats written per output row (memref %out), 0 if none
+    index_width: int  # int64 indices written per output row (memref %out_idx), 0 if none
+    axis: int
+    elem: str
+    func_text: str
+
+    @property
+    def row_bytes(self) -> int:
+        return row_bytes(self.operands, self.elem)
+
+    @property
+    def text(self) -> str:
+        return gpu_module_text([self])
+
+
+def staged_operands(operands: tuple[Operand, ...]) -> tuple[Operand, ...]:
+    """The operands copied to workgroup memory: every j-variable of the signature (in the kernel's terms)."""
+    return tuple(op for op in operands if op.category == "j")
+
+
+def row_bytes(operands: tuple[Operand, ...], elem: str) -> int:
+    """Workgroup memory that one column j of a tile takes: the staged j-variables' components."""
+    return sum(op.dim for op in staged_operands(operands)) * ELEMENT_BYTES[elem]
+
+
+def gpu_module_text(kernels: list[GpuKernelText]) -> str:
+    """One module holding the kernels' gpu.funcs in one gpu.module (the unit compiled to one PTX)."""
+    body = "\n".join(k.func_text for k in kernels)
+    return f"module attributes {{gpu.container_module}} {{\n  gpu.module @keir_kernels {{\n{body}\n  }}\n}}\n"
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    grid: int  # blocks
+    block: int  # threads per block
+    tile: int  # columns j per workgroup-memory tile
+    shared_bytes: int  # dynamic workgroup memory per block
+
+
+def launch_config(
+    rows: int,
+    row_bytes: int,
+    multiprocessors: int,
+    max_threads: int = BLOCK_SIZES[0],
+    shared_limit: int = DEFAULT_SHARED_BYTES,
+) -> LaunchConfig:
+    """The launch for `rows` output rows: the largest block (<= 256 threads and <= the kernel's own limit, which
+    the driver derives from its registers) that still gives every multiprocessor two blocks; tiles as long as the
+    block, shortened to fit `shared_limit` bytes of workgroup memory."""
+    if rows < 1:
+        raise ValueError(f"a launch needs at least one row, got {rows}")
+    sizes = [b for b in BLOCK_SIZES if b <= max_threads]
+    if not sizes:
+        raise ValueError(f"the kernel allows {max_threads} threads per block, fewer than a warp ({WARP})")
+    block = next((b for b in sizes if -(-rows // b) >= 2 * multiprocessors), sizes[-1])
+    tile = block
+    if row_bytes:
+        tile = min(block, shared_limit // row_bytes)
+        if tile < 1:
+            raise ValueError(
+                f"one column of the j-variables takes {row_bytes} bytes of workgroup memory; a block has "
+                f"{shared_limit} bytes"
+            )
+    return LaunchConfig(-(-rows // block), block, tile, tile * row_bytes)
+
+
+def reduction_options(reduce: Node) -> ReductionOptions:
+    attrs = dict(reduce.attrs)
+    return ReductionOptions(
+        attrs["kind"], reduce.args[0].dim, attrs.get("k", 1), attrs.get("sum_scheme", "direct_sum"),
+        attrs.get("dtype_acc"),
+    )
+
+
+def lower_gpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None) -> GpuKernelText:
+    """Lower `kernel` to a gpu.func; `operands` fixes the signature (default: the variables it uses), as for
+    `lower_cpu`. All j operands of the signature are staged, so the launch depends on the signature alone."""
+    reduce = kernel.result
+    if reduce.op != "reduce":
+        raise ValueError(f"only a keir.reduce can be lowered to a GPU kernel, not keir.{reduce.op}")
+    formula = reduce.args[0]
+    if reduce.attr("axis") == 0:
+        formula = swap_i_j(formula)
+    kernel_ = _GpuKernel(kernel.name, formula, kernel.dtype, reduce.attr("axis"), operands or kernel_operands(reduce),
+                         reduction_options(reduce))
+    return kernel_.build()
+
+
+class _GpuKernel:
+    def __init__(self, symbol: str, formula: Node, elem: str, axis: int, operands: tuple[Operand, ...],
+                 options: ReductionOptions):
+        self.symbol, self.formula, self.elem, self.axis, self.operands = symbol, formula, elem, axis, operands
+        self.acc = accumulator(options, elem, 1)
+        # A sum adds each tile's partial sum to the total, except a Kahan sum, whose compensation runs throughout.
+        self.per_tile = isinstance(self.acc, Sum) and options.sum_scheme != "kahan_scheme"
+        self.names = Names()
+        self.consts = Builder(self.names, elem, None, indent="      ")  # index constants, first in the body
+        self.entry = Builder(self.names, elem, None, indent="      ")  # once per thread: hoisted work
+        self.inner = Builder(self.names, elem, None, indent="          ")  # once per (i, j): the j loop body
+        self.index_consts: dict[int, str] = {}
+        self.values: dict[Node, list[str]] = {}
+        self.staged = staged_operands(operands)
+        self.tile_base: dict[int, str] = {}  # operand index -> first element of its tile in workgroup memory
+
+    @property
+    def memref(self) -> str:
+        return f"memref<?x{self.elem}>"
+
+    @property
+    def shared_memref(self) -> str:
+        return f"memref<?x{self.elem}, {WORKGROUP}>"
+
+    def lanes(self, b: Builder) -> Builder:
+        """A builder of vector<1xT> ops that appends to b's lines: the accumulators' state is one lane wide."""
+        return Builder(self.names, self.elem, 1, b.lines, b.indent)
+
+    def index_const(self, value: int) -> str:
+        if value not in self.index_consts:
+            self.index_consts[value] = self.consts.emit(f"arith.constant {value} : index", "k")
+        return self.index_consts[value]
+
+    def index_op(self, b: Builder, op: str, x: str, y: str) -> str:
+        return b.emit(f"arith.{op} {x}, {y} : index", "o")
+
+    def load(self, b: Builder, memref: str, offset: str, shared: bool = False) -> str:
+        return b.emit(f"memref.load {memref}[{offset}] : {self.shared_memref if shared else self.memref}")
+
+    def value(self, node: Node) -> list[str]:
+        """The components of node: in the entry block if it does not depend on j, else in the j loop."""
+        if node in self.values:
+            return self.values[node]
+        b = self.inner if "j" in node.deps else self.entry
+        if node.op == "var":
+            index, category, dims = node.attr("index"), node.attr("category"), range(node.dim)
+            if category == "p":
+                comps = [self.load(b, f"%a{index}", self.index_const(d)) for d in dims]
+            elif category == "i":
+                row = self.index_op(b, "muli", "%i", self.index_const(node.dim))
+                comps = [self.load(b, f"%a{index}", self.index_op(b, "addi", row, self.index_const(d))) for d in dims]
+            else:
+                row = self.index_op(b, "muli", "%jj", self.index_const(node.dim))
+                first = self.index_op(b, "addi", self.tile_base[index], row)
+                comps = [
+                    self.load(b, "%ys", self.index_op(b, "addi", first, self.index_const(d)), shared=True) for d in dims
+                ]
+        else:
+            comps = compute(b, node, [self.value(a) for a in node.args])
+        self.values[node] = comps
+        return comps
+
+    def stage_tiles(self) -> list[str]:
+        """Workgroup memory as one (tile, width) array; variable v's tile starts at tile * (its column offset)."""
+        width = sum(op.dim for op in self.staged)
+        if not width:
+            return []
+        size = self.index_op(self.consts, "muli", "%tile", self.index_const(width))
+        offset = 0
+        for op in self.staged:
+            self.tile_base[op.index] = self.index_op(self.consts, "muli", "%tile", self.index_const(offset))
+            offset += op.dim
+        return [
+            f"      %smem = gpu.dynamic_shared_memory : memref<?xi8, {WORKGROUP}>",
+            f"      %ys = memref.view %smem[{self.index_const(0)}][{size}] : memref<?xi8, {WORKGROUP}> to "
+            f"{self.shared_memref}",
+        ]
+
+    def copy_tile(self, op: Operand) -> list[str]:
+        """Rows t0 .. t0+count-1 of j-variable `op` (count * D contiguous words) to its tile, one word a thread."""
+        b = Builder(self.names, self.elem, None, indent="        ")
+        dim = self.index_const(op.dim)
+        words = self.index_op(b, "muli", "%count", dim)
+        first = self.index_op(b, "muli", "%t0", dim)
+        k = self.names.fresh("w")
+        b.lines.append(f"        scf.for {k} = %tid to {words} step %bdim {{")
+        b.indent = "          "
+        word = self.load(b, f"%a{op.index}", self.index_op(b, "addi", first, k))
+        dst = self.index_op(b, "addi", self.tile_base[op.index], k)
+        b.lines += [f"          memref.store {word}, %ys[{dst}] : {self.shared_memref}", "        }"]
+        return b.lines
+
+    def update(self, state: list[str]) -> list[str]:
+        """The j loop body: f at (i, j = t0 + jj) as vector<1xT>, folded into the state."""
+        f = self.value(self.formula)
+        b = self.lanes(self.inner)
+        lanes = [b.emit(f"vector.broadcast {c} : {self.elem} to vector<1x{self.elem}>", "f") for c in f]
+        j = None
+        if self.acc.needs_index:
+            column = self.index_op(self.inner, "addi", "%t0", "%jj")
+            column64 = self.inner.emit(f"arith.index_cast {column} : index to i64", "q")
+            j = b.emit(f"vector.broadcast {column64} : i64 to vector<1xi64>", "q")
+        return self.acc.update(b, state, lanes, None, j)
+
+    def stores(self, b: Builder, scalars: list[str], memref: str, elem: str) -> None:
+        if not scalars:
+            return
+        row = self.index_op(b, "muli", "%i", self.index_const(len(scalars)))
+        for k, value in enumerate(scalars):
+            offset = self.index_op(b, "addi", row, self.index_const(k))
+            b.lines.append(f"{b.indent}memref.store {value}, {memref}[{offset}] : memref<?x{elem}>")
+
+    def build(self) -> GpuKernelText:
+        e = self.elem
+        k0, k1 = self.index_const(0), self.index_const(1)
+        prologue = [
+            "      %tid = gpu.thread_id x",
+            "      %bid = gpu.block_id x",
+            "      %bdim = gpu.block_dim x",
+            "      %row0 = arith.muli %bid, %bdim : index",
+            "      %row = arith.addi %row0, %tid : index",
+            "      %active = arith.cmpi ult, %row, %rows : index",
+            f"      %last = arith.subi %rows, {k1} : index",
+            "      %i = arith.minui %row, %last : index",  # rows past the end compute row rows-1, store nothing
+        ]
+        prologue += self.stage_tiles()
+        init = self.acc.init(self.lanes(self.consts))
+        count = len(init)
+        types = ", ".join(self.acc.state_types())
+        outer = [f"%st_{k}" for k in range(count)]
+        inner = [f"%in_{k}" for k in range(count)]
+        new = self.update(inner)
+
+        loop = [
+            f"      %state:{count} = scf.for %t0 = {k0} to %cols step %tile iter_args("
+            + ", ".join(f"{s} = {v}" for s, v in zip(outer, init)) + f") -> ({types}) {{",
+            "        %left = arith.subi %cols, %t0 : index",
+            "        %count = arith.minui %tile, %left : index",
+        ]
+        for op in self.staged:
+            loop += self.copy_tile(op)
+        tile_init = init if self.per_tile else outer
+        loop += [
+            "        gpu.barrier",
+            f"        %tile_state:{count} = scf.for %jj = {k0} to %count step {k1} iter_args("
+            + ", ".join(f"{s} = {v}" for s, v in zip(inner, tile_init)) + f") -> ({types}) {{",
+            *self.inner.lines,
+            f"          scf.yield {', '.join(new)} : {types}",
+            "        }",
+            "        gpu.barrier",
+        ]
+        tile_state = [f"%tile_state#{k}" for k in range(count)]
+        merge = Builder(self.names, e, 1, indent="        ")
+        carried = self.acc.merge(merge, outer, tile_state) if self.per_tile else tile_state
+        loop += merge.lines + [f"        scf.yield {', '.join(carried)} : {types}", "      }"]
+
+        finish = Builder(self.names, e, None, indent="      ")
+        values, indices = self.acc.finish(finish, [f"%state#{k}" for k in range(count)])
+        if indices:  # "no candidate" is -1, as the CPU runtime writes it
+            none, minus_one = finish.emit(f"arith.constant {INT64_MAX} : i64", "q"), finish.emit(
+                "arith.constant -1 : i64", "q")
+            indices = [
+                finish.emit(f"arith.select {finish.emit(f'arith.cmpi eq, {x}, {none} : i64', 'm')}, {minus_one}, {x} "
+                            ": i64", "q")
+                for x in indices
+            ]
+        store = Builder(self.names, e, None, indent="        ")
+        self.stores(store, values, "%out", e)
+        self.stores(store, indices, "%out_idx", "i64")
+
+        args = [f"%a{op.index}: {self.memref}" for op in self.operands]
+        args += [f"%out: {self.memref}"] if values else []
+        args += ["%out_idx: memref<?xi64>"] if indices else []
+        args += ["%rows: index", "%cols: index", "%tile: index"]
+        text = "\n".join(
+            [f"    gpu.func @{self.symbol}({', '.join(args)}) kernel {{"]
+            + self.consts.lines
+            + prologue
+            + self.entry.lines
+            + loop
+            + finish.lines
+            + ["      scf.if %active {"]
+            + store.lines
+            + ["      }", "      gpu.return", "    }"]
+        )
+        return GpuKernelText(self.symbol, self.operands, len(values), len(indices), self.axis, e, text)

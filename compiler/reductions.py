@@ -1,0 +1,309 @@
+"""How each reduction kind accumulates over the j loop, as one small class per kind.
+
+A reduction keeps a loop-carried state of vectors (one lane per j residue class), updates it with the
+formula's value at lanes j..j+L-1, and at the end folds the lanes into the row's outputs: floats (`%out`,
+`float_width` per row) and/or int64 indices (`%out_idx`, `index_width` per row).
+
+    sum            acc += f                                   (options: dtype_acc, sum_scheme)
+    min / max      acc = min(acc, f)
+    argmin/argmax  (value, index) per lane; ties go to the smallest index
+    min_argmin, max_argmax   both
+    kmin, argkmin, kmin_argkmin   the K smallest, sorted, per component (insertion network per lane)
+    logsumexp      online maximum: m = max(m, f), s = s * exp(m_old - m) + exp(f - m), one exp per pair
+    logsumexp_weight, sumsoftmaxweight   operand = concat(f, g): log sum exp(f) g,  sum exp(f) g / sum exp(f)
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from keir.compiler import mathlib
+from keir.compiler.mlir_text import Builder
+
+INT64_MAX = (1 << 63) - 1
+
+
+@dataclass(frozen=True)
+class ReductionOptions:
+    kind: str
+    dim: int  # the reduced formula's dimension
+    k: int = 1  # for the K-min family
+    sum_scheme: str = "direct_sum"  # direct_sum | block_sum | kahan_scheme
+    dtype_acc: str | None = None  # "float64" to accumulate float32 sums in double
+
+
+class Accumulator(ABC):
+    """One reduction kind on vectors of `lanes` x `elem`."""
+
+    needs_index = False
+
+    def __init__(self, options: ReductionOptions, elem: str, lanes: int):
+        self.options, self.elem, self.lanes = options, elem, lanes
+        self.vtype = f"vector<{lanes}x{elem}>"
+        self.itype = f"vector<{lanes}xi64>"
+
+    @abstractmethod
+    def state_types(self) -> list[str]:
+        """The loop-carried vector types."""
+
+    @abstractmethod
+    def init(self, b: Builder) -> list[str]:
+        """See the module docstring."""
+
+    @abstractmethod
+    def update(self, b: Builder, state: list[str], f: list[str], mask: str | None, j: str | None) -> list[str]:
+        """See the module docstring."""
+
+    @abstractmethod
+    def finish(self, b: Builder, state: list[str]) -> tuple[list[str], list[str]]:
+        """See the module docstring."""
+
+    # helpers -------------------------------------------------------------------------------------------
+    def splat(self, b: Builder, value: float) -> str:
+        return b.const(value)
+
+    def int_splat(self, b: Builder, value: int) -> str:
+        return b.emit(f"arith.constant dense<{value}> : {self.itype}", "c")
+
+    def reduce_lanes(self, b: Builder, how: str, vector: str, vtype: str | None = None, elem: str | None = None) -> str:
+        return b.emit(f"vector.reduction <{how}>, {vector} : {vtype or self.vtype} into {elem or self.elem}", "s")
+
+    def select_i(self, b: Builder, mask: str, x: str, y: str) -> str:
+        return b.emit(f"arith.select {mask}, {x}, {y} : vector<{self.lanes}xi1>, {self.itype}")
+
+    def and_masks(self, b: Builder, x: str, y: str | None) -> str:
+        return x if y is None else b.emit(f"arith.andi {x}, {y} : vector<{self.lanes}xi1>", "m")
+
+
+class Sum(Accumulator):
+    def __init__(self, options: ReductionOptions, elem: str, lanes: int):
+        super().__init__(options, elem, lanes)
+        self.wide = options.dtype_acc == "float64" and elem == "f32"
+        self.acc_type = f"vector<{lanes}xf64>" if self.wide else self.vtype
+        self.kahan = options.sum_scheme == "kahan_scheme"
+
+    def state_types(self) -> list[str]:
+        return [self.acc_type] * (self.options.dim * (2 if self.kahan else 1))
+
+    def init(self, b: Builder) -> list[str]:
+        zero = b.emit(f"arith.constant dense<0.0> : {self.acc_type}", "z")
+        return [zero] * len(self.state_types())
+
+    def widen(self, b: Builder, value: str) -> str:
+        return b.emit(f"arith.extf {value} : {self.vtype} to {self.acc_type}") if self.wide else value
+
+    def update(self, b, state, f, mask, j):
+        d = self.options.dim
+        terms = [self.widen(b, v if mask is None else b.select(mask, v, b.const(0.0))) for v in f]
+        add = lambda x, y: b.emit(f"arith.addf {x}, {y} : {self.acc_type}")  # noqa: E731
+        sub = lambda x, y: b.emit(f"arith.subf {x}, {y} : {self.acc_type}")  # noqa: E731
+        if not self.kahan:
+            return [add(a, t) for a, t in zip(state, terms)]
+        sums, carries = state[:d], state[d:]
+        new_sums, new_carries = [], []
+        for total, carry, term in zip(sums, carries, terms):  # Kahan: carry holds what the total lost
+            y = sub(term, carry)
+            t = add(total, y)
+            new_carries.append(sub(sub(t, total), y))
+            new_sums.append(t)
+        return new_sums + new_carries
+
+    def merge(self, b: Builder, outer: list[str], inner: list[str]) -> list[str]:
+        """Fold a block's partial state into the running state (block_sum)."""
+        return [b.emit(f"arith.addf {x}, {y} : {self.acc_type}") for x, y in zip(outer, inner)]
+
+    def finish(self, b, state):
+        d = self.options.dim
+        acc_elem = "f64" if self.wide else self.elem
+        out = []
+        for k in range(d):
+            total = state[k]
+            if self.kahan:
+                total = b.emit(f"arith.subf {total}, {state[d + k]} : {self.acc_type}")
+            value = self.reduce_lanes(b, "add", total, self.acc_type, acc_elem)
+            if self.wide:
+                value = b.emit(f"arith.truncf {value} : f64 to f32")
+            out.append(value)
+        return out, []
+
+
+class MinMax(Accumulator):
+    """min, max, argmin, argmax, min_argmin, max_argmax."""
+
+    def __init__(self, options: ReductionOptions, elem: str, lanes: int):
+        super().__init__(options, elem, lanes)
+        kind = options.kind
+        self.is_max = "max" in kind
+        self.values = kind in ("min", "max", "min_argmin", "max_argmax")
+        self.indices = "arg" in kind
+        self.needs_index = self.indices
+
+    def state_types(self) -> list[str]:
+        d = self.options.dim
+        return [self.vtype] * d + ([self.itype] * d if self.indices else [])
+
+    def init(self, b):
+        start = self.splat(b, -math.inf if self.is_max else math.inf)
+        state = [start] * self.options.dim
+        if self.indices:
+            state += [self.int_splat(b, INT64_MAX)] * self.options.dim
+        return state
+
+    def update(self, b, state, f, mask, j):
+        d = self.options.dim
+        new_values, new_indices = [], []
+        for k in range(d):
+            better = b.cmp("ogt" if self.is_max else "olt", f[k], state[k])
+            better = self.and_masks(b, better, mask)
+            new_values.append(b.select(better, f[k], state[k]))
+            if self.indices:
+                new_indices.append(self.select_i(b, better, j, state[d + k]))
+        return new_values + new_indices
+
+    def finish(self, b, state):
+        d = self.options.dim
+        values, indices = [], []
+        for k in range(d):
+            best = self.reduce_lanes(b, "maximumf" if self.is_max else "minimumf", state[k])
+            values.append(best)
+            if self.indices:
+                vb = Builder(b.names, self.elem, self.lanes, b.lines, b.indent)
+                hit = vb.cmp("oeq", state[k], b.emit(f"vector.broadcast {best} : {self.elem} to {self.vtype}"))
+                candidates = self.select_i(b, hit, state[d + k], self.int_splat(b, INT64_MAX))
+                indices.append(self.reduce_lanes(b, "minsi", candidates, self.itype, "i64"))
+        return (values if self.values else []), indices
+
+
+class KMin(Accumulator):
+    """The K smallest values per component, sorted, with their indices (ties: smallest index first)."""
+
+    needs_index = True
+
+    def state_types(self) -> list[str]:
+        d, k = self.options.dim, self.options.k
+        return [self.vtype] * (d * k) + [self.itype] * (d * k)
+
+    def init(self, b):
+        n = self.options.dim * self.options.k
+        return [self.splat(b, math.inf)] * n + [self.int_splat(b, INT64_MAX)] * n
+
+    def update(self, b, state, f, mask, j):
+        d, k = self.options.dim, self.options.k
+        values, indices = list(state[: d * k]), list(state[d * k :])
+        inf = b.const(math.inf)
+        for c in range(d):
+            value = f[c] if mask is None else b.select(mask, f[c], inf)
+            index = j
+            for slot in range(c * k, (c + 1) * k):  # insert into the sorted list, carrying the displaced one down
+                smaller = b.cmp("olt", value, values[slot])
+                kept_value, kept_index = values[slot], indices[slot]
+                values[slot] = b.select(smaller, value, kept_value)
+                indices[slot] = self.select_i(b, smaller, index, kept_index)
+                value = b.select(smaller, kept_value, value)
+                index = self.select_i(b, smaller, kept_index, index)
+        return values + indices
+
+    def finish(self, b, state):
+        d, k = self.options.dim, self.options.k
+        values, indices = list(state[: d * k]), list(state[d * k :])
+        vb = Builder(b.names, self.elem, self.lanes, b.lines, b.indent)
+        out_values, out_indices = [], []
+        big = self.int_splat(b, INT64_MAX)
+        for c in range(d):
+            slots = range(c * k, (c + 1) * k)
+            for _ in range(k):  # pick the overall smallest, then strike it out
+                lane_min = values[slots[0]]
+                for s in slots[1:]:
+                    lane_min = vb.min(lane_min, values[s])
+                best = self.reduce_lanes(b, "minimumf", lane_min)
+                best_v = b.emit(f"vector.broadcast {best} : {self.elem} to {self.vtype}")
+                candidate = big
+                for s in slots:
+                    hit = vb.cmp("oeq", values[s], best_v)
+                    candidate = b.emit(
+                        f"arith.minsi {candidate}, {self.select_i(b, hit, indices[s], big)} : {self.itype}"
+                    )
+                chosen = self.reduce_lanes(b, "minsi", candidate, self.itype, "i64")
+                chosen_v = b.emit(f"vector.broadcast {chosen} : i64 to {self.itype}")
+                for s in slots:
+                    same = b.emit(f"arith.cmpi eq, {indices[s]}, {chosen_v} : {self.itype}", "m")
+                    values[s] = vb.select(same, vb.const(math.inf), values[s])
+                    indices[s] = self.select_i(b, same, big, indices[s])
+                out_values.append(best)
+                out_indices.append(chosen)
+        kind = self.options.kind
+        return (out_values if kind != "argkmin" else []), (out_indices if kind != "kmin" else [])
+
+
+class LogSumExp(Accumulator):
+    """logsumexp per component; or, with a weight (operand = concat(f, g)), log sum exp(f) g and
+    sum exp(f) g / sum exp(f). State: running maximum m and sums s scaled by exp(-m)."""
+
+    def __init__(self, options: ReductionOptions, elem: str, lanes: int):
+        super().__init__(options, elem, lanes)
+        self.weighted = options.kind != "logsumexp"
+        self.softmax = options.kind == "sumsoftmaxweight"
+
+    def _groups(self) -> int:
+        return 1 if self.weighted else self.options.dim
+
+    def _sums(self) -> int:  # per group
+        if not self.weighted:
+            return 1
+        return self.options.dim - 1 + (1 if self.softmax else 0)
+
+    def state_types(self) -> list[str]:
+        return [self.vtype] * (self._groups() * (1 + self._sums()))
+
+    def init(self, b):
+        return [self.splat(b, -math.inf)] * self._groups() + [self.splat(b, 0.0)] * (self._groups() * self._sums())
+
+    def update(self, b, state, f, mask, j):
+        groups, sums = self._groups(), self._sums()
+        maxima, totals = state[:groups], state[groups:]
+        new_maxima, new_totals = [], []
+        for g in range(groups):
+            value = f[g] if not self.weighted else f[0]
+            weights = [b.const(1.0)] if not self.weighted else list(f[1:])
+            if self.softmax:
+                weights = weights + [b.const(1.0)]
+            m = maxima[g]
+            valid = b.cmp("ogt", value, b.const(-math.inf))  # exp(-inf) adds nothing; skip it (and NaN)
+            valid = self.and_masks(b, valid, mask)
+            d = b.sub(value, m)
+            grows = b.cmp("ogt", d, b.const(0.0))
+            e = mathlib.exp(b, b.neg(b.math("absf", d)))
+            new_maxima.append(b.select(valid, b.max(m, value), m))
+            for w, s in zip(weights, totals[g * sums : (g + 1) * sums]):
+                rescaled = b.fma(s, e, w)  # the maximum moved: old sum scaled down, new term weight 1
+                added = b.fma(e, w, s)
+                new_totals.append(b.select(valid, b.select(grows, rescaled, added), s))
+        return new_maxima + new_totals
+
+    def finish(self, b, state):
+        groups, sums = self._groups(), self._sums()
+        vb = Builder(b.names, self.elem, self.lanes, b.lines, b.indent)
+        out = []
+        for g in range(groups):
+            m = state[g]
+            top = self.reduce_lanes(b, "maximumf", m)
+            empty = b.cmp("oeq", top, b.const(-math.inf))
+            safe_top = b.select(empty, b.const(0.0), top)
+            scale = mathlib.exp(vb, vb.sub(m, b.emit(f"vector.broadcast {safe_top} : {self.elem} to {self.vtype}")))
+            group_sums = state[groups + g * sums : groups + (g + 1) * sums]
+            totals = [self.reduce_lanes(b, "add", vb.mul(s, scale)) for s in group_sums]
+            if self.softmax:
+                out += [b.div(t, totals[-1]) for t in totals[:-1]]
+            else:
+                out += [b.select(empty, b.const(-math.inf), b.add(top, mathlib.log(b, t))) for t in totals]
+        return out, []
+
+
+_CLASSES = {"sum": Sum, "kmin": KMin, "argkmin": KMin, "kmin_argkmin": KMin, "logsumexp": LogSumExp,
+            "logsumexp_weight": LogSumExp, "sumsoftmaxweight": LogSumExp}
+
+
+def accumulator(options: ReductionOptions, elem: str, lanes: int) -> Accumulator:
+    return _CLASSES.get(options.kind, MinMax)(options, elem, lanes)

@@ -1,0 +1,114 @@
+"""PyTorch autograd for keir reductions, to any order.
+
+A reduction over tensors that need a gradient runs as `KeirReduction.apply`. The forward runs the compiled
+kernel. The backward builds, for each input that needs a gradient, the gradient reduction given by
+`keir.dialect.derivatives.reduction_gradient` -- the reduction of a `keir.grad` of the formula, expanded by
+the keir-differentiate pass when it compiles -- and runs it as an ordinary keir reduction of torch
+tensors. That reduction goes through `KeirReduction.apply` in its turn, so a gradient is differentiable
+again: `torch.autograd.grad(..., create_graph=True)` to any order, `torch.func.grad` of `torch.func.grad`.
+Each gradient kernel is compiled once and cached like any other kernel.
+
+`forward` takes no ctx and `setup_context` saves what `backward` needs, which is what `torch.func` asks of
+an autograd.Function. There is no vmap rule: the forward runs compiled code on NumPy arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from keir.dialect.derivatives import reduction_gradient
+from keir.dialect.node import Node, var, variables
+from keir.reduction import Reduction
+
+
+def needs_autograd(arrays: Sequence[Any]) -> bool:
+    """Whether a reduction over these inputs must be recorded for autograd (or a torch.func transform)."""
+    return any(
+        isinstance(a, torch.Tensor) and (a.requires_grad or torch._C._functorch.is_functorch_wrapped_tensor(a))
+        for a in arrays
+    )
+
+
+def reduce(reduction: Reduction) -> torch.Tensor:
+    """reduction() as a differentiable torch op."""
+    return KeirReduction.apply(reduction, *reduction.lazy.arrays)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the backward needs to know about a reduction besides its input tensors."""
+
+    root: Node  # the keir.reduce
+    categories: tuple[str, ...]
+    dtype: str
+    threads: int | None
+    lazy_type: type
+
+    @classmethod
+    def of(cls, reduction: Reduction) -> _Plan:
+        lazy = reduction.lazy
+        return cls(reduction.root, lazy.categories, lazy.dtype, reduction.threads, type(lazy))
+
+
+class KeirReduction(torch.autograd.Function):
+    @staticmethod
+    def forward(reduction: Reduction, *inputs: Any) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        outputs = reduction.compute(inputs)
+        if isinstance(outputs, tuple):  # e.g. (values, indices)
+            return tuple(_tensor(out) for out in outputs)
+        return _tensor(outputs)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        reduction, *arrays = inputs
+        outputs = output if isinstance(output, tuple) else (output,)
+        ctx.mark_non_differentiable(*(out for out in outputs if not out.is_floating_point()))
+        ctx.plan = _Plan.of(reduction)
+        ctx.numbers = {k: a for k, a in enumerate(arrays) if not isinstance(a, torch.Tensor)}
+        # the output too: rules such as logsumexp's use the output row's value
+        ctx.save_for_backward(*(a for a in arrays if isinstance(a, torch.Tensor)), outputs[0])
+
+    @staticmethod
+    def backward(ctx: Any, *grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        *tensors, output = ctx.saved_tensors
+        tensors = iter(tensors)
+        count = len(ctx.plan.categories)
+        inputs = [ctx.numbers[k] if k in ctx.numbers else next(tensors) for k in range(count)]
+        grads: list[torch.Tensor | None] = [None]  # the Reduction argument
+        for k, needed in enumerate(ctx.needs_input_grad[1:]):
+            grads.append(_input_gradient(ctx.plan, inputs, k, grad_outputs[0], output) if needed else None)
+        return tuple(grads)
+
+
+def _input_gradient(plan: _Plan, inputs: list[Any], k: int, grad_output: torch.Tensor,
+                    output: torch.Tensor) -> torch.Tensor | None:
+    """The gradient of the reduction with respect to input k, contracted with grad_output, as a keir
+    reduction of torch tensors (itself differentiable); None where it is zero, so that autograd does not
+    push zeros further back."""
+    category = plan.categories[k]
+    wrt = var(k, category, inputs[k].shape[-1])
+    output_category = "i" if plan.root.attr("axis") == 1 else "j"
+    cotangent = var(len(inputs), output_category, grad_output.shape[-1])
+    output_var = var(len(inputs) + 1, output_category, output.shape[-1])
+    gradient, sum_rows = reduction_gradient(plan.root, wrt, cotangent, output_var)
+    arrays, categories = (*inputs, grad_output), (*plan.categories, output_category)
+    if output_var in variables(gradient):  # only then: else the output would get a (zero) gradient too
+        arrays, categories = (*arrays, output), (*categories, output_category)
+    lazy = plan.lazy_type._new(gradient.args[0], arrays, categories, plan.dtype)
+    reduction = Reduction(lazy, gradient.attr("kind"), gradient.attr("axis"), plan.threads)
+    if reduction.is_zero:
+        return None
+    rows = reduction()
+    return rows.sum(0) if sum_rows else rows
+
+
+__all__ = ["KeirReduction", "needs_autograd", "reduce"]
+
+
+def _tensor(out: Any) -> torch.Tensor:
+    """A kernel's output as a tensor (the GPU backend already returns tensors)."""
+    return out if isinstance(out, torch.Tensor) else torch.from_numpy(out)

@@ -1,0 +1,90 @@
+"""From a reduction node to a launchable GPU kernel: in-process table, on-disk PTX cache, or a fresh compile.
+
+As for the CPU (keir.kernels): (node, dtype, options, arch) identifies a kernel in this process; a miss prints
+the keir IR and looks for `<key>.ptx` in the artifact cache, keyed with the arch and PTX ISA version; only a
+miss there imports MLIR and compiles. The driver JIT-compiles the PTX when a device first loads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import numpy as np
+
+from keir.compiler.codegen_gpu import gpu_to_ptx, nvptx_target
+from keir.compiler.kernel import DTYPES, Kernel
+from keir.compiler.lower_cpu import kernel_operands
+from keir.compiler.lower_gpu import GpuKernelText, lower_gpu, row_bytes
+from keir.compiler.pipeline import Compilation, CompileOptions, cache_key
+from keir.dialect.node import Node
+from keir.dialect.ops import reduction_output_widths
+from keir.runtime import cache
+from keir.runtime.cuda import GpuKernel, cuda_available, device
+
+# The arch `.ir("ptx")` shows where no CUDA device says otherwise (Ampere, the oldest arch the tests assemble for).
+DEFAULT_ARCH = "sm_80"
+
+_loaded: dict[tuple[Node, str, CompileOptions, str], GpuKernel] = {}
+_lock = threading.Lock()
+
+
+def default_arch(device_index: int | None = None) -> str:
+    """The arch of CUDA device `device_index` (default 0) where there is one, else DEFAULT_ARCH."""
+    if device_index is None and not cuda_available():
+        return DEFAULT_ARCH
+    return device(device_index or 0).arch
+
+
+def gpu_options(options: CompileOptions | None, arch: str) -> CompileOptions:
+    """`options` with the GPU arch as target (the target is part of the cache key and of the stage 'ptx')."""
+    nvptx_target(arch)  # validates the arch name
+    return dataclasses.replace(options or CompileOptions(), target=arch)
+
+
+def gpu_ptx(root: Node, dtype: np.dtype, options: CompileOptions | None = None, arch: str | None = None) -> str:
+    """The PTX of reduction `root` for `arch` (default: see default_arch), compiled or read from the cache."""
+    return gpu_kernel_for_arch(root, dtype, options, arch or default_arch()).ptx
+
+
+def gpu_kernel(root: Node, dtype: np.dtype, options: CompileOptions | None = None, device_index: int = 0) -> GpuKernel:
+    """The kernel for reduction `root` compiled for the arch of CUDA device `device_index`."""
+    return gpu_kernel_for_arch(root, dtype, options, device(device_index).arch)
+
+
+def gpu_kernel_for_arch(root: Node, dtype: np.dtype, options: CompileOptions | None, arch: str) -> GpuKernel:
+    options = gpu_options(options, arch)
+    dtype = np.dtype(dtype)
+    key = (root, dtype.name, options, arch)
+    found = _loaded.get(key)
+    if found is not None:
+        return found
+    with _lock:
+        found = _loaded.get(key)
+        if found is None:
+            found = _loaded[key] = _load_or_compile(root, dtype, options, arch)
+    return found
+
+
+def gpu_lowering(root: Node, dtype: np.dtype, options: CompileOptions, symbol: str) -> GpuKernelText:
+    """Reduction `root` after the keir passes, lowered to a gpu.func named `symbol`."""
+    optimized = Compilation(Kernel(symbol, root, DTYPES[np.dtype(dtype).name]), options).optimized
+    return lower_gpu(optimized, kernel_operands(root))
+
+
+def _load_or_compile(root: Node, dtype: np.dtype, options: CompileOptions, arch: str) -> GpuKernel:
+    elem = DTYPES[dtype.name]
+    keir_text = Compilation(Kernel("keir_kernel", root, elem), options).keir
+    key = cache_key(keir_text, options, nvptx_target(arch).key)
+    symbol = f"keir_{key[:24]}"
+    operands = kernel_operands(root)
+    stored = cache.load(key, ".ptx")
+    if stored is None:
+        ptx = gpu_to_ptx(gpu_lowering(root, dtype, options, symbol).text, arch)
+        cache.store(key, ptx.encode(), ".ptx")
+    else:
+        ptx = stored.decode()
+    floats, indices = reduction_output_widths(root.attr("kind"), root.args[0].dim, dict(root.attrs).get("k", 1))
+    return GpuKernel(
+        ptx, symbol, arch, operands, floats, indices, root.attr("axis"), dtype, row_bytes(operands, elem)
+    )

@@ -1,0 +1,140 @@
+"""Every reduction kind, over i and j, against NumPy float64: ties, K > 1, K > N, weights, options."""
+
+import numpy as np
+import pytest
+import torch
+from reference import relative_error
+
+import keir.numpy as kn
+import keir.torch as kt
+
+SIZES = [(1, 1), (7, 33), (130, 45), (1000, 1237)]
+
+
+def _dense(x, y):
+    return ((x[:, None, :].astype(np.float64) - y[None, :, :].astype(np.float64)) ** 2).sum(-1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("m,n", SIZES)
+def test_min_max_arg(m, n, dtype):
+    rng = np.random.default_rng(m * n)
+    x, y = rng.random((m, 2)).astype(dtype), rng.random((n, 2)).astype(dtype)
+    f = kn.Vi(x).sqdist(kn.Vj(y))
+    d = _dense(x, y).astype(dtype).astype(np.float64)  # the values keir compares, rounded as keir rounds them
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    assert relative_error(f.min(axis=1)[:, 0], d.min(1)) < tol
+    assert relative_error(f.max(axis=1)[:, 0], d.max(1)) < tol
+    assert relative_error(f.min(axis=0)[:, 0], d.min(0)) < tol
+    values, indices = f.max_argmax(axis=1)
+    assert indices.dtype == np.int64 and relative_error(values[:, 0], d.max(1)) < tol
+    # an index is right if its value is the extreme one (float32 rounding may tie distinct float64 values)
+    chosen = d[np.arange(m), indices[:, 0]]
+    assert relative_error(chosen, d.max(1)) < tol
+    chosen = d[f.argmin(axis=0)[:, 0], np.arange(n)]
+    assert relative_error(chosen, d.min(0)) < tol
+
+
+def test_ties_go_to_the_smallest_index():
+    x = np.zeros((5, 1))
+    y = np.array([[3.0], [1.0], [2.0], [1.0], [1.0], [5.0]] * 7)  # value 1 at j = 1, 3, 4, 7, ...
+    f = kn.Vi(x).sqdist(kn.Vj(y))
+    assert np.all(f.argmin(axis=1) == 1)
+    assert np.all(f.argKmin(4, axis=1) == [1, 3, 4, 7])
+    assert np.all((-f).argmax(axis=1) == 1)
+    vec = kn.Vi(np.array([[2.0, 1.0, 1.0, 3.0]])) + kn.Vj(np.zeros((3, 1)))
+    assert np.all(vec.argmin().sum(axis=1) == 3 * 1.0)  # in-vector argmin: first of the tied components
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_kmin_argkmin(k, dtype):
+    rng = np.random.default_rng(k)
+    x, y = rng.random((300, 3)).astype(dtype), rng.random((517, 3)).astype(dtype)
+    f = kn.Vi(x).sqdist(kn.Vj(y))
+    d = _dense(x, y).astype(dtype).astype(np.float64)
+    values, indices = f.Kmin_argKmin(k, axis=1)
+    assert values.shape == indices.shape == (300, k) and indices.dtype == np.int64
+    want = np.sort(d, axis=1)[:, :k]
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    assert relative_error(values, want) < tol
+    assert relative_error(np.take_along_axis(d, indices, 1), want) < tol
+    assert np.array_equal(f.argKmin(k, axis=1), indices)
+    assert relative_error(f.Kmin(k, axis=0), np.sort(d, axis=0)[:k].T) < tol
+    # K nearest neighbours of a vector formula: per component, shape (rows, K, D)
+    g = kn.Vi(x) - kn.Vj(y)
+    dense = (x[:, None, :].astype(np.float64) - y[None].astype(np.float64)).astype(dtype).astype(np.float64)
+    assert relative_error(g.Kmin(k, axis=1), np.sort(dense, axis=1)[:, :k, :]) < tol
+
+
+def test_k_larger_than_n():
+    f = kn.Vi(np.zeros((3, 1))).sqdist(kn.Vj(np.array([[2.0], [1.0]])))
+    values, indices = f.Kmin_argKmin(4, axis=1)
+    assert np.array_equal(indices[0], [1, 0, -1, -1]) and np.array_equal(values[0, :2], [1.0, 4.0])
+    assert np.all(np.isinf(values[:, 2:]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("m,n", SIZES)
+def test_logsumexp_and_softmax(m, n, dtype):
+    rng = np.random.default_rng(n)
+    x, y = rng.random((m, 3)).astype(dtype), rng.random((n, 3)).astype(dtype)
+    w = rng.random((n, 2)).astype(dtype)
+    f = -kn.Vi(x).sqdist(kn.Vj(y)) * 50.0  # large magnitudes: a naive sum of exp would underflow
+    d = -50.0 * _dense(x, y)
+    top = d.max(1, keepdims=True)
+    tol = 2e-6 if dtype == np.float32 else 1e-13
+    assert relative_error(f.logsumexp(axis=1), top + np.log(np.exp(d - top).sum(1, keepdims=True))) < tol
+    weighted = top + np.log(np.exp(d - top) @ w)
+    assert relative_error(f.logsumexp(axis=1, weight=kn.Vj(w)), weighted) < tol
+    soft = (np.exp(d - top) @ w) / np.exp(d - top).sum(1, keepdims=True)
+    assert relative_error(f.sumsoftmaxweight(kn.Vj(w), axis=1), soft) < tol
+    top0 = d.max(0, keepdims=True)
+    assert relative_error(f.logsumexp(axis=0)[:, 0], (top0 + np.log(np.exp(d - top0).sum(0, keepdims=True)))[0]) < tol
+
+
+def test_logsumexp_of_minus_infinity_and_vectors():
+    x = np.array([[0.0], [1.0]])
+    y = np.array([[0.0], [2.0], [5.0]])
+    f = (kn.Vi(x) - kn.Vj(y)).log()  # log of negative numbers: NaN; of 0: -inf
+    out = f.logsumexp(axis=1)
+    assert out[0, 0] == -np.inf  # only exp(-inf) = 0 and NaN (skipped) terms
+    vec = kn.Vi(x).concat(-kn.Vi(x)) * kn.Vj(y)
+    d = np.stack([x * y[:, 0], -x * y[:, 0]], -1)  # (2, 3, 2)
+    assert relative_error(vec.logsumexp(axis=1), np.log(np.exp(d).sum(1))) < 1e-14
+
+
+@pytest.mark.parametrize("options", [{"sum_scheme": "direct_sum"}, {"sum_scheme": "block_sum"},
+                                     {"sum_scheme": "kahan_scheme"}, {"dtype_acc": "float64"}])
+def test_sum_options(options):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((50, 1), dtype=np.float32), rng.random((200_000, 1), dtype=np.float32)
+    b = (1 + rng.random((200_000, 1))).astype(np.float32)
+    out = (kn.Vi(x) * kn.Vj(b) + kn.Vj(y)).sum(axis=1, **options)
+    want = x.astype(np.float64) * b.astype(np.float64).sum() + y.astype(np.float64).sum()
+    error = relative_error(out, want)
+    # 200 000 float32 terms: a plain sum drifts (measured 1e-6); blocks and compensation stay within a few
+    # float32 roundings of the result (1.5e-7, 1.8e-7); a double accumulator within one (3.9e-8).
+    bound = {"direct_sum": 2e-6, "block_sum": 3e-7, "kahan_scheme": 3e-7}.get(options.get("sum_scheme"), 6e-8)
+    assert error < bound
+
+
+def test_torch_reductions_return_int64_tensors():
+    x, y = torch.rand(20, 3), torch.rand(30, 3)
+    values, indices = kt.Vi(x).sqdist(kt.Vj(y)).Kmin_argKmin(2, dim=1)
+    assert isinstance(indices, torch.Tensor) and indices.dtype == torch.int64
+    dense = torch.cdist(x.double(), y.double()) ** 2
+    assert torch.equal(torch.sort(dense, 1).indices[:, :2], indices) or relative_error(
+        torch.gather(dense, 1, indices).numpy(), torch.sort(dense, 1).values[:, :2].numpy()) < 1e-6
+
+
+def test_bad_reduction_arguments():
+    f = kn.Vi(np.ones((3, 2))).sqdist(kn.Vj(np.ones((4, 2))))
+    with pytest.raises(ValueError, match="K must be a positive integer"):
+        f.Kmin(0, axis=1)
+    with pytest.raises(ValueError, match="sum_scheme 'fast'"):
+        f.sum(axis=1, sum_scheme="fast")
+    with pytest.raises(ValueError, match="dtype_acc may only be 'float64'"):
+        f.min(axis=1, dtype_acc="float64")
+    with pytest.raises(kn.LazyTensor.__module__ and ValueError, match="needs a scalar formula"):
+        (kn.Vi(np.ones((3, 2))) - kn.Vj(np.ones((4, 2)))).sumsoftmaxweight(kn.Vj(np.ones((4, 2))), axis=1)
