@@ -473,6 +473,13 @@ class LazyTensor:
         with_other = self._combine(other, keep)
         return with_other._combine(e, lambda formula, e_node: make("grad", formula, renumbered[0], e_node))
 
+    def solve(self, b: Any, alpha: float = 1e-10, eps: float = 1e-6, max_iterations: int | None = None) -> Any:
+        """The solution a of (alpha Id + K) a = b, K = self a symmetric scalar kernel matrix, by conjugate
+        gradient (each step one keir reduction); differentiable with torch. See keir.solve."""
+        from keir.solve import solve
+
+        return solve(self, b, alpha=alpha, eps=eps, max_iterations=max_iterations)
+
     @property
     def ndim(self) -> int:
         """The formula's vector dimension D (pykeops' ndim)."""

@@ -1,0 +1,49 @@
+"""The differentiable torch form of keir.solve (the adjoint method; see keir.solve)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from keir.solve import _solve_arrays
+
+
+class _KernelSolve(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, kernel: Any, alpha: float, eps: float, iterations: int, b: torch.Tensor,
+                *tensors: Any) -> torch.Tensor:
+        detached = _with_arrays(kernel, [t.detach() if isinstance(t, torch.Tensor) else t for t in tensors])
+        a = _solve_arrays(detached, b.detach(), alpha, eps, iterations)
+        ctx.kernel, ctx.alpha, ctx.eps, ctx.iterations = kernel, alpha, eps, iterations
+        ctx.save_for_backward(a, *(t for t in tensors if isinstance(t, torch.Tensor)))
+        ctx.numbers = {k: t for k, t in enumerate(tensors) if not isinstance(t, torch.Tensor)}
+        return a
+
+    @staticmethod
+    def backward(ctx: Any, grad_a: torch.Tensor) -> tuple[Any, ...]:
+        a, *saved = ctx.saved_tensors
+        saved = iter(saved)
+        tensors = [ctx.numbers[k] if k in ctx.numbers else next(saved) for k in range(len(ctx.kernel.arrays))]
+        detached = _with_arrays(ctx.kernel, [t.detach() if isinstance(t, torch.Tensor) else t for t in tensors])
+        lam = _solve_arrays(detached, grad_a.detach(), ctx.alpha, ctx.eps, ctx.iterations)
+        wanted = [k for k, t in enumerate(tensors) if isinstance(t, torch.Tensor) and ctx.needs_input_grad[5 + k]]
+        grads: list[Any] = [None] * len(tensors)
+        if wanted:
+            with torch.enable_grad():
+                leaves = [t.detach().requires_grad_(k in wanted) if isinstance(t, torch.Tensor) else t
+                          for k, t in enumerate(tensors)]
+                kernel = _with_arrays(ctx.kernel, leaves)
+                ka = (kernel * type(kernel)(a.detach(), axis=1)).sum(axis=1)
+                found = torch.autograd.grad(-(lam * ka).sum(), [leaves[k] for k in wanted], allow_unused=True)
+            for k, g in zip(wanted, found):
+                grads[k] = g
+        return (None, None, None, None, lam, *grads)
+
+
+def _with_arrays(kernel: Any, arrays: list[Any]) -> Any:
+    return kernel._new(kernel.node, tuple(arrays), kernel.categories, kernel.dtype)
+
+
+def differentiable_solve(kernel: Any, b: torch.Tensor, alpha: float, eps: float, iterations: int) -> torch.Tensor:
+    return _KernelSolve.apply(kernel, alpha, eps, iterations, b, *kernel.arrays)
