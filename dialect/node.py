@@ -78,11 +78,11 @@ class Node:
 
 def make(op: str, *args: Node, **attrs: Any) -> Node:
     """Build (or find) the node `op(args) {attrs}`; raises DimensionError/ValueError on bad input."""
-    return Node(op, args, tuple(sorted(attrs.items())))
+    return Node(op, args, tuple(sorted(attrs.items())) if attrs else ())
 
 
 def var(index: int, category: str, dim: int) -> Node:
-    return make("var", index=index, category=category, dim=dim)
+    return Node("var", (), (("category", category), ("dim", dim), ("index", index)))  # attrs in sorted order
 
 
 def constant(value: float) -> Node:

@@ -19,7 +19,8 @@ from keir.dialect.ops import reduction_output_widths
 from keir.runtime import cache
 from keir.runtime.cpu import CpuKernel
 
-_loaded: dict[tuple[Node, str, CompileOptions], CpuKernel] = {}
+_loaded: dict[tuple[Node, np.dtype, CompileOptions], CpuKernel] = {}
+_DEFAULT_OPTIONS = CompileOptions()
 _lock = threading.Lock()
 
 
@@ -31,16 +32,15 @@ def compilation(root: Node, dtype: np.dtype, options: CompileOptions | None = No
 
 
 def cpu_kernel(root: Node, dtype: np.dtype, options: CompileOptions | None = None) -> CpuKernel:
-    options = options or CompileOptions()
-    dtype = np.dtype(dtype)
-    key = (root, dtype.name, options)
+    options = options or _DEFAULT_OPTIONS
+    key = (root, dtype, options)
     found = _loaded.get(key)
     if found is not None:
         return found
     with _lock:
         found = _loaded.get(key)
         if found is None:
-            found = _loaded[key] = _load_or_compile(root, dtype, options)
+            found = _loaded[key] = _load_or_compile(root, np.dtype(dtype), options)
     return found
 
 

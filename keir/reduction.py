@@ -40,7 +40,8 @@ class Reduction:
                     f"{'number of rows M' if category == 'i' else 'number of columns N'}; this formula has none"
                 )
         self.sizes = {c: self._size(c) for c in ("i", "j")}
-        self.batch_shape = lazy.batch_shape
+        unbatched = all(getattr(a, "ndim", 1) <= (1 if c == "p" else 2) for a, c in zip(lazy.arrays, lazy.categories))
+        self.batch_shape = () if unbatched else lazy.batch_shape
 
     def _size(self, category: str) -> int:
         shapes = [tuple(a.shape) for a, c in zip(self.lazy.arrays, self.lazy.categories) if c == category]
