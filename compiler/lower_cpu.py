@@ -11,8 +11,10 @@
       }
     }
 
-Layout the runtime provides: an i-variable of dimension D is row-major (M, D); a j-variable is transposed to
-(D, N) (structure of arrays), so component d of lanes j..j+15 is one contiguous load; a parameter is (D,).
+Layout the runtime provides: an i-variable of dimension D is row-major (M, D); a parameter is (D,); a
+j-variable of dimension D > 1 is cut into blocks of L = 16 (f32) or 8 (f64) columns, each stored as D vectors
+of L lanes (shape (ceil(N / L), D, L), zero-padded): component d of lanes j..j+L-1 is one contiguous load at
+j*D + d*L, and a block is one contiguous stream whatever D is. A dimension-1 j-variable is used as it is.
 A reduction over i (axis 0) is the same loop with the roles of i and j swapped. The formula's components are
 unrolled: a value of dimension D is D SSA values. Work that does not depend on j is computed once per i
 (or once per call) as scalars and broadcast: the hoisting of DESIGN §7.
@@ -27,10 +29,13 @@ from keir.compiler.kernel import Kernel
 from keir.compiler.mlir_text import Builder, Names
 from keir.compiler.reductions import ReductionOptions, accumulator
 from keir.dialect.node import Node, swap_i_j, variables
-from keir.dialect.ops import ELEMENTWISE_UNARY
+from keir.dialect.ops import ELEMENTWISE_UNARY, reduction_output_widths
 
 VECTOR_LANES = {"f32": 16, "f64": 8}
 BLOCK_SUM_LANES = 64  # block_sum: vectors per block
+ROW_BLOCK = 4  # rows i that share each j vector
+CHAINS = 4  # independent accumulation chains in dot products
+MAX_BLOCKED_STATE = 4  # accumulator vectors per row above which rows run one at a time (register pressure)
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,10 @@ def lower_cpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None) -> Lo
 
 
 class _LoopNest:
+    """Builds the function. Rows are handled in blocks of `ROW_BLOCK`: each j vector (a load of y_j) then
+    serves several rows i, which divides the memory traffic of wide j-variables by the block size; the rows
+    left over run one at a time."""
+
     def __init__(self, symbol: str, formula: Node, elem: str, axis: int, operands: tuple[Operand, ...],
                  options: ReductionOptions):
         self.symbol, self.formula, self.elem, self.axis = symbol, formula, elem, axis
@@ -92,10 +101,9 @@ class _LoopNest:
         self.lanes = VECTOR_LANES[elem]
         self.names = Names()
         self.entry = Builder(self.names, elem, None)
-        self.row = Builder(self.names, elem, None, indent="      ")
-        self.scalars: dict[Node, list[str]] = {}
-        self.broadcasts: dict[str, str] = {}
         self.index_consts: dict[int, str] = {}
+        self.entry_scalars: dict[Node, list[str]] = {}
+        self.entry_broadcasts: dict[str, str] = {}
         self.operands = operands
 
     @property
@@ -107,133 +115,188 @@ class _LoopNest:
             self.index_consts[value] = self.entry.emit(f"arith.constant {value} : index", "k")
         return self.index_consts[value]
 
-    # scalar (hoisted) values -------------------------------------------------------------------------
-    def scalar(self, node: Node) -> list[str]:
-        if node in self.scalars:
-            return self.scalars[node]
-        b = self.row if "i" in node.deps else self.entry
-        if node.op == "var":
-            category = node.attr("category")
-            memref = f"%a{node.attr('index')}"
-            if category == "p":
-                comps = [
-                    b.emit(f"memref.load {memref}[{self.index_const(d)}] : memref<?x{self.elem}>")
-                    for d in range(node.dim)
-                ]
-            else:
-                base = self.row.emit(f"arith.muli %i, {self.index_const(node.dim)} : index", "o")
-                comps = []
-                for d in range(node.dim):
-                    offset = self.row.emit(f"arith.addi {base}, {self.index_const(d)} : index", "o")
-                    comps.append(self.row.emit(f"memref.load {memref}[{offset}] : memref<?x{self.elem}>"))
-        else:
-            comps = compute(b, node, [self.scalar(a) for a in node.args])
-        self.scalars[node] = comps
-        return comps
-
-    def broadcast(self, node: Node) -> list[str]:
-        comps = self.scalar(node)
-        b = self.row if "i" in node.deps else self.entry
-        out = []
-        for c in comps:
-            if c not in self.broadcasts:
-                self.broadcasts[c] = b.emit(f"vector.broadcast {c} : {self.elem} to {self.vtype}", "b")
-            out.append(self.broadcasts[c])
-        return out
-
-    # the j loop body ---------------------------------------------------------------------------------
-    def body(self, b: Builder, j: str, mask: str | None) -> list[str]:
-        values: dict[Node, list[str]] = {}
-        zero = b.const(0.0) if mask else None
-        n_offsets: dict[int, str] = {}
-
-        def value(node: Node) -> list[str]:
-            if "j" not in node.deps:
-                return self.broadcast(node)
-            if node in values:
-                return values[node]
-            if node.op == "var":
-                comps = []
-                for d in range(node.dim):
-                    if d not in n_offsets:
-                        n_offsets[d] = self.entry.emit(f"arith.muli %n, {self.index_const(d)} : index", "o")
-                    offset = b.emit(f"arith.addi {n_offsets[d]}, {j} : index", "o")
-                    memref = f"%a{node.attr('index')}"
-                    if mask is None:
-                        comps.append(b.emit(f"vector.load {memref}[{offset}] : memref<?x{self.elem}>, {self.vtype}"))
-                    else:
-                        comps.append(
-                            b.emit(
-                                f"vector.maskedload {memref}[{offset}], {mask}, {zero} : memref<?x{self.elem}>, "
-                                f"vector<{self.lanes}xi1>, {self.vtype} into {self.vtype}"
-                            )
-                        )
-            else:
-                comps = compute(b, node, [value(a) for a in node.args])
-            values[node] = comps
-            return comps
-
-        return value(self.formula)
-
-    def _j_lanes(self, b: Builder, j: str) -> str:
-        """The int64 indices j, j+1, ..., j+L-1 (for arg-reductions)."""
-        j64 = b.emit(f"arith.index_cast {j} : index to i64", "q")
-        splat = b.emit(f"vector.broadcast {j64} : i64 to vector<{self.lanes}xi64>", "q")
-        return b.emit(f"arith.addi {splat}, {self.iota} : vector<{self.lanes}xi64>", "q")
-
-    def _step(self, b: Builder, j: str, state: list[str], mask: str | None) -> list[str]:
-        f = self.body(b, j, mask)
-        lanes = self._j_lanes(b, j) if self.acc.needs_index else None
-        return self.acc.update(b, state, f, mask, lanes)
-
-    def _loop(self, lo: str, hi: str, init: list[str], result: str, indent: str) -> list[str]:
-        """scf.for j in [lo, hi) step L carrying the accumulator state, named result#k."""
-        b = Builder(self.names, self.elem, self.lanes, indent=indent + "  ")
-        state = [self.names.fresh("st") for _ in init]
-        new = self._step(b, "%j", state, None)
-        types = ", ".join(self.acc.state_types())
-        carried = ", ".join(f"{s} = {v}" for s, v in zip(state, init))
-        return (
-            [f"{indent}{result}:{len(init)} = scf.for %j = {lo} to {hi} step {self.index_const(self.lanes)} "
-             f"iter_args({carried}) -> ({types}) {{"]
-            + b.lines
-            + [f"{indent}  scf.yield {', '.join(new)} : {types}", f"{indent}}}"]
-        )
-
     def build(self) -> LoopKernel:
         e, lanes = self.elem, self.lanes
         entry_v = Builder(self.names, e, lanes, self.entry.lines)
-        init = self.acc.init(entry_v)
+        self.init = self.acc.init(entry_v)
         if self.acc.needs_index:
             iota = ", ".join(str(k) for k in range(lanes))
             self.iota = self.entry.emit(f"arith.constant dense<[{iota}]> : vector<{lanes}xi64>", "q")
-        zero_c = self.index_const(0)
-        rem = self.entry.emit(f"arith.remui %n, {self.index_const(lanes)} : index", "o")
-        n_full = self.entry.emit(f"arith.subi %n, {rem} : index", "o")
-        count = len(init)
-        types = ", ".join(self.acc.state_types())
+        self.rem = self.entry.emit(f"arith.remui %n, {self.index_const(lanes)} : index", "o")
+        self.n_full = self.entry.emit(f"arith.subi %n, {self.rem} : index", "o")
+        block = ROW_BLOCK if len(self.init) <= MAX_BLOCKED_STATE else 1
+        lines: list[str] = []
+        if block > 1:
+            count = self.entry.emit("arith.subi %i1, %i0 : index", "o")
+            blocks = self.entry.emit(f"arith.divui {count}, {self.index_const(block)} : index", "o")
+            span = self.entry.emit(f"arith.muli {blocks}, {self.index_const(block)} : index", "o")
+            split = self.entry.emit(f"arith.addi %i0, {span} : index", "o")
+            lines += _Rows(self, block).loop("%i0", split)
+            lines += _Rows(self, 1).loop(split, "%i1")
+        else:
+            lines += _Rows(self, 1).loop("%i0", "%i1")
+        args = [f"%a{op.index}: memref<?x{e}>" for op in self.operands]
+        floats, indices = self.widths
+        if floats:
+            args.append(f"%out: memref<?x{e}>")
+        if indices:
+            args.append("%out_idx: memref<?xi64>")
+        args += ["%i0: index", "%i1: index", "%n: index"]
+        text = "\n".join([f"func.func @{self.symbol}({', '.join(args)}) {{"] + self.entry.lines + lines
+                         + ["    return", "}"])
+        return LoopKernel(self.symbol, self.operands, floats, indices, self.axis, text)
 
-        if self.options.sum_scheme == "block_sum":  # partial sums over blocks of j, then their sum
-            block = self.index_const(BLOCK_SUM_LANES * lanes)
+    @property
+    def widths(self) -> tuple[int, int]:
+        o = self.options
+        return reduction_output_widths(o.kind, o.dim, o.k)
+
+
+class _Rows:
+    """One block of `count` consecutive rows i: their i-only work, the j loop shared by all of them (each
+    j-only value computed once for the block), and their outputs."""
+
+    def __init__(self, nest: _LoopNest, count: int):
+        self.nest, self.count = nest, count
+        self.names = nest.names
+        self.row = Builder(nest.names, nest.elem, None, indent="      ")
+        self.scalars: dict[tuple[Node, int], list[str]] = {}
+        self.broadcasts: dict[str, str] = {}
+        self.rows: list[str] = []
+
+    # scalar (hoisted) values -------------------------------------------------------------------------
+    def scalar(self, node: Node, r: int) -> list[str]:
+        nest = self.nest
+        if "i" not in node.deps:  # parameters and constants: once per call, at function entry
+            if node not in nest.entry_scalars:
+                nest.entry_scalars[node] = self._compute_scalar(node, 0, nest.entry)
+            return nest.entry_scalars[node]
+        if (node, r) not in self.scalars:
+            self.scalars[(node, r)] = self._compute_scalar(node, r, self.row)
+        return self.scalars[(node, r)]
+
+    def _compute_scalar(self, node: Node, r: int, b: Builder) -> list[str]:
+        nest, elem = self.nest, self.nest.elem
+        if node.op != "var":
+            return compute(b, node, [self.scalar(a, r) for a in node.args])
+        memref = f"%a{node.attr('index')}"
+        if node.attr("category") == "p":
+            return [b.emit(f"memref.load {memref}[{nest.index_const(d)}] : memref<?x{elem}>") for d in range(node.dim)]
+        base = b.emit(f"arith.muli {self.rows[r]}, {nest.index_const(node.dim)} : index", "o")
+        comps = []
+        for d in range(node.dim):
+            offset = b.emit(f"arith.addi {base}, {nest.index_const(d)} : index", "o")
+            comps.append(b.emit(f"memref.load {memref}[{offset}] : memref<?x{elem}>"))
+        return comps
+
+    def broadcast(self, node: Node, r: int) -> list[str]:
+        nest = self.nest
+        per_row = "i" in node.deps
+        cache = self.broadcasts if per_row else nest.entry_broadcasts
+        b = self.row if per_row else nest.entry
+        out = []
+        for c in self.scalar(node, r):
+            if c not in cache:
+                cache[c] = b.emit(f"vector.broadcast {c} : {nest.elem} to {nest.vtype}", "b")
+            out.append(cache[c])
+        return out
+
+    # the j loop body ---------------------------------------------------------------------------------
+    def body(self, b: Builder, j: str, mask: str | None) -> list[list[str]]:
+        """The formula at lanes j..j+L-1 for each row of the block."""
+        nest, elem, vtype = self.nest, self.nest.elem, self.nest.vtype
+        values: dict[tuple[Node, int], list[str]] = {}
+        zero = b.const(0.0) if mask else None
+
+        def value(node: Node, r: int) -> list[str]:
+            if "j" not in node.deps:
+                return self.broadcast(node, r)
+            key = (node, r if "i" in node.deps else 0)  # j-only values are shared by the rows
+            if key in values:
+                return values[key]
+            if node.op == "var":
+                comps = []
+                start = j if node.dim == 1 else b.emit(f"arith.muli {j}, {nest.index_const(node.dim)} : index", "o")
+                for d in range(node.dim):
+                    offset = b.emit(f"arith.addi {start}, {nest.index_const(d * nest.lanes)} : index", "o")
+                    memref = f"%a{node.attr('index')}"
+                    if mask is None:
+                        comps.append(b.emit(f"vector.load {memref}[{offset}] : memref<?x{elem}>, {vtype}"))
+                    else:
+                        comps.append(b.emit(
+                            f"vector.maskedload {memref}[{offset}], {mask}, {zero} : memref<?x{elem}>, "
+                            f"vector<{nest.lanes}xi1>, {vtype} into {vtype}"
+                        ))
+            else:
+                comps = compute(b, node, [value(a, r) for a in node.args])
+            values[key] = comps
+            return comps
+
+        return [value(nest.formula, r) for r in range(self.count)]
+
+    def _j_lanes(self, b: Builder, j: str) -> str:
+        """The int64 indices j, j+1, ..., j+L-1 (for arg-reductions)."""
+        lanes = self.nest.lanes
+        j64 = b.emit(f"arith.index_cast {j} : index to i64", "q")
+        splat = b.emit(f"vector.broadcast {j64} : i64 to vector<{lanes}xi64>", "q")
+        return b.emit(f"arith.addi {splat}, {self.nest.iota} : vector<{lanes}xi64>", "q")
+
+    def _step(self, b: Builder, j: str, state: list[str], mask: str | None) -> list[str]:
+        acc, per_row = self.nest.acc, len(self.nest.init)
+        f_rows = self.body(b, j, mask)
+        lanes = self._j_lanes(b, j) if acc.needs_index else None
+        new: list[str] = []
+        for r, f in enumerate(f_rows):
+            new += acc.update(b, state[r * per_row : (r + 1) * per_row], f, mask, lanes)
+        return new
+
+    @property
+    def state_types(self) -> str:
+        return ", ".join(self.nest.acc.state_types() * self.count)
+
+    def _j_loop(self, lo: str, hi: str, init: list[str], result: str, indent: str) -> list[str]:
+        """scf.for j in [lo, hi) step L carrying the state of every row, named result#k."""
+        nest = self.nest
+        b = Builder(self.names, nest.elem, nest.lanes, indent=indent + "  ")
+        state = [self.names.fresh("st") for _ in init]
+        new = self._step(b, "%j", state, None)
+        carried = ", ".join(f"{s} = {v}" for s, v in zip(state, init))
+        return (
+            [f"{indent}{result}:{len(init)} = scf.for %j = {lo} to {hi} step {nest.index_const(nest.lanes)} "
+             f"iter_args({carried}) -> ({self.state_types}) {{"]
+            + b.lines
+            + [f"{indent}  scf.yield {', '.join(new)} : {self.state_types}", f"{indent}}}"]
+        )
+
+    def loop(self, lo: str, hi: str) -> list[str]:
+        nest, e, lanes = self.nest, self.nest.elem, self.nest.lanes
+        base = self.names.fresh("row")
+        self.rows = [base] + [self.row.emit(f"arith.addi {base}, {nest.index_const(r)} : index", "row")
+                              for r in range(1, self.count)]
+        init = nest.init * self.count
+        count, types = len(init), self.state_types
+        zero_c = nest.index_const(0)
+        if nest.options.sum_scheme == "block_sum":  # partial sums over blocks of j, then their sum
+            block = nest.index_const(BLOCK_SUM_LANES * lanes)
             outer = [self.names.fresh("st") for _ in init]
             carried = ", ".join(f"{s} = {v}" for s, v in zip(outer, init))
-            lines = [f"      %loop:{count} = scf.for %jb = {zero_c} to {n_full} step {block} "
+            lines = [f"      %loop:{count} = scf.for %jb = {zero_c} to {nest.n_full} step {block} "
                      f"iter_args({carried}) -> ({types}) {{",
                      f"        %jb_end = arith.addi %jb, {block} : index",
-                     f"        %jb_hi = arith.minui %jb_end, {n_full} : index"]
-            lines += self._loop("%jb", "%jb_hi", init, "%block", "        ")
+                     f"        %jb_hi = arith.minui %jb_end, {nest.n_full} : index"]
+            lines += self._j_loop("%jb", "%jb_hi", init, "%block", "        ")
             merge_b = Builder(self.names, e, lanes, indent="        ")
-            merged = self.acc.merge(merge_b, outer, [f"%block#{k}" for k in range(count)])
+            merged = nest.acc.merge(merge_b, outer, [f"%block#{k}" for k in range(count)])
             lines += merge_b.lines + [f"        scf.yield {', '.join(merged)} : {types}", "      }"]
         else:
-            lines = self._loop(zero_c, n_full, init, "%loop", "      ")
+            lines = self._j_loop(zero_c, nest.n_full, init, "%loop", "      ")
 
         tail_b = Builder(self.names, e, lanes, indent="        ")
-        mask = tail_b.emit(f"vector.create_mask {rem} : vector<{lanes}xi1>", "m")
+        mask = tail_b.emit(f"vector.create_mask {nest.rem} : vector<{lanes}xi1>", "m")
         after_loop = [f"%loop#{k}" for k in range(count)]
-        tail_state = self._step(tail_b, n_full, after_loop, mask)
+        tail_state = self._step(tail_b, nest.n_full, after_loop, mask)
         has_tail = self.names.fresh("m")
-        lines.append(f"      {has_tail} = arith.cmpi ne, {rem}, {zero_c} : index")
+        lines.append(f"      {has_tail} = arith.cmpi ne, {nest.rem}, {zero_c} : index")
         lines.append(f"      %total:{count} = scf.if {has_tail} -> ({types}) {{")
         lines += tail_b.lines
         lines.append(f"        scf.yield {', '.join(tail_state)} : {types}")
@@ -241,36 +304,26 @@ class _LoopNest:
         lines.append(f"        scf.yield {', '.join(after_loop)} : {types}")
         lines.append("      }")
 
-        finish_b = Builder(self.names, e, None, indent="      ")
-        values, indices = self.acc.finish(finish_b, [f"%total#{k}" for k in range(count)])
-        lines += finish_b.lines
-        lines += self._stores(values, "%out", e)
-        lines += self._stores(indices, "%out_idx", "i64")
+        per_row = len(nest.init)
+        for r in range(self.count):
+            finish_b = Builder(self.names, e, None, indent="      ")
+            state = [f"%total#{k}" for k in range(r * per_row, (r + 1) * per_row)]
+            values, indices = nest.acc.finish(finish_b, state)
+            lines += finish_b.lines
+            lines += self._stores(values, "%out", e, self.rows[r])
+            lines += self._stores(indices, "%out_idx", "i64", self.rows[r])
+        return ([f"    scf.for {base} = {lo} to {hi} step {nest.index_const(self.count)} {{"]
+                + self.row.lines + lines + ["    }"])
 
-        args = [f"%a{op.index}: memref<?x{e}>" for op in self.operands]
-        if values:
-            args.append(f"%out: memref<?x{e}>")
-        if indices:
-            args.append("%out_idx: memref<?xi64>")
-        args += ["%i0: index", "%i1: index", "%n: index"]
-        text = "\n".join(
-            [f"func.func @{self.symbol}({', '.join(args)}) {{"]
-            + self.entry.lines
-            + [f"    scf.for %i = %i0 to %i1 step {self.index_const(1)} {{"]
-            + self.row.lines
-            + lines
-            + ["    }", "    return", "}"]
-        )
-        return LoopKernel(self.symbol, self.operands, len(values), len(indices), self.axis, text)
-
-    def _stores(self, scalars: list[str], memref: str, elem: str) -> list[str]:
+    def _stores(self, scalars: list[str], memref: str, elem: str, row: str) -> list[str]:
         if not scalars:
             return []
+        nest = self.nest
         base = self.names.fresh("o")
-        lines = [f"      {base} = arith.muli %i, {self.index_const(len(scalars))} : index"]
+        lines = [f"      {base} = arith.muli {row}, {nest.index_const(len(scalars))} : index"]
         for k, value in enumerate(scalars):
             offset = self.names.fresh("o")
-            lines.append(f"      {offset} = arith.addi {base}, {self.index_const(k)} : index")
+            lines.append(f"      {offset} = arith.addi {base}, {nest.index_const(k)} : index")
             lines.append(f"      memref.store {value}, {memref}[{offset}] : memref<?x{elem}>")
         return lines
 
@@ -280,6 +333,22 @@ def _tree_sum(b: Builder, terms: list[str]) -> str:
         paired = [b.add(terms[k], terms[k + 1]) for k in range(0, len(terms) - 1, 2)]
         terms = paired + ([terms[-1]] if len(terms) % 2 else [])
     return terms[0]
+
+
+def _sum_of_products(b: Builder, xs: list[str], ys: list[str] | None = None, subtract: bool = False) -> str:
+    """sum_k xs[k] * ys[k] (ys = xs if None), or sum_k (xs[k] - ys[k])^2 if subtract, as four interleaved
+    multiply-add chains, each term formed just before it is added: few live values (a wide formula would
+    otherwise hold every term in a register) and enough independent work to fill the pipeline."""
+    chains: list[str] = []
+    for k, x in enumerate(xs):
+        y = x if ys is None else ys[k]
+        if subtract:
+            x = y = b.sub(x, y)
+        if k < CHAINS:
+            chains.append(b.mul(x, y))
+        else:
+            chains[k % CHAINS] = b.fma(x, y, chains[k % CHAINS])
+    return _tree_sum(b, chains)
 
 
 def _integer_power(b: Builder, x: str, n: int) -> str:
@@ -369,12 +438,11 @@ def compute(b: Builder, node: Node, args: list[list[str]]) -> list[str]:
     if op == "sum":
         return [_tree_sum(b, list(x))]
     if op == "sqnorm2":
-        return [_tree_sum(b, [b.mul(c, c) for c in x])]
+        return [_sum_of_products(b, x)]
     if op == "dot":
-        return [_tree_sum(b, [b.mul(c, d) for c, d in zip(x, rest[0])])]
+        return [_sum_of_products(b, x, rest[0])]
     if op == "sqdist":
-        diffs = [b.sub(c, d) for c, d in zip(x, rest[0])]
-        return [_tree_sum(b, [b.mul(c, c) for c in diffs])]
+        return [_sum_of_products(b, x, rest[0], subtract=True)]
     if op in ("min", "max"):
         extreme = b.min if op == "min" else b.max
         result = x[0]

@@ -268,10 +268,11 @@ def _sin_cos(b: Builder, x: str, cosine: bool) -> str:
 def sin(b: Builder, x: str) -> str:
     """sin(x): Cody-Waite reduction by pi/2 in three pieces, then a minimax polynomial on [-pi/4, pi/4].
 
-    Within 1 ulp (see README) for |x| <= 2**20 (f32) / 2**47 (f64). Beyond, k = round(|x|*2/pi) is no
-    longer the nearest integer, so r leaves [-pi/4, pi/4]: the error grows (a few ulp by 2**21 / 2**49) and
-    past about 2**22 (f32) / 2**52 (f64) no bit of r is right and the result is an arbitrary value in
-    [-1, 1] (no Payne-Hanek reduction); it is never inf or NaN. sin(+-inf), sin(NaN) are NaN; sin(-0) = -0."""
+    Within 1 ulp (see README) for |x| <= 2**20 (f32) / 2**47 (f64). Beyond, the rounded product |x|*2/pi
+    can round to the wrong integer k, so r leaves [-pi/4, pi/4] where the polynomials were fitted: about an
+    ulp up to 2**21 (f32) / 2**49 (f64), then absolute errors up to ~0.1 below 2**22 / 2**51, growing until
+    from 2**24 / 2**53 the result is an arbitrary value in [-1, 1] (there is no Payne-Hanek reduction). It is
+    never inf or NaN for a finite x; sin(+-inf) and sin(NaN) are NaN; sin(-0) = -0."""
     return _sin_cos(b, x, cosine=False)
 
 

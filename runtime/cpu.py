@@ -9,13 +9,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keir.compiler.lower_cpu import Operand
+from keir.compiler.lower_cpu import VECTOR_LANES, Operand
 from keir.compiler.reductions import INT64_MAX
 from keir.runtime.cpu_loader import c_function
 
 # Below this many (i, j) pairs a call runs on the calling thread: a thread hand-off costs more.
 _PARALLEL_MIN_PAIRS = 1 << 18
 _pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _column_blocks(array: np.ndarray, lanes: int) -> np.ndarray:
+    """(N, D) -> (ceil(N / lanes), D, lanes), zero-padded: the layout of j-variables (see lower_cpu)."""
+    n, d = array.shape
+    blocks = -(-n // lanes)
+    padded = np.zeros((blocks * lanes, d), dtype=array.dtype)
+    padded[:n] = array
+    return np.ascontiguousarray(padded.reshape(blocks, lanes, d).transpose(0, 2, 1))
 
 
 def default_threads() -> int:
@@ -65,7 +74,7 @@ class CpuKernel:
         for operand in self.operands:
             array = arrays[operand.index]
             if operand.category == "j" and operand.dim > 1:
-                array = np.ascontiguousarray(array.T)  # structure of arrays: (D, cols)
+                array = _column_blocks(array, self.lanes)
             else:
                 array = np.ascontiguousarray(array)
             keep.append(array)
@@ -92,6 +101,10 @@ class CpuKernel:
         for future in futures:
             future.result()
         return self._finish(outputs)
+
+    @property
+    def lanes(self) -> int:
+        return VECTOR_LANES["f32" if self.dtype == np.float32 else "f64"]
 
     def _finish(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
         if self.index_width:

@@ -1,0 +1,324 @@
+"""Accuracy of the vectorisable elementary functions of keir.compiler.mathlib, in ULPs.
+
+Each function is compiled twice per dtype through the real code generator: once on `vector<16xf32>` /
+`vector<8xf64>` blocks with a masked tail (as the j loop of a kernel), once on scalars (as hoisted work). The
+reference is NumPy in float64 (for f32) or in x87 long double (for f64), so it is far more accurate than the
+functions tested. The error of a result is |got - exact| in units of the target format's ulp at the exact
+value (2**(e - p + 1), subnormal spacing below the normal range). Special values must match exactly: NaN where
+the reference is NaN, the same infinity, zeros with the reference's sign.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import numpy as np
+import pytest
+
+from keir.compiler import mathlib
+from keir.compiler.codegen import llvm_ir_to_object, loops_to_llvm_ir
+from keir.compiler.mlir_text import Builder, Names
+from keir.runtime.cpu_loader import c_function, load_symbol
+
+LANES = {"f32": 16, "f64": 8}
+DTYPES = {"f32": np.float32, "f64": np.float64}
+MANTISSA = {"f32": 23, "f64": 52}
+MIN_EXP = {"f32": -126, "f64": -1022}
+EXTENDED = np.finfo(np.longdouble).nmant >= 63  # x87 80-bit long double: a reference for f64
+
+# name -> (arity, how the lowering computes it, reference on float64/long double arrays)
+FUNCTIONS = {
+    "exp": (1, lambda b, x: mathlib.exp(b, x), np.exp),
+    "log": (1, lambda b, x: mathlib.log(b, x), np.log),
+    "sin": (1, lambda b, x: mathlib.sin(b, x), np.sin),
+    "cos": (1, lambda b, x: mathlib.cos(b, x), np.cos),
+    "atan": (1, lambda b, x: mathlib.atan(b, x), np.arctan),
+    "asin": (1, lambda b, x: mathlib.asin(b, x), np.arcsin),
+    "acos": (1, lambda b, x: mathlib.acos(b, x), np.arccos),
+    "atan2": (2, lambda b, y, x: mathlib.atan2(b, y, x), np.arctan2),
+    "sqrt": (1, lambda b, x: b.math("sqrt", x), np.sqrt),
+    "rsqrt": (1, lambda b, x: b.div(b.const(1.0), b.math("sqrt", x)), lambda x: 1 / np.sqrt(x)),
+}
+
+
+# compiling ----------------------------------------------------------------------------------------------
+def loop_text(symbol: str, elem: str, arity: int, apply, vector: bool) -> str:
+    """func.func @symbol(%in0, [%in1,] %out: memref<?xT>, %i0, %i1, %n: index): out[k] = f(in[k]), k < n.
+    The signature is the lowering's (memrefs, then i0, i1, n), so `c_function` calls it; i0, i1 are unused."""
+    names = Names()
+    mem = f"memref<?x{elem}>"
+    ins = [f"%in{a}" for a in range(arity)]
+    args = ", ".join([f"{name}: {mem}" for name in ins] + [f"%out: {mem}", "%i0: index", "%i1: index", "%n: index"])
+    lines = [f"func.func @{symbol}({args}) {{", "  %zero = arith.constant 0 : index"]
+    if not vector:
+        b = Builder(names, elem, None, indent="    ")
+        xs = [b.emit(f"memref.load {name}[%j] : {mem}", "x") for name in ins]
+        y = apply(b, *xs)
+        lines += ["  %one = arith.constant 1 : index", "  scf.for %j = %zero to %n step %one {"]
+        lines += b.lines + [f"    memref.store {y}, %out[%j] : {mem}", "  }"]
+    else:
+        lanes = LANES[elem]
+        vt, mt = f"vector<{lanes}x{elem}>", f"vector<{lanes}xi1>"
+        lines += [
+            f"  %lanes = arith.constant {lanes} : index",
+            "  %rem = arith.remui %n, %lanes : index",
+            "  %full = arith.subi %n, %rem : index",
+            "  scf.for %j = %zero to %full step %lanes {",
+        ]
+        b = Builder(names, elem, lanes, indent="    ")
+        xs = [b.emit(f"vector.load {name}[%j] : {mem}, {vt}", "x") for name in ins]
+        y = apply(b, *xs)
+        lines += b.lines + [f"    vector.store {y}, %out[%j] : {mem}, {vt}", "  }"]
+        lines += ["  %has_tail = arith.cmpi ne, %rem, %zero : index", "  scf.if %has_tail {"]
+        t = Builder(names, elem, lanes, indent="    ")
+        mask = t.emit(f"vector.create_mask %rem : {mt}", "mask")
+        pad = t.const(1.0)
+        xs = [
+            t.emit(f"vector.maskedload {name}[%full], {mask}, {pad} : {mem}, {mt}, {vt} into {vt}", "x") for name in ins
+        ]
+        y = apply(t, *xs)
+        lines += t.lines + [f"    vector.maskedstore %out[%full], {mask}, {y} : {mem}, {mt}, {vt}", "  }"]
+    lines += ["  return", "}"]
+    return "module {\n" + "\n".join(lines) + "\n}\n"
+
+
+@functools.cache
+def compiled(name: str, elem: str, vector: bool):
+    """f(*arrays) -> array, the mathlib function `name` compiled for `elem` (once per process)."""
+    arity, apply, _ = FUNCTIONS[name]
+    symbol = f"keir_test_mathlib_{name}_{elem}_{'vector' if vector else 'scalar'}"
+    obj = llvm_ir_to_object(loops_to_llvm_ir(loop_text(symbol, elem, arity, apply, vector)))
+    function = c_function(load_symbol(obj, symbol), arity + 1)
+
+    def run(*arrays: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        arrays = [np.ascontiguousarray(a, dtype=DTYPES[elem]) for a in arrays]
+        n = arrays[0].size
+        if out is None:
+            out = np.empty(n, DTYPES[elem])
+        descriptors = []
+        for a in [*arrays, out]:
+            descriptors += [a.ctypes.data, a.ctypes.data, 0, a.size, 1]
+        function(*descriptors, 0, n, n)
+        return out
+
+    return run
+
+
+# measuring ----------------------------------------------------------------------------------------------
+def reference(name: str, elem: str, *args: np.ndarray) -> np.ndarray:
+    wide = np.longdouble if elem == "f64" else np.float64
+    with np.errstate(all="ignore"):
+        return FUNCTIONS[name][2](*[a.astype(wide) for a in args])
+
+
+def ulp_errors(got: np.ndarray, exact: np.ndarray, elem: str) -> np.ndarray:
+    """|got - exact| in ulps of `elem` at `exact`; inf where a special value (NaN, inf, signed 0) differs."""
+    with np.errstate(all="ignore"):
+        rounded = exact.astype(DTYPES[elem])
+        _, exponent = np.frexp(np.abs(exact))  # |exact| = m * 2**exponent, m in [0.5, 1)
+        exponent = np.maximum(exponent - 1, MIN_EXP[elem])
+        ulp = np.ldexp(np.ones_like(exact), exponent - MANTISSA[elem])
+        error = np.abs(got.astype(exact.dtype) - exact) / ulp
+    nan = np.isnan(exact) | np.isnan(got)
+    error[nan] = np.where(np.isnan(exact) & np.isnan(got), 0.0, np.inf)[nan]
+    infinite = ~nan & (np.isinf(got) | np.isinf(rounded))
+    error[infinite] = np.where(got == rounded, 0.0, np.inf)[infinite]
+    zero = ~nan & (exact == 0)
+    same_zero = (got == 0) & (np.signbit(got) == np.signbit(exact))
+    error[zero] = np.where(same_zero, 0.0, np.inf)[zero]
+    return error
+
+
+def measure(name: str, elem: str, *args: np.ndarray) -> tuple[float, np.ndarray]:
+    """Max ulp error over both code paths (vector and scalar), which must agree bit for bit."""
+    args = [np.asarray(a, dtype=DTYPES[elem]) for a in args]
+    got = compiled(name, elem, True)(*args)
+    scalar = compiled(name, elem, False)(*args)
+    assert_same_bits(got, scalar)
+    errors = ulp_errors(got, reference(name, elem, *args), elem)
+    return float(errors.max()), errors
+
+
+def assert_same_bits(a: np.ndarray, b: np.ndarray) -> None:
+    both_nan = np.isnan(a) & np.isnan(b)
+    differ = a.view(f"u{a.itemsize}") != b.view(f"u{b.itemsize}")
+    bad = np.flatnonzero(differ & ~both_nan)
+    assert bad.size == 0, f"vector and scalar paths differ at {bad[:5]}: {a[bad[:5]]!r} vs {b[bad[:5]]!r}"
+
+
+# inputs -------------------------------------------------------------------------------------------------
+def special_values(elem: str) -> np.ndarray:
+    t = np.finfo(DTYPES[elem])
+    tiny = float(t.smallest_subnormal)
+    normal = float(t.smallest_normal)
+    values = [0.0, tiny, 2 * tiny, normal - tiny, normal, normal + tiny, 0.5, 1.0, 2.0, 1 - t.epsneg, 1 + t.eps]
+    values += [float(t.max), float(t.max) / 2, 1e10, 1e30, np.pi / 2, np.pi, 100.0, 1e5]
+    values += [88.0, 88.7, 88.72, 88.73, 89.0, -87.3, -87.4, -103.0, -103.3, -103.9, -104.0, -104.1]
+    values += [709.0, 709.78, 709.79, 710.0, -708.4, -708.5, -744.4, -744.5, -745.1, -745.2, -746.0]
+    values = np.array(values, dtype=np.float64)
+    values = np.concatenate([values, -values, [np.inf, -np.inf, np.nan]])
+    return np.unique(values.astype(DTYPES[elem]))  # unique sorts NaN last and keeps it
+
+
+def log_uniform(rng: np.random.Generator, count: int, elem: str, lo: float, hi: float, signs: bool) -> np.ndarray:
+    """Magnitudes log-uniform in [lo, hi] (in the target format), random signs if `signs`."""
+    values = np.exp2(rng.uniform(np.log2(lo), np.log2(hi), count))
+    if signs:
+        values *= rng.choice([-1.0, 1.0], count)
+    return values.astype(DTYPES[elem])
+
+
+def domain(name: str, elem: str, count: int = 50_000, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Random inputs over the domain where the bound is asserted, plus the special values."""
+    rng = np.random.default_rng([seed, *map(ord, name + elem)])
+    t = np.finfo(DTYPES[elem])
+    tiny, top = float(t.smallest_subnormal), float(t.max)
+    everything = log_uniform(rng, count, elem, tiny, top, signs=True)
+    specials = special_values(elem)
+    if name == "atan2":
+        y = np.concatenate([everything, log_uniform(rng, count, elem, 1e-3, 1e3, True)])
+        x = np.concatenate(
+            [log_uniform(rng, count, elem, tiny, top, True), log_uniform(rng, count, elem, 1e-3, 1e3, True)]
+        )
+        grid = np.array(list(itertools.product(specials, repeat=2)), dtype=DTYPES[elem])
+        return np.concatenate([y, grid[:, 0]]), np.concatenate([x, grid[:, 1]])
+    if name == "exp":
+        lo, hi = (-110.0, 95.0) if elem == "f32" else (-750.0, 715.0)
+        sweep = rng.uniform(lo, hi, count)
+        near_zero = log_uniform(rng, count // 4, elem, tiny, 1.0, signs=True)
+        parts = [sweep, near_zero, everything]
+    elif name in ("log", "sqrt", "rsqrt"):
+        near_one = 1 + rng.uniform(-0.3, 0.3, count)
+        parts = [np.abs(everything), near_one, everything[: count // 10]]
+    elif name in ("sin", "cos"):
+        limit = TRIG_LIMIT[elem]
+        parts = [rng.uniform(-10, 10, count), log_uniform(rng, count, elem, tiny, limit, signs=True)]
+        specials = specials[~(np.abs(specials) > limit) | ~np.isfinite(specials)]
+    elif name in ("asin", "acos"):
+        near_one = 1 - log_uniform(rng, count // 4, elem, float(t.epsneg), 0.5, signs=False)
+        parts = [rng.uniform(-1, 1, count), near_one, -near_one, log_uniform(rng, count // 4, elem, tiny, 1, True)]
+        parts.append(everything[: count // 10])
+    else:  # atan
+        parts = [everything, rng.uniform(-3, 3, count)]
+    return (np.concatenate([*(np.asarray(p, DTYPES[elem]) for p in parts), specials]),)
+
+
+# |x| up to which sin and cos meet their bounds (the argument reduction by pi/2 stays exact enough)
+TRIG_LIMIT = {"f32": 2.0**20, "f64": 2.0**47}
+
+# Max ulp error asserted: measured (see the README table), then rounded up a little.
+BOUNDS = {
+    "f32": {
+        "exp": 1.0,
+        "log": 1.0,
+        "sin": 1.0,
+        "cos": 1.0,
+        "atan": 1.0,
+        "atan2": 1.0,
+        "asin": 1.0,
+        "acos": 1.0,
+        "sqrt": 0.5,
+        "rsqrt": 1.5,
+    },
+    "f64": {
+        "exp": 1.0,
+        "log": 1.0,
+        "sin": 1.0,
+        "cos": 1.0,
+        "atan": 1.0,
+        "atan2": 1.0,
+        "asin": 1.0,
+        "acos": 1.0,
+        "sqrt": 0.5,
+        "rsqrt": 1.5,
+    },
+}
+CASES = [(name, elem) for elem in ("f32", "f64") for name in FUNCTIONS]
+
+
+def needs_reference(elem: str) -> None:
+    if elem == "f64" and not EXTENDED:
+        pytest.skip("no extended-precision long double here to measure float64 results against")
+
+
+@pytest.mark.parametrize("name,elem", CASES)
+def test_max_ulp_error(name: str, elem: str) -> None:
+    needs_reference(elem)
+    worst, errors = measure(name, elem, *domain(name, elem))
+    assert worst <= BOUNDS[elem][name], f"{name} {elem}: max error {worst:.3f} ulp > {BOUNDS[elem][name]}"
+
+
+@pytest.mark.parametrize("name,elem", CASES)
+def test_special_values_exact(name: str, elem: str) -> None:
+    """0, -0, subnormals, 1, thresholds of overflow/underflow, max, +-inf, NaN (all pairs for atan2):
+    NaN, infinities and signed zeros exactly as NumPy's, finite values within the bound."""
+    needs_reference(elem)
+    specials = special_values(elem)
+    if name == "atan2":
+        grid = np.array(list(itertools.product(specials, repeat=2)), dtype=DTYPES[elem])
+        args = (grid[:, 0], grid[:, 1])
+    else:
+        args = (specials,)
+    worst, errors = measure(name, elem, *args)
+    if name in ("sin", "cos"):  # past TRIG_LIMIT only boundedness is promised (test_sin_cos_huge_arguments)
+        errors = errors[~(np.abs(args[0]) > TRIG_LIMIT[elem])]
+    bad = np.flatnonzero(errors > BOUNDS[elem][name])
+    assert bad.size == 0, f"{name} {elem} wrong at {[a[bad[:8]] for a in args]}"
+
+
+@pytest.mark.parametrize("name,elem", CASES)
+def test_lengths_and_tails(name: str, elem: str) -> None:
+    """N = 0..33: every length gives the same values as one long call, and nothing past N is written."""
+    arity = FUNCTIONS[name][0]
+    rng = np.random.default_rng(7)
+    pool = [np.concatenate([special_values(elem), rng.uniform(-2, 2, 40)]).astype(DTYPES[elem]) for _ in range(arity)]
+    pool = [rng.permutation(p)[:33] for p in pool]
+    for vector in (True, False):
+        run = compiled(name, elem, vector)
+        full = run(*pool)
+        for n in range(34):
+            out = np.full(n + 20, 12345.0, DTYPES[elem])
+            run(*[p[:n] for p in pool], out=out[:n])
+            assert_same_bits(out[:n], full[:n])
+            assert np.all(out[n:] == 12345.0), f"{name} {elem} (vector={vector}) wrote past N = {n}"
+
+
+@pytest.mark.parametrize("elem", ["f32", "f64"])
+def test_sin_cos_near_multiples_of_pi_over_2(elem: str) -> None:
+    """The hardest arguments of the reduction: the floats nearest to k*pi/2 (and their neighbours), where
+    sin or cos is tiny and every bit of the reduced argument counts."""
+    needs_reference(elem)
+    rng = np.random.default_rng(11)
+    k = np.unique(np.exp2(rng.uniform(0, np.log2(TRIG_LIMIT[elem] / 1.6), 20_000)).astype(np.int64))
+    half_pi = np.longdouble(1.5707963267948966) + np.longdouble(6.123233995736766e-17)
+    nearest = (k.astype(np.longdouble) * half_pi).astype(DTYPES[elem])
+    x = np.concatenate([nearest, np.nextafter(nearest, np.inf), np.nextafter(nearest, -np.inf)])
+    x = np.concatenate([x, -x])
+    for name in ("sin", "cos"):
+        worst, _ = measure(name, elem, x)
+        assert worst <= BOUNDS[elem][name], f"{name} {elem}: {worst:.3f} ulp near multiples of pi/2"
+
+
+@pytest.mark.parametrize("elem", ["f32", "f64"])
+def test_sin_cos_huge_arguments(elem: str) -> None:
+    """Past TRIG_LIMIT the results are not accurate, but finite and in [-1, 1]; +-inf and NaN give NaN."""
+    rng = np.random.default_rng(13)
+    top = float(np.finfo(DTYPES[elem]).max)
+    x = log_uniform(rng, 20_000, elem, TRIG_LIMIT[elem], top, signs=True)
+    x = np.concatenate([x, [top, -top, np.inf, -np.inf, np.nan]]).astype(DTYPES[elem])
+    for name in ("sin", "cos"):
+        for vector in (True, False):
+            y = compiled(name, elem, vector)(x)
+            assert np.all(np.isfinite(y[:-3])) and np.all(np.abs(y[:-3]) <= 1), f"{name} {elem} not in [-1, 1]"
+            assert np.all(np.isnan(y[-3:])), f"{name} {elem}: inf or NaN must give NaN"
+
+
+def test_exp_and_log_float32_at_most_2_ulp_over_the_whole_domain() -> None:
+    """The contract of the kernels' exp and log: <= 2 ulp in float32, whatever the argument."""
+    assert BOUNDS["f32"]["exp"] <= 2 and BOUNDS["f32"]["log"] <= 2
+    rng = np.random.default_rng(17)
+    bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    for name in ("exp", "log"):
+        worst, _ = measure(name, "f32", bits)
+        assert worst <= 2, f"{name} f32: {worst:.3f} ulp on random bit patterns"
