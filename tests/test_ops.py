@@ -78,3 +78,17 @@ def test_op_sum_over_i(name, dtype):
         want = kernel_sum(lambda x, y, b, p: numpy_formula(x, y, b, p), [x], [y, b], [p], axis=0)
         assert out.shape == want.shape == (n, want.shape[1])
         assert relative_error(out, want) < TOLERANCE[dtype], (name, m, n)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_vector_tails(name, dtype):
+    """N = 1 ... 33 covers every tail length of the 16-lane (f32) and 8-lane (f64) j loop, and M = 1 ... 9
+    every remainder of the 4-row blocks."""
+    keir_formula, numpy_formula = OPS[name]
+    for n in range(1, 34):
+        m = 1 + n % 9
+        x, y, b, p = _data(m, n, dtype, seed=2)
+        out = keir_formula(Vi(x), Vj(y), Vj(b), Pm(p)).sum(axis=1)
+        want = kernel_sum(lambda x, y, b, p: numpy_formula(x, y, b, p), [x], [y, b], [p])
+        assert relative_error(out, want) < TOLERANCE[dtype], (name, m, n)
