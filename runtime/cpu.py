@@ -19,12 +19,16 @@ _pools: dict[int, ThreadPoolExecutor] = {}
 
 
 def _column_blocks(array: np.ndarray, lanes: int) -> np.ndarray:
-    """(N, D) -> (ceil(N / lanes), D, lanes), zero-padded: the layout of j-variables (see lower_cpu)."""
+    """(N, D) -> (ceil(N / lanes), D, lanes), the last block zero-padded: the layout of j-variables (see
+    lower_cpu). One copy for the full blocks, a small one for the tail."""
     n, d = array.shape
-    blocks = -(-n // lanes)
-    padded = np.zeros((blocks * lanes, d), dtype=array.dtype)
-    padded[:n] = array
-    return np.ascontiguousarray(padded.reshape(blocks, lanes, d).transpose(0, 2, 1))
+    full, rest = divmod(n, lanes)
+    blocks = np.empty((full + (rest > 0), d, lanes), dtype=array.dtype)
+    blocks[:full] = array[: full * lanes].reshape(full, lanes, d).transpose(0, 2, 1)
+    if rest:
+        blocks[full] = 0
+        blocks[full, :, :rest] = array[full * lanes :].T
+    return blocks
 
 
 def default_threads() -> int:
