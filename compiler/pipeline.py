@@ -23,7 +23,8 @@ from keir.compiler.lower_cpu import LoopKernel, kernel_operands, lower_cpu
 from keir.compiler.passes import run_pipeline
 
 STAGES = ("keir", "opt", "loops", "llvm", "gpu", "ptx")
-DEFAULT_PASSES: tuple[str, ...] = ("keir-differentiate", "keir-cse")
+# keir-trace first: a gradient of a Laplacian differentiates the Laplacian's expansion.
+DEFAULT_PASSES: tuple[str, ...] = ("keir-trace", "keir-differentiate", "keir-simplify", "keir-cse", "keir-hoist")
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,24 @@ class CompileOptions:
 
 
 def cache_key(keir_text: str, options: CompileOptions, target_key: str) -> str:
+    text = "\n".join([compiler_fingerprint(), repr(options), target_key, keir_text])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.cache
+def compiler_fingerprint() -> str:
+    """keir's version and a hash of the code that generates kernels (the compiler and dialect packages), so
+    that an artifact made by another build of keir is never taken for this one's."""
+    from importlib import resources
+
     from keir import __version__
 
-    text = "\n".join([__version__, repr(options), target_key, keir_text])
-    return hashlib.sha256(text.encode()).hexdigest()
+    digest = hashlib.sha256(__version__.encode())
+    for package in ("keir.compiler", "keir.compiler.passes", "keir.dialect"):
+        for entry in sorted(resources.files(package).iterdir(), key=lambda e: e.name):
+            if entry.name.endswith((".py", ".mlir")):
+                digest.update(entry.name.encode() + entry.read_bytes())
+    return digest.hexdigest()
 
 
 @dataclass

@@ -80,10 +80,10 @@ class LazyTensor:
     dtype: str | None
 
     def __init__(self, x: Any, axis: int | None = None):
-        if isinstance(x, numbers.Real) and not isinstance(x, bool):
-            self._set(constant(float(x)), (), (), None)
-            return
         if not self.adapter.is_array(x):
+            if isinstance(x, numbers.Real) and not isinstance(x, bool):
+                self._set(constant(float(x)), (), (), None)
+                return
             raise TypeError(f"LazyTensor needs a {self.adapter.name} array or a number, got {type(x).__name__}")
         shape = tuple(x.shape)
         if axis is not None:  # Vi / Vj: x is (M, D) or (N, D)
@@ -162,7 +162,10 @@ class LazyTensor:
                 if position != k:
                     dim = 1 if isinstance(array, float) else array.shape[-1]
                     renumber[var(k, category, dim)] = var(position, category, dim)
-            nodes.append(substitute(other.node, renumber) if renumber else other.node)
+            if not renumber or other.node.op == "var":  # a bare variable (Vi(x), Vj(y)) is just renamed
+                nodes.append(renumber.get(other.node, other.node))
+            else:
+                nodes.append(substitute(other.node, renumber))
         return self._new(build(*nodes), tuple(arrays), tuple(categories), dtype)
 
     def _unary(self, op: str, **attrs: Any) -> LazyTensor:
@@ -472,6 +475,25 @@ class LazyTensor:
 
         with_other = self._combine(other, keep)
         return with_other._combine(e, lambda formula, e_node: make("grad", formula, renumbered[0], e_node))
+
+    def _with_respect_to(self, other: LazyTensor, op: str) -> LazyTensor:
+        """make(op, self, other) for a variable `other` (a keir derivative request, expanded by keir-trace)."""
+        if not isinstance(other, LazyTensor) or other.node.op != "var":
+            raise TypeError(f"LazyTensor.{op} is taken with respect to a variable (Vi, Vj or Pm)")
+        return self._combine(other, lambda formula, variable: make(op, formula, variable))
+
+    def laplacian(self, x: LazyTensor) -> LazyTensor:
+        """The Laplacian sum_k d^2 self / dx_k^2 of this scalar formula with respect to the variable x, computed
+        symbolically (a trace pushed through the formula, never the Hessian): as fast as a hand-written one."""
+        return self._with_respect_to(x, "laplacian")
+
+    def divergence(self, x: LazyTensor) -> LazyTensor:
+        """sum_k d self_k / dx_k, for a formula of x's dimension."""
+        return self._with_respect_to(x, "divergence")
+
+    def trace_operator(self, v: LazyTensor) -> LazyTensor:
+        """The trace of the linear map v -> self (self must be linear in the variable v, of v's dimension)."""
+        return self._with_respect_to(v, "trace")
 
     def solve(self, b: Any, alpha: float = 1e-10, eps: float = 1e-6, max_iterations: int | None = None) -> Any:
         """The solution a of (alpha Id + K) a = b, K = self a symmetric scalar kernel matrix, by conjugate

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from keir import kernels
-from keir.compiler.passes import keir_differentiate
+from keir.compiler.passes import keir_differentiate, keir_trace
 from keir.compiler.pipeline import CompileOptions
 from keir.dialect import algebra
 from keir.dialect.node import Node, make
@@ -151,7 +151,8 @@ class Reduction:
 
 @functools.lru_cache(maxsize=1024)
 def _is_zero(formula: Node) -> bool:  # nodes are interned, so a formula is its own cache key
-    return algebra.is_zero(keir_differentiate.expand(formula))
+    # Laplacians first: a gradient of one (autograd's backward) differentiates its expansion.
+    return algebra.is_zero(keir_differentiate.expand(keir_trace.expand(formula)))
 
 
 def _batch_slices(arrays: list[np.ndarray], categories: tuple[str, ...], index: tuple[int, ...]) -> list[np.ndarray]:

@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from keir.compiler.kernel import Kernel
-from keir.compiler.passes import keir_cse, keir_differentiate
+from keir.compiler.passes import keir_cse, keir_differentiate, keir_hoist, keir_simplify, keir_trace
 
 Pass = Callable[[Kernel], Kernel]
 
 PASSES: dict[str, Pass] = {
     "keir-cse": keir_cse.run,
     "keir-differentiate": keir_differentiate.run,
+    "keir-hoist": keir_hoist.run,
+    "keir-simplify": keir_simplify.run,
+    "keir-trace": keir_trace.run,
 }
 
 

@@ -2,21 +2,82 @@
 
 Upstream `cse` cannot touch keir ops (IRDL gives them no Pure trait). Here the kernel is rebuilt from its
 result through the hash-consing constructor: structurally equal ops become one node and ops that do not
-reach the result are dropped.
+reach the result are dropped. The operands of commutative ops are put in one canonical order first, so that
+a*b and b*a (or sqdist(x, y) and sqdist(y, x)) are one op too.
 
     %0 = "keir.var"() {category = "i", index = 0 : i64}      %0 = "keir.var"() {category = "i", index = 0 : i64}
     %1 = "keir.exp"(%0)                                 =>   %1 = "keir.exp"(%0)
-    %2 = "keir.exp"(%0)                                      %2 = "keir.add"(%1, %1)
-    %3 = "keir.log"(%0)          (dead)
-    %4 = "keir.add"(%1, %2)
+    %2 = "keir.exp"(%0)                                      %2 = "keir.mul"(%1, %0)
+    %3 = "keir.log"(%0)          (dead)                      %3 = "keir.add"(%2, %2)
+    %4 = "keir.mul"(%1, %0)
+    %5 = "keir.mul"(%0, %2)
+    %6 = "keir.add"(%4, %5)
+
+The canonical order puts operands by loop level (parameters and constants, then what depends on the outer
+index only, then the rest: the order keir-hoist and keir-simplify build products in), then by a structural
+digest of the operand that does not depend on the process (Python's own hashes of strings do), so the
+printed IR -- the artifact cache's key -- is the same in every process.
 """
 
 from __future__ import annotations
 
+import hashlib
+import weakref
+
 from keir.compiler.kernel import Kernel
+from keir.dialect.node import Node, topological
+
+COMMUTATIVE = frozenset({"add", "mul", "dot", "sqdist", "eq", "ne"})
+
+_DIGESTS: weakref.WeakKeyDictionary[Node, bytes] = weakref.WeakKeyDictionary()
+
+
+def structural_key(node: Node) -> bytes:
+    """A digest of node's structure (op, attributes, operands), the same in every process."""
+    found = _DIGESTS.get(node)
+    if found is not None:
+        return found
+    for item in topological(node):
+        if item in _DIGESTS:
+            continue
+        text = repr((item.op, item.attrs)).encode() + b"".join(_DIGESTS[a] for a in item.args)
+        _DIGESTS[item] = hashlib.blake2b(text, digest_size=12).digest()
+    return _DIGESTS[node]
+
+
+def inner_category(root: Node) -> str:
+    """The category the innermost loop runs over: the one a keir.reduce at the root reduces (j by default)."""
+    if root.op == "reduce" and root.attr("axis") == 0:
+        return "i"
+    return "j"
+
+
+def loop_level(node: Node, inner: str) -> int:
+    """0: constants and parameters (computed once per call); 1: no dependence on the inner loop's index
+    (once per outer row); 2: computed for every pair."""
+    if node.deps <= {"p"}:
+        return 0
+    return 1 if inner not in node.deps else 2
+
+
+def order_key(node: Node, inner: str) -> tuple[int, bytes]:
+    return loop_level(node, inner), structural_key(node)
+
+
+def canonicalize(root: Node) -> Node:
+    """root with the operands of every commutative op in canonical order (rebuilding only what changed)."""
+    inner = inner_category(root)
+    rebuilt: dict[Node, Node] = {}
+    for node in topological(root):
+        args = tuple(rebuilt[a] for a in node.args)
+        if node.op in COMMUTATIVE and order_key(args[1], inner) < order_key(args[0], inner):
+            args = (args[1], args[0])
+        rebuilt[node] = node if args == node.args else Node(node.op, args, node.attrs)
+    return rebuilt[root]
 
 
 def run(kernel: Kernel) -> Kernel:
-    # Nodes are interned when built (also by the MLIR importer), so equal ops are already one node and
-    # emission walks only what the result reaches: the kernel, as a DAG, is its own CSE'd form.
-    return kernel
+    # Nodes are interned when built (also by the MLIR importer), so equal ops are already one node, and
+    # emission walks only what the result reaches: once commutative operands are ordered, the kernel is
+    # its own CSE'd form.
+    return Kernel(kernel.name, canonicalize(kernel.result), kernel.dtype)

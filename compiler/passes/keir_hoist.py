@@ -1,0 +1,43 @@
+"""keir-hoist: regroups products and sums so that what depends only on the outer index or on parameters
+leaves the inner loop.
+
+The CPU and GPU lowerings compute every node that does not depend on the inner loop's index once per outer
+row (once per call for constants and parameters) and broadcast it. A product or a sum, though, is a chain
+of binary ops, and one per-pair operand early in the chain drags everything after it into the inner loop.
+This pass reads each chain of mul/div/neg (a product) and add/sub/neg (a sum) as a whole and writes it back
+ordered by loop level -- constants and parameters, then outer-only factors, then per-pair ones -- so that
+the first ones form a single hoisted subexpression; a division by a hoisted denominator joins that
+subexpression (one division per row, none per pair). The inner loop runs over j in a reduction over j
+(axis 1) and over i in one over i (axis 0).
+
+    (x, z: i-variables, y: a j-variable, h = z + s with s a parameter)
+    %a = "keir.mul"(%x, %y)                                   %a = "keir.mul"(%x, %z)        once per row i
+    %b = "keir.mul"(%a, %z)                            =>     %b = "keir.div"(%a, %h)        once per row i
+    %c = "keir.div"(%b, %h)                                   %c = "keir.mul"(%b, %y)        per pair
+
+Only regrouping (and the folding of the constants that regrouping brings together) is done here;
+keir-simplify writes its normal forms in the same order, so after it this pass finds nothing to move.
+"""
+
+from __future__ import annotations
+
+from keir.compiler.kernel import Kernel
+from keir.compiler.passes.keir_cse import inner_category
+from keir.compiler.passes.keir_simplify import ARITHMETIC, Simplifier, normal_form
+from keir.dialect.node import Node
+
+
+class Hoister(Simplifier):
+    """keir-simplify's normal form of products and sums, without its algebraic rewrites."""
+
+    rules = {op: (normal_form,) for op in ARITHMETIC}
+    default = ()
+    algebraic = False
+
+
+def hoist(root: Node) -> Node:
+    return Hoister(inner_category(root)).simplify(root)
+
+
+def run(kernel: Kernel) -> Kernel:
+    return Kernel(kernel.name, hoist(kernel.result), kernel.dtype)

@@ -1,0 +1,360 @@
+"""keir-simplify, keir-hoist and keir-cse, checked symbolically: one test per rewrite rule on the IR it
+produces, and random formulas whose value every pass must keep, evaluated by the NumPy interpreter of the
+formula DAG below (written here, independently of keir's lowering)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from keir.compiler.passes import PASSES, keir_cse, keir_hoist, keir_simplify
+from keir.compiler.pipeline import DEFAULT_PASSES
+from keir.dialect import algebra
+from keir.dialect.node import Node, constant, make, topological, var
+
+# ---- a NumPy interpreter of the formula DAG ----------------------------------------------------------------------
+
+_EVAL = {
+    "constant": lambda n: np.array([n.attr("value")]),
+    "add": lambda n, a, b: a + b,
+    "sub": lambda n, a, b: a - b,
+    "mul": lambda n, a, b: a * b,
+    "div": lambda n, a, b: a / b,
+    "neg": lambda n, a: -a,
+    "exp": lambda n, a: np.exp(a),
+    "log": lambda n, a: np.log(a),
+    "sqrt": lambda n, a: np.sqrt(a),
+    "rsqrt": lambda n, a: 1 / np.sqrt(a),
+    "square": lambda n, a: a * a,
+    "pow": lambda n, a: a ** float(n.attr("exponent")),
+    "abs": lambda n, a: np.abs(a),
+    "sin": lambda n, a: np.sin(a),
+    "cos": lambda n, a: np.cos(a),
+    "step": lambda n, a: (a >= 0).astype(float),
+    "sum": lambda n, a: np.array([a.sum()]),
+    "dot": lambda n, a, b: np.array([a @ b]),
+    "sqdist": lambda n, a, b: np.array([((a - b) ** 2).sum()]),
+    "sqnorm2": lambda n, a: np.array([(a * a).sum()]),
+    "elem": lambda n, a: a[n.attr("index") : n.attr("index") + 1],
+    "extract": lambda n, a: a[n.attr("start") : n.attr("start") + n.attr("length")],
+    "concat": lambda n, a, b: np.concatenate([a, b]),
+    "ifelse": lambda n, a, b, c: np.where(a >= 0, b, c) * np.ones(n.dim),
+}
+
+
+def evaluate(root: Node, env: dict[Node, np.ndarray]) -> np.ndarray:
+    """root's value (a vector of root.dim float64s) for the variable values in env."""
+    values: dict[Node, np.ndarray] = {}
+    for node in topological(root):
+        if node.op == "var":
+            values[node] = np.asarray(env[node], dtype=np.float64)
+        elif node.op == "reduce":
+            values[node] = values[node.args[0]]
+        else:
+            values[node] = np.asarray(_EVAL[node.op](node, *(values[a] for a in node.args)), dtype=np.float64)
+        if values[node].shape != (node.dim,):  # a dimension-1 operand broadcast by NumPy
+            values[node] = np.broadcast_to(values[node], (node.dim,)).copy()
+    return values[root]
+
+
+X, Y, Z = var(0, "i", 3), var(1, "j", 3), var(2, "i", 3)
+S, P = var(3, "p", 1), var(4, "p", 3)
+A1, B1, C1, D1 = var(5, "i", 1), var(6, "j", 1), var(7, "i", 1), var(8, "j", 1)
+ALL = (X, Y, Z, S, P, A1, B1, C1, D1)
+
+
+def environment(seed: int) -> dict[Node, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {v: rng.uniform(0.5, 1.5, v.dim) for v in ALL}
+
+
+def c(value: float) -> Node:
+    return constant(value)
+
+
+def ops(root: Node) -> list[str]:
+    return [n.op for n in topological(root)]
+
+
+def simplified(root: Node) -> Node:
+    return keir_simplify.simplify(root)
+
+
+def per_pair(root: Node, inner: str = "j") -> list[str]:
+    """The ops computed for every pair (those that depend on the inner loop's variable)."""
+    return [n.op for n in topological(root) if inner in n.deps and n.op not in ("var", "reduce")]
+
+
+def canonical(root: Node) -> Node:
+    """root with commutative operands in the canonical order (the order the passes build in)."""
+    return keir_cse.canonicalize(root)
+
+
+# ---- one test per rule --------------------------------------------------------------------------------------------
+
+
+def test_constants_fold_exactly():
+    assert simplified(make("mul", make("div", A1, c(3.0)), c(3.0))) is A1  # x / 3 * 3 == x exactly
+    assert simplified(make("mul", c(2.0), make("mul", c(0.5), A1))) is A1
+    assert simplified(make("mul", make("div", A1, c(10.0)), c(5.0))) is make("mul", c(0.5), A1)
+    third = simplified(make("add", make("div", c(1.0), c(3.0)), make("div", c(1.0), c(6.0))))
+    assert third is c(0.5)  # 1/3 + 1/6 in floats is 0.49999999999999994
+    assert simplified(make("sub", make("mul", c(0.1), c(3.0)), c(0.3))) is c(float(Fraction(0.1) * 3 - Fraction(0.3)))
+
+
+def test_zeros_and_ones_propagate():
+    assert simplified(make("mul", A1, c(0.0))) is c(0.0)
+    assert simplified(make("add", B1, c(0.0))) is B1
+    assert simplified(make("mul", c(1.0), B1)) is B1
+    assert simplified(make("div", B1, c(1.0))) is B1
+    assert simplified(make("sub", make("exp", B1), make("exp", B1))) is c(0.0)
+    assert simplified(make("pow", B1, exponent=0)) is c(1.0)
+    assert simplified(make("pow", B1, exponent=1)) is B1
+    zero = simplified(make("sub", X, X))
+    assert algebra.is_zero(zero) and zero.dim == 3
+
+
+def test_signs_are_pulled_out():
+    assert simplified(make("mul", make("neg", D1), B1)) is make("neg", make("mul", B1, D1))
+    assert simplified(make("mul", make("neg", D1), make("neg", B1))) is make("mul", B1, D1)
+    assert simplified(make("sub", D1, make("neg", B1))) is make("add", B1, D1)
+    assert simplified(make("sub", make("neg", D1), B1)) is make("neg", make("add", B1, D1))
+    assert simplified(make("neg", make("neg", B1))) is B1
+    assert simplified(make("mul", c(-2.0), make("neg", B1))) is make("mul", c(2.0), B1)
+    # a sign joins the factors computed outside the pair loop, if there are any
+    assert simplified(make("mul", make("neg", A1), B1)) is make("mul", make("neg", A1), B1)
+    assert simplified(make("neg", make("mul", B1, A1))) is make("mul", make("neg", A1), B1)
+
+
+def test_exponentials_merge():
+    merged = simplified(make("mul", make("exp", A1), make("exp", B1)))
+    assert merged is make("exp", make("add", A1, B1))
+    quotient = simplified(make("div", make("exp", A1), make("exp", B1)))
+    assert quotient is make("exp", make("sub", A1, B1))
+    # an exp used elsewhere too is kept: merging would compute it twice
+    shared = make("exp", B1)
+    f = simplified(make("add", make("mul", shared, make("exp", A1)), shared))
+    assert ops(f).count("exp") == 2
+
+
+def test_products_of_a_factor_with_itself_are_powers():
+    assert simplified(make("mul", B1, B1)) is make("square", B1)
+    assert simplified(make("mul", make("square", B1), B1)) is make("pow", B1, exponent=3)
+    assert simplified(make("add", B1, B1)) is make("mul", c(2.0), B1)
+
+
+def test_parameter_factors_leave_the_pair_loop():
+    d = make("sqdist", X, Y)
+    gaussian = make("exp", make("div", make("neg", d), make("mul", make("mul", c(2.0), S), S)))
+    f = simplified(gaussian)
+    assert per_pair(f) == ["sqdist", "mul", "exp"]  # sigma inside costs one multiplication per pair
+    # the hoisted factor -1/(2 s^2) is one parameter-only subexpression
+    (scale,) = [n for n in topological(f) if n.op == "mul" and "j" in n.deps][0].args[:1]
+    assert scale.deps == {"p"}
+    # a product is ordered by loop level: constants and parameters, then i-only factors, then per-pair ones
+    g = simplified(make("mul", make("mul", make("mul", A1, B1), S), make("mul", C1, c(3.0))))
+    assert per_pair(g) == ["mul"]
+    assert g.args[0].deps == {"i", "p"} and g.args[1] is B1
+
+
+def test_division_by_a_hoisted_denominator_is_one_multiplication_per_pair():
+    f = simplified(make("div", B1, make("add", A1, S)))
+    assert per_pair(f) == ["mul"]
+    assert simplified(make("div", A1, B1)) is make("div", A1, B1)  # a per-pair division stays
+
+
+def test_common_factors_leave_sums():
+    k = make("exp", make("neg", make("sqdist", X, Y)))
+    d = make("sqdist", X, Y)
+    f = simplified(make("add", make("mul", make("mul", c(2.0), S), k), make("mul", make("mul", c(4.0), k), d)))
+    # K (2 s + 4 d): one multiplication by K per pair instead of two
+    assert sorted(per_pair(f)) == ["add", "exp", "mul", "mul", "neg", "sqdist"]
+    assert make("exp", make("neg", d)) in topological(f)
+    same = simplified(make("add", make("mul", c(3.0), make("exp", B1)), make("mul", c(3.0), make("sin", B1))))
+    assert same is make("mul", c(3.0), make("add", make("exp", B1), make("sin", B1)))
+
+
+def test_sums_of_components_become_vector_reductions():
+    terms = [make("square", make("sub", make("elem", X, index=k), make("elem", Y, index=k))) for k in range(3)]
+    f = simplified(make("add", make("add", terms[0], terms[1]), terms[2]))
+    assert f is make("sqdist", X, Y)
+    partial = simplified(make("add", terms[0], terms[1]))  # not every component: nothing to gather
+    assert "sqdist" not in ops(partial)
+
+
+def test_vector_reductions_recognise_their_operands():
+    v = make("sub", X, Y)
+    assert simplified(make("sum", make("mul", X, Y))) is make("dot", X, Y)
+    assert simplified(make("sum", make("square", v))) is make("sqdist", X, Y)
+    assert simplified(make("dot", v, v)) is make("sqdist", X, Y)
+    assert simplified(make("sqnorm2", make("neg", X))) is make("sqnorm2", X)
+    assert simplified(make("sum", make("mul", B1, X))) is canonical(make("mul", B1, make("sum", X)))
+    pulled = simplified(make("dot", make("mul", c(2.0), X), make("mul", B1, Y)))  # 2 B1 <X, Y>
+    assert make("dot", X, Y) in topological(pulled) and sorted(per_pair(pulled)) == ["dot", "mul", "mul"]
+    assert simplified(make("sqnorm2", make("mul", B1, X))) is canonical(
+        make("mul", make("sqnorm2", X), make("square", B1)))
+
+
+def test_components_are_taken_before_elementwise_ops():
+    f = simplified(make("elem", make("mul", B1, make("sub", X, Y)), index=1))
+    assert f is canonical(make("mul", B1, make("sub", make("elem", X, index=1), make("elem", Y, index=1))))
+
+
+def test_zero_pieces_of_concatenations_fold_away():
+    hot = algebra.embed(c(1.0), 1, 3)  # (0, 1, 0)
+    assert simplified(make("sum", make("mul", hot, Y))) is make("elem", Y, index=1)
+    assert simplified(make("dot", hot, Y)) is make("elem", Y, index=1)
+    both = simplified(make("add", algebra.embed(B1, 0, 2), algebra.embed(A1, 1, 2)))
+    assert both is make("concat", B1, A1)
+
+
+def test_simplify_reaches_a_fixed_point():
+    d = make("sqdist", X, Y)
+    for f in (make("mul", make("exp", make("neg", d)), make("sub", d, make("mul", c(3.0), S))),
+              make("add", make("mul", B1, A1), make("mul", B1, make("div", C1, S)))):
+        once = simplified(f)
+        assert simplified(once) is once
+
+
+# ---- keir-hoist ---------------------------------------------------------------------------------------------------
+
+
+def test_hoist_groups_factors_and_terms_by_loop_level():
+    f = keir_hoist.hoist(make("div", make("mul", make("mul", A1, B1), C1), make("add", A1, S)))
+    assert per_pair(f) == ["mul"]
+    g = keir_hoist.hoist(make("add", make("add", A1, B1), C1))
+    assert per_pair(g) == ["add"] and g.args[1] is B1
+    # in a reduction over i the inner loop runs over i: the j-only factors are the hoisted ones
+    root = make("reduce", make("mul", make("mul", B1, A1), make("exp", B1)), kind="sum", axis=0)
+    hoisted = keir_hoist.hoist(root)
+    assert per_pair(hoisted, inner="i") == ["mul"]
+
+
+def test_hoist_only_regroups():
+    f = make("mul", make("exp", A1), make("exp", B1))
+    assert keir_hoist.hoist(f) is f  # no exponentials merged: that is keir-simplify's
+    assert keir_hoist.hoist(make("add", make("mul", B1, A1), make("mul", B1, C1))).op == "add"
+
+
+# ---- keir-cse -----------------------------------------------------------------------------------------------------
+
+
+def test_cse_merges_commutative_twins():
+    twins = make("add", make("mul", A1, B1), make("mul", B1, A1))
+    out = keir_cse.canonicalize(twins)
+    assert out.args[0] is out.args[1]
+    assert keir_cse.canonicalize(make("add", make("sqdist", X, Y), make("sqdist", Y, X))).args[0].op == "sqdist"
+    assert len({n for n in topological(keir_cse.canonicalize(make("add", make("sqdist", X, Y),
+                                                                      make("sqdist", Y, X))))
+                if n.op == "sqdist"}) == 1
+
+
+def test_structural_keys_do_not_depend_on_the_process():
+    script = ("from keir.dialect.node import make, var; from keir.compiler.passes.keir_cse import structural_key;"
+              "print(structural_key(make('add', make('exp', var(0, 'i', 2)), make('sum', var(1, 'j', 2)))).hex())")
+    keys = {
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        for seed in ("1", "2")
+    }
+    assert len(keys) == 1
+
+
+def test_passes_are_registered_and_run_by_default():
+    for name in ("keir-simplify", "keir-hoist", "keir-trace", "keir-cse"):
+        assert name in PASSES and name in DEFAULT_PASSES
+    assert DEFAULT_PASSES.index("keir-trace") < DEFAULT_PASSES.index("keir-differentiate")
+    assert DEFAULT_PASSES.index("keir-differentiate") < DEFAULT_PASSES.index("keir-simplify")
+
+
+# ---- random formulas: every pass keeps the value -------------------------------------------------------------------
+
+SCALARS = (A1, B1, C1, S)
+VECTORS = (X, Y, Z, P)
+CONSTANTS = (0.0, 1.0, -1.0, 2.0, 0.5, 1 / 3, 3.0, -0.25)
+
+
+def _positive(node: Node) -> Node:
+    return make("add", make("square", node), c(1.0))
+
+
+def formulas(dim: int, depth: int):
+    """Random formulas of dimension dim (1 or 3) whose values stay finite for inputs in [0.5, 1.5]."""
+    leaves = st.sampled_from(SCALARS if dim == 1 else VECTORS) | st.sampled_from(CONSTANTS).map(
+        lambda v: algebra.fit(c(v), dim))
+    if depth == 0:
+        return leaves
+    same, scalar, vector = formulas(dim, depth - 1), formulas(1, depth - 1), formulas(3, depth - 1)
+    options = [
+        leaves,
+        st.tuples(st.sampled_from(["add", "sub", "mul"]), same, same).map(lambda t: make(*t)),
+        st.tuples(same, scalar).map(lambda t: make("mul", *t)),
+        st.tuples(same, scalar).map(lambda t: make("add", t[1], t[0])),
+        st.tuples(same, same).map(lambda t: make("div", t[0], _positive(t[1]))),
+        same.map(lambda a: make("neg", a)),
+        same.map(lambda a: make("square", a)),
+        st.tuples(same, st.integers(-2, 3)).map(lambda t: make("pow", _positive(t[0]), exponent=t[1])),
+        same.map(lambda a: make("exp", make("neg", make("square", a)))),
+        same.map(lambda a: make("log", _positive(a))),
+        st.tuples(same, same).map(lambda t: make("mul", make("exp", make("sin", t[0])),
+                                                 make("exp", make("cos", t[1])))),
+        # a factor shared by terms, next to a sum with a coefficient: c a K - (b + 1) K
+        st.tuples(same, same, same).map(lambda t: make("sub", make("mul", make("mul", c(2 / 3), t[0]), t[2]),
+                                                      make("mul", make("add", t[1], c(1.0)), t[2]))),
+        st.tuples(same, same).map(lambda t: make("mul", c(-1.5), make("sub", t[0], t[1]))),
+    ]
+    if dim == 1:
+        options += [
+            vector.map(lambda a: make("sum", a)),
+            st.tuples(vector, vector).map(lambda t: make("dot", *t)),
+            vector.map(lambda a: make("sqnorm2", a)),
+            st.tuples(vector, vector).map(lambda t: make("sqdist", *t)),
+            st.tuples(vector, st.integers(0, 2)).map(lambda t: make("elem", t[0], index=t[1])),
+            vector.map(lambda a: make("add", make("add", *(make("square", make("elem", a, index=k)) for k in (0, 1))),
+                                      make("square", make("elem", a, index=2)))),
+        ]
+    else:
+        options += [
+            st.tuples(scalar, formulas(1, depth - 1), scalar).map(
+                lambda t: make("concat", make("concat", t[0], t[1]), t[2])),
+            st.tuples(same, scalar, st.integers(0, 2)).map(lambda t: algebra.embed(t[1], t[2], 3)),
+            st.tuples(same, st.integers(0, 1)).map(lambda t: make("concat", make("extract", t[0], start=t[1], length=2),
+                                                                 make("elem", t[0], index=0))),
+        ]
+    return st.one_of(*options)
+
+
+def _close(got: np.ndarray, want: np.ndarray) -> bool:
+    return bool(np.allclose(got, want, rtol=1e-9, atol=1e-9 * max(1.0, float(np.abs(want).max()))))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(f=st.one_of(formulas(1, 3), formulas(3, 3)), seed=st.integers(0, 3), axis=st.integers(0, 1))
+def test_random_formulas_keep_their_value(f, seed, axis):
+    env = environment(seed)
+    want = evaluate(f, env)
+    root = make("reduce", f, kind="sum", axis=axis)
+    passes = [keir_simplify.simplify, keir_hoist.hoist, keir_cse.canonicalize]
+    for rewrite in passes:
+        got = rewrite(root)
+        assert got.op == "reduce" and got.dim == f.dim
+        assert _close(evaluate(got, env), want), (rewrite.__name__, f)
+    once = keir_simplify.simplify(root)
+    assert keir_simplify.simplify(once) is once, f
+
+
+@pytest.mark.parametrize("inner", ["i", "j"])
+def test_simplified_formulas_do_no_more_work_per_pair(inner):
+    d = make("sqdist", X, Y)
+    f = make("mul", make("div", make("exp", make("div", make("neg", d), make("mul", c(2.0), make("square", S)))),
+                         make("pow", S, exponent=4)), make("sub", d, make("mul", c(3.0), make("square", S))))
+    root = make("reduce", f, kind="sum", axis=1 if inner == "j" else 0)
+    before, after = per_pair(root, inner), per_pair(keir_simplify.simplify(root), inner)
+    assert before.count("div") == 2 and "div" not in after and len(after) < len(before)
