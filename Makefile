@@ -35,6 +35,8 @@ lint: $(TEST_STAMP)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/cpu.py
+	$(BIN)/python benchmarks/grad.py
+	$(BIN)/python benchmarks/laplacian.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

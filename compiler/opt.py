@@ -19,12 +19,14 @@ from keir.compiler.passes import PASSES, get_pass
 
 
 def _lower_cpu(kernels: list[Kernel]) -> str:
+    """to one scf/arith/math/vector loop nest per kernel (the CPU backend)"""
     from keir.compiler.lower_cpu import lower_cpu
 
     return "module {\n" + "\n".join(lower_cpu(k).func_text for k in kernels) + "\n}\n"
 
 
 def _lower_gpu(kernels: list[Kernel]) -> str:
+    """to a gpu.module, one thread per output row, j-tiles in workgroup memory (the GPU backend)"""
     from keir.compiler.lower_gpu import gpu_module_text, lower_gpu
 
     return gpu_module_text([lower_gpu(k) for k in kernels])
@@ -32,6 +34,14 @@ def _lower_gpu(kernels: list[Kernel]) -> str:
 
 # Lowerings leave the keir dialect, so they end a pipeline.
 LOWERINGS: dict[str, Callable[[list[Kernel]], str]] = {"keir-lower-cpu": _lower_cpu, "keir-lower-gpu": _lower_gpu}
+
+
+def _summary(function: Callable) -> str:
+    """The first line of the pass module's docstring, without its leading "name: "."""
+    import textwrap
+
+    doc = (sys.modules[function.__module__].__doc__ or "").strip().splitlines()[0]
+    return textwrap.shorten(doc.split(": ", 1)[-1], 90)
 
 
 def _parse_pipeline(text: str) -> list[str]:
@@ -46,10 +56,9 @@ def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         prog="keir-opt",
         description="Run keir passes on keir IR (MLIR generic form) and print the result.",
         epilog="passes:\n"
-        + "\n".join(f"  --{name:<22} {(fn.__module__ and sys.modules[fn.__module__].__doc__ or '').splitlines()[0]}"
-                    for name, fn in sorted(PASSES.items()))
+        + "\n".join(f"  --{name:<20} {_summary(fn)}" for name, fn in sorted(PASSES.items()))
         + "\nlowerings (end a pipeline):\n"
-        + "\n".join(f"  --{name}" for name in LOWERINGS),
+        + "\n".join(f"  --{name:<20} {fn.__doc__}" for name, fn in LOWERINGS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("input", nargs="?", default="-", help="input file (default: stdin)")
