@@ -14,6 +14,7 @@ from keir.dialect import algebra
 from keir.dialect.node import Node, make
 
 _LETTER = {"i": "Vi (i-indexed)", "j": "Vj (j-indexed)"}
+_DTYPES = {name: np.dtype(name) for name in ("float32", "float64")}
 
 
 class Reduction:
@@ -32,24 +33,28 @@ class Reduction:
         self.threads = threads
         self.out = out
         self.root = make("reduce", lazy.node, kind=kind, axis=axis, **reduce_attrs)
-        self.dtype = np.dtype(lazy.dtype) if lazy.dtype else None
+        self.dtype = _DTYPES.get(lazy.dtype)
+        rows: dict[str, set[int]] = {"i": set(), "j": set()}
+        batched = False
+        for array, category in zip(lazy.arrays, lazy.categories):  # one pass: this runs on every call
+            if category == "p":
+                batched = batched or getattr(array, "ndim", 1) > 1
+            else:
+                shape = array.shape
+                rows[category].add(shape[-2])
+                batched = batched or len(shape) > 2
         for category in ("i", "j"):
-            if category not in lazy.categories:
+            if not rows[category]:
                 raise ValueError(
                     f"a reduction needs a {_LETTER[category]} variable to know its "
                     f"{'number of rows M' if category == 'i' else 'number of columns N'}; this formula has none"
                 )
-        self.sizes = {c: self._size(c) for c in ("i", "j")}
-        unbatched = all(getattr(a, "ndim", 1) <= (1 if c == "p" else 2) for a, c in zip(lazy.arrays, lazy.categories))
-        self.batch_shape = () if unbatched else lazy.batch_shape
-
-    def _size(self, category: str) -> int:
-        shapes = [tuple(a.shape) for a, c in zip(self.lazy.arrays, self.lazy.categories) if c == category]
-        sizes = {shape[-2] for shape in shapes}
-        if len(sizes) != 1:
-            name = "Vi" if category == "i" else "Vj"
-            raise ValueError(f"the {name} variables of one formula must have the same length; got shapes {shapes}")
-        return sizes.pop()
+            if len(rows[category]) > 1:
+                shapes = [tuple(a.shape) for a, c in zip(lazy.arrays, lazy.categories) if c == category]
+                name = "Vi" if category == "i" else "Vj"
+                raise ValueError(f"the {name} variables of one formula must have the same length; got shapes {shapes}")
+        self.sizes = {c: next(iter(rows[c])) for c in ("i", "j")}
+        self.batch_shape = lazy.batch_shape if batched else ()
 
     def compilation(self, options: CompileOptions | None = None):
         return kernels.compilation(self.root, self.dtype, options)
