@@ -8,6 +8,7 @@ and `keir.compiler.importer` convert between them.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Any
 
@@ -25,13 +26,17 @@ class Node:
     dim: int
     deps: frozenset[str]  # categories ("i", "j", "p") of the variables this node depends on
 
-    _interned: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+    # key -> weak reference to the node: a plain dict of weakrefs looks up faster than a WeakValueDictionary
+    # (building formulas is on the per-call path); a dying node's callback removes its own entry.
+    _interned: dict[tuple, weakref.ref] = {}
 
     def __new__(cls, op: str, args: tuple[Node, ...] = (), attrs: Attrs = ()) -> Node:
         key = (op, args, attrs)
-        node = cls._interned.get(key)
-        if node is not None:
-            return node
+        ref = cls._interned.get(key)
+        if ref is not None:
+            node = ref()
+            if node is not None:
+                return node
         spec = OPS.get(op)
         if spec is None:
             raise ValueError(f"unknown keir op {op!r}; known ops: {', '.join(sorted(OPS))}")
@@ -53,7 +58,7 @@ class Node:
         else:
             node.deps = frozenset().union(*(a.deps for a in args))
         node._hash = hash(key)
-        cls._interned[key] = node
+        cls._interned[key] = weakref.ref(node, functools.partial(_forget, key))
         return node
 
     def __hash__(self) -> int:
@@ -74,6 +79,11 @@ class Node:
     def __repr__(self) -> str:
         inner = ", ".join([repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.attrs])
         return f"{self.op}({inner})"
+
+
+def _forget(key: tuple, ref: weakref.ref) -> None:
+    if Node._interned.get(key) is ref:
+        del Node._interned[key]
 
 
 def make(op: str, *args: Node, **attrs: Any) -> Node:
