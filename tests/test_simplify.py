@@ -11,6 +11,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from dag_numpy import evaluate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,51 +19,6 @@ from keir.compiler.passes import PASSES, keir_cse, keir_hoist, keir_simplify
 from keir.compiler.pipeline import DEFAULT_PASSES
 from keir.dialect import algebra
 from keir.dialect.node import Node, constant, make, topological, var
-
-# ---- a NumPy interpreter of the formula DAG ----------------------------------------------------------------------
-
-_EVAL = {
-    "constant": lambda n: np.array([n.attr("value")]),
-    "add": lambda n, a, b: a + b,
-    "sub": lambda n, a, b: a - b,
-    "mul": lambda n, a, b: a * b,
-    "div": lambda n, a, b: a / b,
-    "neg": lambda n, a: -a,
-    "exp": lambda n, a: np.exp(a),
-    "log": lambda n, a: np.log(a),
-    "sqrt": lambda n, a: np.sqrt(a),
-    "rsqrt": lambda n, a: 1 / np.sqrt(a),
-    "square": lambda n, a: a * a,
-    "pow": lambda n, a: a ** float(n.attr("exponent")),
-    "abs": lambda n, a: np.abs(a),
-    "sin": lambda n, a: np.sin(a),
-    "cos": lambda n, a: np.cos(a),
-    "step": lambda n, a: (a >= 0).astype(float),
-    "sum": lambda n, a: np.array([a.sum()]),
-    "dot": lambda n, a, b: np.array([a @ b]),
-    "sqdist": lambda n, a, b: np.array([((a - b) ** 2).sum()]),
-    "sqnorm2": lambda n, a: np.array([(a * a).sum()]),
-    "elem": lambda n, a: a[n.attr("index") : n.attr("index") + 1],
-    "extract": lambda n, a: a[n.attr("start") : n.attr("start") + n.attr("length")],
-    "concat": lambda n, a, b: np.concatenate([a, b]),
-    "ifelse": lambda n, a, b, c: np.where(a >= 0, b, c) * np.ones(n.dim),
-}
-
-
-def evaluate(root: Node, env: dict[Node, np.ndarray]) -> np.ndarray:
-    """root's value (a vector of root.dim float64s) for the variable values in env."""
-    values: dict[Node, np.ndarray] = {}
-    for node in topological(root):
-        if node.op == "var":
-            values[node] = np.asarray(env[node], dtype=np.float64)
-        elif node.op == "reduce":
-            values[node] = values[node.args[0]]
-        else:
-            values[node] = np.asarray(_EVAL[node.op](node, *(values[a] for a in node.args)), dtype=np.float64)
-        if values[node].shape != (node.dim,):  # a dimension-1 operand broadcast by NumPy
-            values[node] = np.broadcast_to(values[node], (node.dim,)).copy()
-    return values[root]
-
 
 X, Y, Z = var(0, "i", 3), var(1, "j", 3), var(2, "i", 3)
 S, P = var(3, "p", 1), var(4, "p", 3)
