@@ -39,10 +39,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from keir.compiler.kernel import Kernel
-from keir.compiler.lower_cpu import Operand, compute, kernel_operands, swap_i_j
+from keir.compiler.lower_cpu import Operand, compute, kernel_operands
 from keir.compiler.mlir_text import Builder, Names
 from keir.compiler.reductions import INT64_MAX, ReductionOptions, Sum, accumulator
-from keir.dialect.node import Node
+from keir.dialect.node import Node, swap_i_j
 
 ELEMENT_BYTES = {"f32": 4, "f64": 8}
 WARP = 32
