@@ -149,15 +149,6 @@ def _to_nvvm(gpu_text: str, target: NvptxTarget):
     return module
 
 
-def gpu_to_nvvm(gpu_text: str, arch: str) -> str:
-    """The gpu.module lowered to the llvm and nvvm dialects (the stage before PTX), as text."""
-    from keir.compiler.mlir_context import keir_context
-
-    target = nvptx_target(arch)
-    with keir_context():
-        return str(_to_nvvm(gpu_text, target))
-
-
 def gpu_to_ptx(gpu_text: str, arch: str) -> str:
     """PTX for every kernel of the gpu.module in `gpu_text`."""
     from mlir import passmanager
