@@ -23,7 +23,8 @@ class Reduction:
     def __init__(self, lazy: Any, kind: str, axis: int, threads: int | None = None, out: Any = None,
                  backend: str = "auto", device_id: int = -1, **reduce_attrs: Any):
         """reduce_attrs: `k` (the K-min family), `sum_scheme`, `dtype_acc` — see keir.dialect.ops.
-        out: an array to write the result into. backend: "auto" or "CPU"."""
+        out: an array to write the result into. backend: "auto" (the GPU for CUDA tensors, else the CPU),
+        "CPU" or "GPU"; device_id: the GPU to use."""
         if backend not in ("auto", "CPU", "GPU"):
             raise ValueError(f"backend must be 'auto', 'CPU' or 'GPU', got {backend!r}")
         self.backend, self.device_id = backend, device_id
