@@ -8,7 +8,6 @@ miss there imports MLIR and compiles. The driver JIT-compiles the PTX when a dev
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 import numpy as np
 
@@ -19,14 +18,14 @@ from keir.compiler.lower_gpu import GpuKernelText, lower_gpu, row_bytes
 from keir.compiler.pipeline import Compilation, CompileOptions, cache_key
 from keir.dialect.node import Node
 from keir.dialect.ops import reduction_output_widths
+from keir.kernels import KernelTable
 from keir.runtime import cache
 from keir.runtime.cuda import GpuKernel, cuda_available, device
 
 # The arch `.ir("ptx")` shows where no CUDA device says otherwise (Ampere, the oldest arch the tests assemble for).
 DEFAULT_ARCH = "sm_80"
 
-_loaded: dict[tuple[Node, str, CompileOptions, str], GpuKernel] = {}
-_lock = threading.Lock()
+_loaded = KernelTable()
 
 
 def default_arch(device_index: int | None = None) -> str:
@@ -55,15 +54,7 @@ def gpu_kernel(root: Node, dtype: np.dtype, options: CompileOptions | None = Non
 def gpu_kernel_for_arch(root: Node, dtype: np.dtype, options: CompileOptions | None, arch: str) -> GpuKernel:
     options = gpu_options(options, arch)
     dtype = np.dtype(dtype)
-    key = (root, dtype.name, options, arch)
-    found = _loaded.get(key)
-    if found is not None:
-        return found
-    with _lock:
-        found = _loaded.get(key)
-        if found is None:
-            found = _loaded[key] = _load_or_compile(root, dtype, options, arch)
-    return found
+    return _loaded.get((root, dtype.name, options, arch), lambda: _load_or_compile(root, dtype, options, arch))
 
 
 def gpu_lowering(root: Node, dtype: np.dtype, options: CompileOptions, symbol: str) -> GpuKernelText:

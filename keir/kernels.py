@@ -8,6 +8,8 @@ MLIR and compiles.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -19,9 +21,26 @@ from keir.dialect.ops import reduction_output_widths
 from keir.runtime import cache
 from keir.runtime.cpu import CpuKernel
 
-_loaded: dict[tuple[Node, np.dtype, CompileOptions], CpuKernel] = {}
+
+class KernelTable:
+    """Kernels loaded in this process, by key; each is built once even when threads ask at the same time."""
+
+    def __init__(self) -> None:
+        self._kernels: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, build: Callable[[], Any]) -> Any:
+        found = self._kernels.get(key)  # the hot path takes no lock
+        if found is None:
+            with self._lock:
+                found = self._kernels.get(key)
+                if found is None:
+                    found = self._kernels[key] = build()
+        return found
+
+
+_loaded = KernelTable()
 _DEFAULT_OPTIONS = CompileOptions()
-_lock = threading.Lock()
 
 
 def compilation(root: Node, dtype: np.dtype, options: CompileOptions | None = None) -> Compilation:
@@ -33,15 +52,7 @@ def compilation(root: Node, dtype: np.dtype, options: CompileOptions | None = No
 
 def cpu_kernel(root: Node, dtype: np.dtype, options: CompileOptions | None = None) -> CpuKernel:
     options = options or _DEFAULT_OPTIONS
-    key = (root, dtype, options)
-    found = _loaded.get(key)
-    if found is not None:
-        return found
-    with _lock:
-        found = _loaded.get(key)
-        if found is None:
-            found = _loaded[key] = _load_or_compile(root, np.dtype(dtype), options)
-    return found
+    return _loaded.get((root, dtype, options), lambda: _load_or_compile(root, np.dtype(dtype), options))
 
 
 def _load_or_compile(root: Node, dtype: np.dtype, options: CompileOptions) -> CpuKernel:

@@ -355,7 +355,7 @@ def stand_in(monkeypatch):
     driver = _StandInDriver()
     monkeypatch.setattr(cuda, "_driver", lambda: driver)
     monkeypatch.setattr(cuda, "_initialized", False)
-    monkeypatch.setattr(gpu_kernels, "_loaded", {})  # kernels loaded on the stand-in stay with it
+    monkeypatch.setattr(gpu_kernels, "_loaded", kernels.KernelTable())  # kernels loaded on the stand-in stay with it
     cuda.device.cache_clear()
 
     def kernel(root, dtype):
@@ -421,7 +421,7 @@ def test_runtime_errors_name_the_driver_call(monkeypatch):
     driver = _StandInDriver(fail_load=True)
     monkeypatch.setattr(cuda, "_driver", lambda: driver)
     monkeypatch.setattr(cuda, "_initialized", False)
-    monkeypatch.setattr(gpu_kernels, "_loaded", {})
+    monkeypatch.setattr(gpu_kernels, "_loaded", kernels.KernelTable())
     cuda.device.cache_clear()
     root, arrays = _reduction("mul", np.float32, 1)
     try:
