@@ -21,7 +21,10 @@ def _engine():
     llvm.initialize_native_asmprinter()
     target = llvm.Target.from_triple(llvm.get_process_triple())
     machine = target.create_target_machine(opt=3, reloc="pic", codemodel="default")
-    return llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
+    # llvmlite's memory manager places each object's code and data in one reservation. LLVM's default one
+    # maps them separately, and where other mappings crowd the address space (CUDA reserves tens of GiB)
+    # they can land over 2 GiB apart: a 32-bit PC-relative relocation then overflows and LLVM aborts.
+    return llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine, use_lmm=True)
 
 
 def load_symbol(object_code: bytes, symbol: str) -> int:

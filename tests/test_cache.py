@@ -46,3 +46,33 @@ def test_concurrent_compiles_of_one_formula(tmp_path):
     assert all(p.returncode == 0 for p in processes)
     assert all(r["error"] < 1e-5 for r in results)
     assert len([p for p in os.listdir(tmp_path) if p.endswith(".o")]) == 1
+
+
+CROWDED = r"""
+import ctypes, json, mmap
+import numpy as np
+import keir.numpy as kn
+libc = ctypes.CDLL(None)
+libc.mmap.restype, libc.mmap.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                                                          ctypes.c_int, ctypes.c_int, ctypes.c_long]
+flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x4000  # MAP_NORESERVE: address space only
+rng = np.random.default_rng(0)
+x, y = rng.random((50, 3)), rng.random((60, 3))
+d2 = ((x[:, None, :] - y[None]) ** 2).sum(-1)
+worst = 0.0
+for k in range(64):
+    assert libc.mmap(None, 8 << 30, 0, flags, -1, 0) not in (None, 2**64 - 1)  # PROT_NONE
+    out = ((-kn.Vi(x).sqdist(kn.Vj(y)) * (k + 1.5)).exp() * kn.Vj(y).elem(0) + float(k)).sum(axis=1)
+    ref = (np.exp(-d2 * (k + 1.5)) * y[:, 0] + k).sum(1, keepdims=True)
+    worst = max(worst, float(abs(out - ref).max() / abs(ref).max()))
+print(json.dumps({"error": worst}))
+"""
+
+
+def test_kernels_load_when_other_mappings_crowd_the_address_space(tmp_path):
+    """CUDA reserves tens of GiB of address space; with code and constants mapped apart, 64 kernels loaded
+    between such reservations made LLVM abort on a relocation overflow (seen on a GPU machine)."""
+    env = dict(os.environ, KEIR_CACHE_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", CROWDED], env=env, stdout=subprocess.PIPE, text=True)
+    assert result.returncode == 0, "the process died loading kernels"
+    assert json.loads(result.stdout)["error"] < 1e-12
