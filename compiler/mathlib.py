@@ -8,6 +8,7 @@ NumPy float64 in tests/compiler/test_mathlib.py; the bounds are stated in the RE
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 
 from keir.compiler.mlir_text import Builder
@@ -56,6 +57,12 @@ _FORMATS = {
 }
 
 
+def _float_bits(value: float, fmt: _Format) -> int:
+    """The IEEE bits of `value` in the format, as a signed integer."""
+    code = "<f" if fmt.mantissa_bits == 23 else "<d"
+    return int.from_bytes(struct.pack(code, value), "little", signed=True)
+
+
 def _power_of_two(b: Builder, k: str, fmt: _Format) -> str:
     """2**k for an integer k in the normal exponent range, built from its bits."""
     biased = b.int_op("addi", k, b.int_const(fmt.bias))
@@ -68,12 +75,16 @@ def exp(b: Builder, x: str) -> str:
     fmt = _FORMATS[b.elem]
     lo, hi = fmt.exp_clamp
     clamped = b.max(b.min(x, b.const(hi)), b.const(lo))
-    k = b.math("roundeven", b.mul(clamped, b.const(1 / math.log(2))))
+    # k = round(x / ln2) by adding 1.5 * 2**mantissa_bits: the sum's low bits hold k as an integer, read by
+    # an integer subtraction. A float -> int64 conversion has no AVX2 instruction and is done lane by lane.
+    shifter = 1.5 * 2.0**fmt.mantissa_bits
+    shifted = b.fma(clamped, b.const(1 / math.log(2)), b.const(shifter))
+    k = b.sub(shifted, b.const(shifter))
+    k_int = b.int_op("subi", b.to_bits(shifted), b.int_const(_float_bits(shifter, fmt)))
     minus_k = b.neg(k)
     r = b.fma(minus_k, b.const(fmt.ln2_hi), clamped)
     r = b.fma(minus_k, b.const(fmt.ln2_lo), r)
     p = b.horner(r, [1 / math.factorial(n) for n in range(fmt.exp_terms)])
-    k_int = b.to_int(k)
     k_half = b.int_op("shrsi", k_int, b.int_const(1))
     k_rest = b.int_op("subi", k_int, k_half)
     result = b.mul(b.mul(p, _power_of_two(b, k_half, fmt)), _power_of_two(b, k_rest, fmt))
