@@ -69,4 +69,32 @@ def llvm_ir_to_object(llvm_ir: str) -> bytes:
     machine = target_machine()
     builder = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=3))
     builder.getModulePassManager().run(module, builder)
-    return machine.emit_object(module)
+    object_code = machine.emit_object(module)
+    missing = undefined_symbols(object_code)
+    if missing:  # the loader's memory manager reserves no room to link them: it would abort the process
+        raise RuntimeError(f"keir: the kernel's object code refers to {', '.join(missing)}, which kernels must not "
+                           "call (a math op lowered to a library call?)")
+    return object_code
+
+
+def undefined_symbols(object_code: bytes) -> list[str]:
+    """The symbols an ELF64 little-endian object refers to without defining them ([] for other formats)."""
+    if object_code[:6] != b"\x7fELF\x02\x01":
+        return []
+    section_offset = int.from_bytes(object_code[0x28:0x30], "little")
+    entry_size, count = (int.from_bytes(object_code[k : k + 2], "little") for k in (0x3A, 0x3C))
+    sections = [object_code[section_offset + k * entry_size : section_offset + (k + 1) * entry_size]
+                for k in range(count)]
+    missing = []
+    for header in sections:
+        if int.from_bytes(header[4:8], "little") != 2:  # SHT_SYMTAB
+            continue
+        offset, size = (int.from_bytes(header[k : k + 8], "little") for k in (0x18, 0x20))
+        strings = sections[int.from_bytes(header[0x28:0x2C], "little")]
+        string_offset = int.from_bytes(strings[0x18:0x20], "little")
+        for symbol in range(offset, offset + size, 24):
+            name = int.from_bytes(object_code[symbol : symbol + 4], "little")
+            if name and object_code[symbol + 6 : symbol + 8] == b"\0\0":  # defined in section 0: SHN_UNDEF
+                end = object_code.index(b"\0", string_offset + name)
+                missing.append(object_code[string_offset + name : end].decode())
+    return missing
