@@ -55,7 +55,7 @@ def run_tests() -> bool:
     print("== 1. tests/test_gpu_ptx.py")
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_gpu_ptx.py")],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_gpu_ptx.py")],
         cwd=ROOT,
         capture_output=True,
         text=True,
