@@ -58,7 +58,7 @@ class Node:
         else:
             node.deps = frozenset().union(*(a.deps for a in args))
         node._hash = hash(key)
-        cls._interned[key] = weakref.ref(node, functools.partial(_forget, key))
+        cls._interned[key] = weakref.ref(node, functools.partial(_forget, cls._interned, key))
         return node
 
     def __hash__(self) -> int:
@@ -81,22 +81,31 @@ class Node:
         return f"{self.op}({inner})"
 
 
-def _forget(key: tuple, ref: weakref.ref) -> None:
-    if Node._interned.get(key) is ref:
-        del Node._interned[key]
+def _forget(interned: dict, key: tuple, ref: weakref.ref) -> None:
+    # The table comes bound, not as Node._interned: nodes held by var()'s cache die at interpreter exit, after
+    # this module's globals are cleared.
+    if interned.get(key) is ref:
+        del interned[key]
 
 
 def make(op: str, *args: Node, **attrs: Any) -> Node:
     """Build (or find) the node `op(args) {attrs}`; raises DimensionError/ValueError on bad input."""
-    return Node(op, args, tuple(sorted(attrs.items())) if attrs else ())
+    attr_items = tuple(sorted(attrs.items())) if attrs else ()
+    # The usual case, a node that exists, looked up here: calling the class costs as much as the lookup.
+    ref = Node._interned.get((op, args, attr_items))
+    node = ref() if ref is not None else None
+    return node if node is not None else Node(op, args, attr_items)
 
 
+# Held strongly: merging two formulas renumbers variables through var() nodes that the result may not keep,
+# and a node nobody holds is dropped from the intern table, then rebuilt (slowly) on every formula build.
+@functools.lru_cache(maxsize=4096)
 def var(index: int, category: str, dim: int) -> Node:
     return Node("var", (), (("category", category), ("dim", dim), ("index", index)))  # attrs in sorted order
 
 
 def constant(value: float) -> Node:
-    return make("constant", value=float(value))
+    return Node("constant", (), (("value", float(value)),))
 
 
 def topological(root: Node) -> list[Node]:
