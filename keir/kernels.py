@@ -51,8 +51,9 @@ def compilation(root: Node, dtype: np.dtype, options: CompileOptions | None = No
 
 
 def cpu_kernel(root: Node, dtype: np.dtype, options: CompileOptions | None = None) -> CpuKernel:
-    options = options or _DEFAULT_OPTIONS
-    return _loaded.get((root, dtype, options), lambda: _load_or_compile(root, np.dtype(dtype), options))
+    # options=None keys the default options: hashing a CompileOptions costs more than the rest of the lookup
+    return _loaded.get((root, dtype, options),
+                       lambda: _load_or_compile(root, np.dtype(dtype), options or _DEFAULT_OPTIONS))
 
 
 def _load_or_compile(root: Node, dtype: np.dtype, options: CompileOptions) -> CpuKernel:

@@ -18,6 +18,7 @@ import numpy as np
 from keir.dialect.node import Node, constant, make, substitute, swap_i_j, var
 from keir.dialect.ops import DimensionError
 from keir.formula_parser import format_formula
+from keir.reduction import Reduction  # which loads the runtime (and llvmlite) with the API
 
 SUPPORTED_DTYPES = ("float32", "float64")
 
@@ -35,8 +36,50 @@ def _pykeops_variable(x: Any, shape: tuple[int, ...]) -> tuple[str | None, Any]:
     return None, x
 
 
+def _renumbered(lazy: LazyTensor, arrays: tuple, categories: tuple) -> tuple[Node, tuple, tuple]:
+    """lazy's node with its variables renumbered to their positions in (arrays, categories), extended with
+    the variables that are not there yet; and the extended lists."""
+    renumber: dict[Node, Node] = {}
+    for k, array in enumerate(lazy.arrays):
+        category = lazy.categories[k]
+        position = _position(array, category, arrays, categories)
+        if position == len(arrays):
+            arrays += (array,)
+            categories += (category,)
+        if position != k:
+            dim = 1 if isinstance(array, float) else array.shape[-1]
+            renumber[var(k, category, dim)] = var(position, category, dim)
+    node = lazy.node
+    if not renumber:
+        return node, arrays, categories
+    if node.op == "var":  # a bare variable (Vi(x), Vj(y)) is just renamed
+        return renumber.get(node, node), arrays, categories
+    return substitute(node, renumber), arrays, categories
+
+
+def _position(array: Any, category: str, arrays: tuple, categories: tuple) -> int:
+    """The index of `array` under `category` in the variable list, len(arrays) if it is not there."""
+    for position, mine in enumerate(arrays):
+        if mine is array and categories[position] == category:
+            return position
+    return len(arrays)
+
+
+def _merged_dtype(mine: str | None, other: str | None) -> str | None:
+    if other is None or other == mine:
+        return mine
+    if mine is not None:
+        raise TypeError(f"mixed dtypes in one formula: {mine} and {other}")
+    return other
+
+
 def _concat_all(parts: list[LazyTensor]) -> LazyTensor:
     return functools.reduce(lambda a, b: a.concat(b), parts)
+
+
+def _is_number(x: Any) -> bool:
+    """A real number, not a bool. The exact-type test first: an ABC isinstance check costs a while."""
+    return type(x) in (float, int) or (isinstance(x, numbers.Real) and not isinstance(x, bool))
 
 
 def _positive(k: Any) -> int:
@@ -60,6 +103,14 @@ class ArrayAdapter:
     def to_numpy(self, array: Any) -> np.ndarray:
         return array
 
+    def on_cuda(self, arrays: tuple) -> bool:
+        """Whether any of these inputs (arrays of this front end, or numbers) lives on a CUDA device."""
+        return False
+
+    def needs_autograd(self, arrays: tuple) -> bool:
+        """Whether a reduction over these inputs must be recorded for autograd."""
+        return False
+
     def result(self, out: np.ndarray, like: Any) -> Any:
         return out
 
@@ -81,40 +132,40 @@ class LazyTensor:
 
     def __init__(self, x: Any, axis: int | None = None):
         if not self.adapter.is_array(x):
-            if isinstance(x, numbers.Real) and not isinstance(x, bool):
+            if _is_number(x):
                 self._set(constant(float(x)), (), (), None)
                 return
             raise TypeError(f"LazyTensor needs a {self.adapter.name} array or a number, got {type(x).__name__}")
-        shape = tuple(x.shape)
+        shape = x.shape
         if axis is not None:  # Vi / Vj: x is (M, D) or (N, D)
             if len(shape) != 2:
                 raise ValueError(
-                    f"{'Vi' if axis == 0 else 'Vj'} needs a 2D array of shape (rows, dim), got shape {shape}"
+                    f"{'Vi' if axis == 0 else 'Vj'} needs a 2D array of shape (rows, dim), got shape {tuple(shape)}"
                 )
             category, array = ("i" if axis == 0 else "j"), x
         elif len(shape) == 1:
             category, array = "p", x
         elif len(shape) >= 3:  # pykeops shapes, with optional batch dimensions in front
-            category, array = _pykeops_variable(x, shape)
+            category, array = _pykeops_variable(x, tuple(shape))
         else:
             category = None
         if category is None:
             raise ValueError(
                 "LazyTensor needs an array of shape (..., M, 1, D) (an i-variable), (..., 1, N, D) (a j-variable), "
-                f"(..., 1, 1, D) or (D,) (a parameter), where ... are batch dimensions; got shape {shape}"
+                f"(..., 1, 1, D) or (D,) (a parameter), where ... are batch dimensions; got shape {tuple(shape)}"
             )
         dtype = self.adapter.dtype_name(array)
         if dtype not in SUPPORTED_DTYPES:
             raise TypeError(f"keir works on float32 and float64 arrays, got {dtype}")
-        dim = array.shape[-1]
+        dim = shape[-1]
         if dim == 0:
-            raise ValueError(f"a variable needs at least one component, got shape {shape}")
+            raise ValueError(f"a variable needs at least one component, got shape {tuple(shape)}")
         self._set(var(0, category, dim), (array,), (category,), dtype)
 
     @classmethod
     def parameter(cls, x: Any) -> LazyTensor:
         """Pm(x): x of shape (D,), or a Python number (a dimension-1 parameter that takes the formula's dtype)."""
-        if isinstance(x, numbers.Real) and not isinstance(x, bool):
+        if _is_number(x):
             return cls._new(var(0, "p", 1), (float(x),), ("p",), None)
         if not cls.adapter.is_array(x) or len(x.shape) != 1:
             raise ValueError(f"Pm needs a number or a 1D array of shape (D,), got {getattr(x, 'shape', x)!r}")
@@ -126,13 +177,15 @@ class LazyTensor:
 
     @classmethod
     def _new(cls, node: Node, arrays: tuple, categories: tuple, dtype: str | None) -> LazyTensor:
-        return object.__new__(cls)._set(node, arrays, categories, dtype)
+        self = object.__new__(cls)
+        self.node, self.arrays, self.categories, self.dtype = node, arrays, categories, dtype
+        return self
 
     # building formulas ---------------------------------------------------------------------------------
     def _lift(self, other: Any) -> LazyTensor:
         if isinstance(other, LazyTensor):
             return other
-        if isinstance(other, numbers.Real) and not isinstance(other, bool):
+        if _is_number(other):
             return self._new(constant(float(other)), (), (), None)
         raise TypeError(f"cannot combine a LazyTensor with {type(other).__name__}")
 
@@ -140,42 +193,40 @@ class LazyTensor:
         return self._combine_many([other], build)
 
     def _combine_many(self, others: list[Any], build: Callable[..., Node]) -> LazyTensor:
-        """build(self.node, *other nodes), with the variable lists merged (an array used by several operands
-        under the same category is one variable) and the others' variables renumbered to match."""
-        others = [self._lift(other) for other in others]
-        arrays, categories = list(self.arrays), list(self.categories)
-        dtype = self.dtype
+        """build(self.node, *other nodes) over the merged variable lists (see _merge)."""
+        nodes, arrays, categories, dtype = self._merge(others)
+        return self._new(build(*nodes), arrays, categories, dtype)
+
+    def _merge(self, others: Any) -> tuple[list[Node], tuple, tuple, str | None]:
+        """The nodes of self and of others over one variable list: an array used by several operands under the
+        same category is one variable, and the others' variables are renumbered to match."""
+        arrays, categories, dtype = self.arrays, self.categories, self.dtype
         nodes = [self.node]
         for other in others:
-            if dtype and other.dtype and dtype != other.dtype:
-                raise TypeError(f"mixed dtypes in one formula: {dtype} and {other.dtype}")
-            dtype = dtype or other.dtype
-            renumber: dict[Node, Node] = {}
-            for k, (array, category) in enumerate(zip(other.arrays, other.categories)):
-                for position, (mine, my_category) in enumerate(zip(arrays, categories)):  # noqa: B007
-                    if mine is array and my_category == category:
-                        break
-                else:
-                    position = len(arrays)
-                    arrays.append(array)
-                    categories.append(category)
-                if position != k:
-                    dim = 1 if isinstance(array, float) else array.shape[-1]
-                    renumber[var(k, category, dim)] = var(position, category, dim)
-            if not renumber or other.node.op == "var":  # a bare variable (Vi(x), Vj(y)) is just renamed
-                nodes.append(renumber.get(other.node, other.node))
-            else:
-                nodes.append(substitute(other.node, renumber))
-        return self._new(build(*nodes), tuple(arrays), tuple(categories), dtype)
+            other = self._lift(other)
+            dtype = _merged_dtype(dtype, other.dtype)
+            if other.arrays:
+                node, arrays, categories = _renumbered(other, arrays, categories)
+                nodes.append(node)
+            else:  # a number: no variables
+                nodes.append(other.node)
+        return nodes, arrays, categories, dtype
 
     def _unary(self, op: str, **attrs: Any) -> LazyTensor:
         return self._new(make(op, self.node, **attrs), self.arrays, self.categories, self.dtype)
 
     def _binary(self, op: str, other: Any) -> LazyTensor:
-        return self._combine(other, lambda a, b: make(op, a, b))
+        """_merge for one operand, written out: the commonest op of a formula build, on every call."""
+        other = self._lift(other)
+        dtype = _merged_dtype(self.dtype, other.dtype)
+        if other.arrays:
+            node, arrays, categories = _renumbered(other, self.arrays, self.categories)
+        else:  # a number: no variables
+            node, arrays, categories = other.node, self.arrays, self.categories
+        return self._new(make(op, self.node, node), arrays, categories, dtype)
 
     def _rbinary(self, op: str, other: Any) -> LazyTensor:
-        return self._lift(other)._combine(self, lambda a, b: make(op, a, b))
+        return self._lift(other)._binary(op, self)
 
     def __add__(self, other: Any) -> LazyTensor:
         return self._binary("add", other)
@@ -631,9 +682,11 @@ class LazyTensor:
         return out[:, 0] if from_vector else out
 
     def _reduce(self, kind: str, axis: int, call: bool, options: dict[str, Any]) -> Any:
-        from keir.reduction import Reduction  # imported at the end of this module: it needs LazyTensor's module
-
-        batch = self.nbatchdims if any(getattr(a, "ndim", 1) > 2 for a in self.arrays) else 0
+        batch = 0
+        for a in self.arrays:
+            if not isinstance(a, float) and len(a.shape) > 2:
+                batch = self.nbatchdims
+                break
         index_axis = axis + 2 if axis < 0 else axis - batch  # pykeops counts batch dimensions in `axis`
         if index_axis not in (0, 1):
             raise ValueError(
@@ -645,6 +698,3 @@ class LazyTensor:
     def __repr__(self) -> str:
         return f"LazyTensor({self.node!r}, dim={self.node.dim})"
 
-
-# The runtime (and llvmlite) load with the API, so that a first call only loads its kernel.
-import keir.reduction  # noqa: E402,F401

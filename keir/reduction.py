@@ -33,28 +33,11 @@ class Reduction:
         self.axis = axis
         self.threads = threads
         self.out = out
+        self.kind = kind
         self.root = make("reduce", lazy.node, kind=kind, axis=axis, **reduce_attrs)
+        self.k = reduce_attrs.get("k")
         self.dtype = _DTYPES.get(lazy.dtype)
-        rows: dict[str, set[int]] = {"i": set(), "j": set()}
-        batched = False
-        for array, category in zip(lazy.arrays, lazy.categories):  # one pass: this runs on every call
-            if category == "p":
-                batched = batched or getattr(array, "ndim", 1) > 1
-            else:
-                shape = array.shape
-                rows[category].add(shape[-2])
-                batched = batched or len(shape) > 2
-        for category in ("i", "j"):
-            if not rows[category]:
-                raise ValueError(
-                    f"a reduction needs a {_LETTER[category]} variable to know its "
-                    f"{'number of rows M' if category == 'i' else 'number of columns N'}; this formula has none"
-                )
-            if len(rows[category]) > 1:
-                shapes = [tuple(a.shape) for a, c in zip(lazy.arrays, lazy.categories) if c == category]
-                name = "Vi" if category == "i" else "Vj"
-                raise ValueError(f"the {name} variables of one formula must have the same length; got shapes {shapes}")
-        self.sizes = {c: next(iter(rows[c])) for c in ("i", "j")}
+        self.sizes, batched = _sizes(lazy)
         self.batch_shape = lazy.batch_shape if batched else ()
 
     def compilation(self, options: CompileOptions | None = None):
@@ -73,7 +56,7 @@ class Reduction:
 
     def _on_gpu(self, arrays: Any) -> bool:
         """backend="auto" runs on the GPU when the inputs are CUDA tensors, on the CPU otherwise."""
-        on_cuda = any(getattr(a, "is_cuda", False) for a in arrays)
+        on_cuda = self.adapter.on_cuda(arrays)
         if self.backend == "CPU":
             if on_cuda:
                 raise ValueError("backend='CPU' got CUDA tensors; move them to the CPU or use backend='GPU'")
@@ -90,8 +73,8 @@ class Reduction:
     def _kernel_and_inputs(self, arrays: Any) -> tuple[Any, list[Any]]:
         """The compiled kernel (CPU or GPU) and the inputs in the form it takes."""
         if not self._on_gpu(arrays):
-            inputs = [np.array([a], dtype=self.dtype) if isinstance(a, float) else self.adapter.to_numpy(a)
-                      for a in arrays]
+            to_numpy = self.adapter.to_numpy
+            inputs = [np.array([a], dtype=self.dtype) if isinstance(a, float) else to_numpy(a) for a in arrays]
             return kernels.cpu_kernel(self.root, self.dtype), inputs
         from keir import gpu_kernels
 
@@ -109,17 +92,17 @@ class Reduction:
         return (lambda values, m, n, threads: gpu(values, m, n, device_index=device)), inputs
 
     def __call__(self) -> Any:
-        like = self.lazy.arrays[0]
-        if self.root.attr("kind") == "sum" and self.is_zero:  # e.g. a vanishing second derivative: no kernel
+        arrays = self.lazy.arrays
+        like = arrays[0]
+        if self.kind == "sum" and self.is_zero:  # e.g. a vanishing second derivative: no kernel
             rows = self.sizes["i" if self.axis == 1 else "j"]
             zeros = np.zeros(self.batch_shape + (rows, self.root.dim), dtype=self.dtype)
             return self._into_out(self.adapter.result(zeros, like))
-        if self.adapter.name == "torch":
+        if self.adapter.needs_autograd(arrays):
             from keir import autograd
 
-            if autograd.needs_autograd(self.lazy.arrays):
-                return self._into_out(autograd.reduce(self))
-        out = self.compute(self.lazy.arrays)
+            return self._into_out(autograd.reduce(self))
+        out = self.compute(arrays)
         if isinstance(out, tuple):  # values and indices
             return tuple(self.adapter.result(part, like) for part in out)
         return self._into_out(self.adapter.result(out, like))
@@ -149,10 +132,37 @@ class Reduction:
             stack = np.stack if isinstance(runs[0][0], np.ndarray) else __import__("torch").stack
             outputs = [stack([run[k] for run in runs]).reshape(self.batch_shape + tuple(runs[0][k].shape))
                        for k in range(len(runs[0]))]
-        k, dim = dict(self.root.attrs).get("k"), self.lazy.node.dim
+        k, dim = self.k, self.lazy.node.dim
         if k is not None and dim > 1:  # rows hold K values per component: give (rows, K, D) as pykeops does
             outputs = [out.reshape(out.shape[:-1] + (dim, k)).swapaxes(-1, -2) for out in outputs]
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+def _sizes(lazy: Any) -> tuple[dict[str, int], bool]:
+    """({"i": M, "j": N}, whether any variable has batch dimensions), checking that the i variables agree on M
+    and the j variables on N. One pass over the variables: this runs on every call."""
+    sizes: dict[str, int] = {}
+    disagree = set()
+    batched = False
+    for array, category in zip(lazy.arrays, lazy.categories):
+        if category == "p":
+            batched = batched or (not isinstance(array, float) and len(array.shape) > 1)
+            continue
+        shape = array.shape
+        if sizes.setdefault(category, shape[-2]) != shape[-2]:
+            disagree.add(category)
+        batched = batched or len(shape) > 2
+    for category in ("i", "j"):
+        if category not in sizes:
+            raise ValueError(
+                f"a reduction needs a {_LETTER[category]} variable to know its "
+                f"{'number of rows M' if category == 'i' else 'number of columns N'}; this formula has none"
+            )
+        if category in disagree:
+            shapes = [tuple(a.shape) for a, c in zip(lazy.arrays, lazy.categories) if c == category]
+            name = "Vi" if category == "i" else "Vj"
+            raise ValueError(f"the {name} variables of one formula must have the same length; got shapes {shapes}")
+    return sizes, batched
 
 
 @functools.lru_cache(maxsize=1024)

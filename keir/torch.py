@@ -7,7 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from keir import genred, lazy
+from keir import autograd, genred, lazy
+
+_DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 
 __all__ = ["LazyTensor", "Vi", "Vj", "Pm", "Genred", "generic_sum", "generic_logsumexp", "generic_argkmin"]
 
@@ -19,12 +21,18 @@ class TorchAdapter(lazy.ArrayAdapter):
         return isinstance(obj, torch.Tensor)
 
     def dtype_name(self, array: Any) -> str:
-        return str(array.dtype).removeprefix("torch.")
+        return _DTYPE_NAMES.get(array.dtype) or str(array.dtype).removeprefix("torch.")
 
     def to_numpy(self, array: Any) -> np.ndarray:
-        if array.device.type != "cpu":
+        if not array.is_cpu:
             raise ValueError(f"keir's CPU backend got a tensor on {array.device}; move it to the CPU first")
-        return array.detach().numpy()
+        # detach() only where autograd tracks the tensor: it costs as much as numpy() itself
+        return array.detach().numpy() if array.requires_grad else array.numpy()
+
+    def on_cuda(self, arrays: tuple) -> bool:
+        return any(isinstance(a, torch.Tensor) and a.is_cuda for a in arrays)
+
+    needs_autograd = staticmethod(autograd.needs_autograd)
 
     def result(self, out: Any, like: Any) -> Any:
         if isinstance(out, torch.Tensor):  # computed on the GPU, already a tensor on the right device
