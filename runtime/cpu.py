@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -18,17 +19,38 @@ _PARALLEL_MIN_PAIRS = 1 << 18
 _pools: dict[int, ThreadPoolExecutor] = {}
 
 
+# Up to this many elements, a j-variable is laid out in blocks by one scatter through a cached index: the
+# strided copies that larger ones take cost a few numpy calls each, which dominate at small sizes.
+_SCATTER_MAX_ELEMENTS = 1 << 12
+
+
 def _column_blocks(array: np.ndarray, lanes: int) -> np.ndarray:
     """(N, D) -> (ceil(N / lanes), D, lanes), the last block zero-padded: the layout of j-variables (see
-    lower_cpu). One copy for the full blocks, a small one for the tail."""
+    lower_cpu). A small array takes one scatter into zeros; a larger one, one copy for the full blocks and a
+    small one for the tail."""
     n, d = array.shape
     full, rest = divmod(n, lanes)
-    blocks = np.empty((full + (rest > 0), d, lanes), dtype=array.dtype)
+    shape = (full + (rest > 0), d, lanes)
+    if n * d <= _SCATTER_MAX_ELEMENTS:
+        blocks = np.zeros(shape, dtype=array.dtype)
+        blocks.reshape(-1)[_block_positions(n, d, shape[1], lanes)] = array.reshape(-1)
+        return blocks
+    blocks = np.empty(shape, dtype=array.dtype)
     blocks[:full] = array[: full * lanes].reshape(full, lanes, d).transpose(0, 2, 1)
     if rest:
         blocks[full] = 0
         blocks[full, :, :rest] = array[full * lanes :].T
     return blocks
+
+
+@functools.lru_cache(maxsize=256)
+def _block_positions(n: int, d: int, components: int, lanes: int) -> np.ndarray:
+    """Where element (j, c) of a flat (n, d) array goes in the flat block layout of `components` vectors per
+    block: block j // lanes, vector c, lane j % lanes."""
+    j, c = np.divmod(np.arange(n * d), d)
+    positions = (j // lanes * components + c) * lanes + j % lanes
+    positions.setflags(write=False)
+    return positions
 
 
 def default_threads() -> int:
@@ -52,6 +74,16 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return _pools[threads]
 
 
+def _address(array: np.ndarray) -> int:
+    """The address of a C-contiguous array's data. ctypes reads it through the buffer protocol in a quarter
+    of the time NumPy takes to build `array.ctypes`; read-only and empty arrays, which that route refuses,
+    take NumPy's."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(array))
+    except (TypeError, ValueError):
+        return array.ctypes.data
+
+
 @dataclass
 class CpuKernel:
     """A compiled kernel: `operands` in the loop's terms (rows "i", columns "j", "p"), and how many floats and
@@ -65,8 +97,16 @@ class CpuKernel:
     dtype: np.dtype
 
     def __post_init__(self) -> None:
-        outputs = (self.float_width > 0) + (self.index_width > 0)
-        self.function = c_function(self.address, len(self.operands) + outputs)
+        self.lanes = VECTOR_LANES["f32" if self.dtype == np.float32 else "f64"]
+        # Derived once, not on every call: where each input comes from and whether it takes the column-block
+        # layout (j-variables of dimension > 1), and the (width, dtype) of each output.
+        self._inputs = tuple((op.index, op.category == "j" and op.dim > 1) for op in self.operands)
+        self._outputs = tuple(
+            (width, np.dtype(dtype))
+            for width, dtype in ((self.float_width, self.dtype), (self.index_width, np.int64))
+            if width
+        )
+        self.function = c_function(self.address, len(self.operands) + len(self._outputs))
 
     def __call__(self, arrays: list[np.ndarray], m: int, n: int, threads: int | None = None) -> list[np.ndarray]:
         """arrays[k] is the user's k-th variable, shaped (M, D), (N, D) or (D,) and of self.dtype.
@@ -75,24 +115,21 @@ class CpuKernel:
         rows, cols = (m, n) if self.axis == 1 else (n, m)
         keep = []  # arrays whose memory the call uses
         descriptors: list[int] = []
-        for operand in self.operands:
-            array = arrays[operand.index]
-            if operand.category == "j" and operand.dim > 1:
-                array = _column_blocks(array, self.lanes)
-            else:
-                array = np.ascontiguousarray(array)
+        for index, blocked in self._inputs:
+            array = arrays[index]
+            array = _column_blocks(array, self.lanes) if blocked else np.ascontiguousarray(array)
             keep.append(array)
-            pointer = array.ctypes.data
-            descriptors += [pointer, pointer, 0, array.size, 1]
-        outputs = []
-        for width, dtype in ((self.float_width, self.dtype), (self.index_width, np.int64)):
-            if width:
-                out = np.empty((rows, width), dtype=dtype)
-                pointer = out.ctypes.data
-                descriptors += [pointer, pointer, 0, out.size, 1]
-                outputs.append(out)
-        threads = threads or default_threads()
-        if threads == 1 or rows * cols < _PARALLEL_MIN_PAIRS or rows < 2:
+            pointer = _address(array)
+            descriptors += (pointer, pointer, 0, array.size, 1)
+        outputs = [np.empty((rows, width), dtype=dtype) for width, dtype in self._outputs]
+        for out in outputs:
+            pointer = _address(out)
+            descriptors += (pointer, pointer, 0, out.size, 1)
+        if rows * cols < _PARALLEL_MIN_PAIRS or rows < 2:
+            threads = 1  # decided without default_threads(): reading the environment costs a microsecond
+        else:
+            threads = threads or default_threads()
+        if threads == 1:
             self.function(*descriptors, 0, rows, cols)
             return self._finish(outputs)
         blocks = min(rows, threads * 4)
@@ -105,10 +142,6 @@ class CpuKernel:
         for future in futures:
             future.result()
         return self._finish(outputs)
-
-    @property
-    def lanes(self) -> int:
-        return VECTOR_LANES["f32" if self.dtype == np.float32 else "f64"]
 
     def _finish(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
         if self.index_width:

@@ -44,7 +44,10 @@ def load_symbol(object_code: bytes, symbol: str) -> int:
 
 def c_function(address: int, n_memrefs: int) -> ctypes._CFuncPtr:
     """The ctypes callable of a lowered kernel: each memref<?xT> is (ptr, ptr, offset, size, stride), then
-    i0, i1, n. ctypes releases the GIL during the call, so threads run kernels in parallel."""
-    pointer, index = ctypes.c_void_p, ctypes.c_int64
-    signature = [pointer, pointer, index, index, index] * n_memrefs + [index, index, index]
-    return ctypes.CFUNCTYPE(None, *signature)(address)
+    i0, i1, n. ctypes releases the GIL during the call, so threads run kernels in parallel.
+
+    Every argument is declared c_void_p, the int64 ones too: on the 64-bit ABIs keir targets (x86-64 System V,
+    AArch64) a pointer and an int64 travel the same way, and ctypes converts a Python int to c_void_p about
+    twice as fast as to c_int64, which is a microsecond per call. The values are never negative."""
+    count = 5 * n_memrefs + 3
+    return ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * count)(address)
