@@ -14,7 +14,10 @@
 Layout the runtime provides: an i-variable of dimension D is row-major (M, D); a parameter is (D,); a
 j-variable of dimension D > 1 is cut into blocks of L = 16 (f32) or 8 (f64) columns, each stored as D vectors
 of L lanes (shape (ceil(N / L), D, L), zero-padded): component d of lanes j..j+L-1 is one contiguous load at
-j*D + d*L, and a block is one contiguous stream whatever D is. A dimension-1 j-variable is used as it is.
+j*D + d*L, and a block is one contiguous stream whatever D is. A wide one (D >= WIDE_DIM) has one more
+vector per block, |y_j|^2 (the runtime computes it with the copy), and a stride of D + 1 vectors; the
+products x_i.y_j and |x_i - y_j|^2 of wide variables run as a matrix product's micro-kernel (`wide_product`).
+A dimension-1 j-variable is used as it is.
 A reduction over i (axis 0) is the same loop with the roles of i and j swapped. The formula's components are
 unrolled: a value of dimension D is D SSA values. Work that does not depend on j is computed once per i
 (or once per call) as scalars and broadcast: the hoisting of DESIGN §7.
@@ -28,7 +31,7 @@ from keir.compiler import mathlib
 from keir.compiler.kernel import Kernel
 from keir.compiler.mlir_text import Builder, Names
 from keir.compiler.reductions import ReductionOptions, accumulator
-from keir.dialect.node import Node, swap_i_j, variables
+from keir.dialect.node import Node, make, swap_i_j, topological, variables
 from keir.dialect.ops import ELEMENTWISE_UNARY, reduction_output_widths
 
 VECTOR_LANES = {"f32": 16, "f64": 8}
@@ -36,6 +39,8 @@ BLOCK_SUM_LANES = 64  # block_sum: vectors per block
 ROW_BLOCK = 4  # rows i that share each j vector
 CHAINS = 4  # independent accumulation chains in dot products
 MAX_BLOCKED_STATE = 4  # accumulator vectors per row above which rows run one at a time (register pressure)
+WIDE_DIM = 8  # dot / sqdist of an i- and a j-variable this wide runs as a matrix product (`_Rows.wide_product`)
+WIDE_UNROLL = 4  # components per iteration of the wide product's loop
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,7 @@ class _LoopNest:
         self.entry_scalars: dict[Node, list[str]] = {}
         self.entry_broadcasts: dict[str, str] = {}
         self.operands = operands
+        self.wide = tuple(n for n in topological(formula) if _is_wide_product(n))
 
     @property
     def vtype(self) -> str:
@@ -150,6 +156,18 @@ class _LoopNest:
     def widths(self) -> tuple[int, int]:
         o = self.options
         return reduction_output_widths(o.kind, o.dim, o.k)
+
+
+def column_block_components(dim: int) -> int:
+    """Vectors per column block of a j-variable of dimension `dim`: its components, then |y|^2 if it is wide."""
+    return dim + 1 if dim >= WIDE_DIM else dim
+
+
+def _is_wide_product(node: Node) -> bool:
+    """A dot or sqdist of an i-variable and a j-variable of dimension >= WIDE_DIM."""
+    if node.op not in ("dot", "sqdist") or node.args[0].dim < WIDE_DIM:
+        return False
+    return all(a.op == "var" for a in node.args) and {a.attr("category") for a in node.args} == {"i", "j"}
 
 
 class _Rows:
@@ -202,37 +220,95 @@ class _Rows:
         return out
 
     # the j loop body ---------------------------------------------------------------------------------
+    def load_j(self, b: Builder, node: Node, j: str, d: int, mask: str | None) -> str:
+        """Component d of j-variable `node` at lanes j..j+L-1 (zero past the mask)."""
+        nest = self.nest
+        components = column_block_components(node.dim)
+        start = j if components == 1 else b.emit(f"arith.muli {j}, {nest.index_const(components)} : index", "o")
+        offset = b.emit(f"arith.addi {start}, {nest.index_const(d * nest.lanes)} : index", "o")
+        return self._vector_load(b, f"%a{node.attr('index')}", offset, mask)
+
+    def _vector_load(self, b: Builder, memref: str, offset: str, mask: str | None) -> str:
+        nest, elem, vtype = self.nest, self.nest.elem, self.nest.vtype
+        if mask is None:
+            return b.emit(f"vector.load {memref}[{offset}] : memref<?x{elem}>, {vtype}")
+        return b.emit(f"vector.maskedload {memref}[{offset}], {mask}, {b.const(0.0)} : memref<?x{elem}>, "
+                      f"vector<{nest.lanes}xi1>, {vtype} into {vtype}")
+
     def body(self, b: Builder, j: str, mask: str | None) -> list[list[str]]:
         """The formula at lanes j..j+L-1 for each row of the block."""
-        nest, elem, vtype = self.nest, self.nest.elem, self.nest.vtype
         values: dict[tuple[Node, int], list[str]] = {}
-        zero = b.const(0.0) if mask else None
+        for node in self.nest.wide:
+            for r, product in enumerate(self.wide_product(b, node, j, mask)):
+                values[(node, r)] = [product]
 
         def value(node: Node, r: int) -> list[str]:
             if "j" not in node.deps:
                 return self.broadcast(node, r)
             key = (node, r if "i" in node.deps else 0)  # j-only values are shared by the rows
-            if key in values:
-                return values[key]
-            if node.op == "var":
-                comps = []
-                start = j if node.dim == 1 else b.emit(f"arith.muli {j}, {nest.index_const(node.dim)} : index", "o")
-                for d in range(node.dim):
-                    offset = b.emit(f"arith.addi {start}, {nest.index_const(d * nest.lanes)} : index", "o")
-                    memref = f"%a{node.attr('index')}"
-                    if mask is None:
-                        comps.append(b.emit(f"vector.load {memref}[{offset}] : memref<?x{elem}>, {vtype}"))
-                    else:
-                        comps.append(b.emit(
-                            f"vector.maskedload {memref}[{offset}], {mask}, {zero} : memref<?x{elem}>, "
-                            f"vector<{nest.lanes}xi1>, {vtype} into {vtype}"
-                        ))
-            else:
-                comps = compute(b, node, [value(a, r) for a in node.args])
-            values[key] = comps
-            return comps
+            if key not in values:
+                if node.op == "var":
+                    values[key] = [self.load_j(b, node, j, d, mask) for d in range(node.dim)]
+                else:
+                    values[key] = compute(b, node, [value(a, r) for a in node.args])
+            return values[key]
 
-        return [value(nest.formula, r) for r in range(self.count)]
+        return [value(self.nest.formula, r) for r in range(self.count)]
+
+    def wide_product(self, b: Builder, node: Node, j: str, mask: str | None) -> list[str]:
+        """dot(x_i, y_j) or sqdist(x_i, y_j) at lanes j..j+L-1 for each row of the block, as a matrix product's
+        micro-kernel: per component d, one load of y_j[d] and one broadcast of x_i[d] per row feed one
+        multiply-add per row. sqdist is |x|^2 + |y|^2 - 2 x.y (clamped at 0, as torch.cdist does), |x|^2 hoisted
+        and |y|^2 stored by the runtime after y's components: one multiply-add per pair and component instead
+        of a subtraction and a multiply-add. The components run in a loop, `WIDE_UNROLL` at a time: the code
+        stays small, and x_i[d] is read inside it (hoisted, rows x D broadcasts would not fit in registers and
+        would be spilled to the stack)."""
+        nest, elem, vtype = self.nest, self.nest.elem, self.nest.vtype
+        x, y = node.args if node.args[0].attr("category") == "i" else node.args[::-1]
+        x_memref, y_memref = f"%a{x.attr('index')}", f"%a{y.attr('index')}"
+        dim = x.dim
+        x_start = b.emit(f"arith.muli {self.rows[0]}, {nest.index_const(dim)} : index", "o")
+        y_start = b.emit(f"arith.muli {j}, {nest.index_const(column_block_components(dim))} : index", "o")
+
+        def accumulate(b: Builder, d: str, products: list[str]) -> list[str]:
+            """products[r] += x_r[d] * y_j[d], d an index value."""
+            y_offset = b.emit(f"arith.muli {d}, {nest.index_const(nest.lanes)} : index", "o")
+            y_d = self._vector_load(b, y_memref, b.emit(f"arith.addi {y_start}, {y_offset} : index", "o"), mask)
+            x_offset = b.emit(f"arith.addi {x_start}, {d} : index", "o")
+            new = []
+            for r, product in enumerate(products):
+                offset = b.emit(f"arith.addi {x_offset}, {nest.index_const(r * dim)} : index", "o")
+                x_d = b.emit(f"memref.load {x_memref}[{offset}] : memref<?x{elem}>")
+                new.append(b.fma(b.emit(f"vector.broadcast {x_d} : {elem} to {vtype}", "b"), y_d, product))
+            return new
+
+        zero = b.const(0.0)
+        products = [zero] * self.count
+        looped = dim - dim % WIDE_UNROLL
+        if looped:
+            inner = Builder(self.names, elem, nest.lanes, indent=b.indent + "  ")
+            carried = [self.names.fresh("p") for _ in products]
+            d = self.names.fresh("d")
+            new = carried
+            for u in range(WIDE_UNROLL):
+                new = accumulate(inner, inner.emit(f"arith.addi {d}, {nest.index_const(u)} : index", "o"), new)
+            types = ", ".join([vtype] * self.count)
+            result = self.names.fresh("dot")
+            b.lines.append(
+                f"{b.indent}{result}:{self.count} = scf.for {d} = {nest.index_const(0)} to {nest.index_const(looped)} "
+                f"step {nest.index_const(WIDE_UNROLL)} iter_args({', '.join(f'{c} = {zero}' for c in carried)}) "
+                f"-> ({types}) {{")
+            b.lines += inner.lines + [f"{b.indent}  scf.yield {', '.join(new)} : {types}", f"{b.indent}}}"]
+            products = [f"{result}#{r}" for r in range(self.count)]
+        for d in range(looped, dim):
+            products = accumulate(b, nest.index_const(d), products)
+        if node.op == "dot":
+            return products
+        at = b.emit(f"arith.addi {y_start}, {nest.index_const(dim * nest.lanes)} : index", "o")
+        y_norm = self._vector_load(b, y_memref, at, mask)
+        minus_two = b.const(-2.0)
+        return [b.max(b.fma(minus_two, p, b.add(self.broadcast(make("sqnorm2", x), r)[0], y_norm)), zero)
+                for r, p in enumerate(products)]
 
     def _j_lanes(self, b: Builder, j: str) -> str:
         """The int64 indices j, j+1, ..., j+L-1 (for arg-reductions)."""

@@ -10,7 +10,7 @@
 // CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%{{.*}} = %{{.*}}) -> (vector<16xf32>)
 // CHECK-NOT: memref.load
 // CHECK: vector.load %{{.*}}[%{{.*}}] : memref<?xf32>, vector<16xf32>
-// CHECK: math.roundeven %{{.*}} : vector<16xf32>
+// CHECK: arith.bitcast %{{.*}} : vector<16xf32> to vector<16xi32>
 // CHECK: math.fma
 // CHECK: scf.yield
 // CHECK: scf.if
@@ -42,4 +42,26 @@ func.func @over_i() -> vector<1xf64> {
   %s = "keir.mul"(%x, %y) : (vector<1xf64>, vector<1xf64>) -> vector<1xf64>
   %r = "keir.reduce"(%s) {kind = "sum", axis = 0 : i64} : (vector<1xf64>) -> vector<1xf64>
   return %r : vector<1xf64>
+}
+
+// A wide sqdist (D >= 8) is a matrix product's micro-kernel: inside the j loop, a loop over the components,
+// four at a time, carries one accumulator per row of the block (4); each step loads y_j[d] once and x_i[d]
+// once per row. Then |x|^2 + |y|^2 - 2 x.y, |y|^2 read after y's 16 components, clamped at 0.
+// CHECK-LABEL: func.func @wide(
+// CHECK: scf.for %[[J:.*]] = %{{.*}} iter_args
+// CHECK: arith.muli %[[J]], %[[STRIDE:.*]] : index
+// CHECK: %{{.*}}:4 = scf.for %[[D:.*]] = %{{.*}} to %[[SIXTEEN:.*]] step %{{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK: vector.load %{{.*}}[%{{.*}}] : memref<?xf32>, vector<16xf32>
+// CHECK: memref.load %{{.*}}[%{{.*}}] : memref<?xf32>
+// CHECK: vector.broadcast %{{.*}} : f32 to vector<16xf32>
+// CHECK: math.fma
+// CHECK: scf.yield
+// CHECK: math.fma
+// CHECK: arith.maximumf
+func.func @wide() -> vector<1xf32> {
+  %x = "keir.var"() {index = 0 : i64, category = "i"} : () -> vector<16xf32>
+  %y = "keir.var"() {index = 1 : i64, category = "j"} : () -> vector<16xf32>
+  %d = "keir.sqdist"(%x, %y) : (vector<16xf32>, vector<16xf32>) -> vector<1xf32>
+  %r = "keir.reduce"(%d) {kind = "sum", axis = 1 : i64} : (vector<1xf32>) -> vector<1xf32>
+  return %r : vector<1xf32>
 }

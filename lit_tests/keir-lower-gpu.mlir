@@ -25,7 +25,7 @@
 // CHECK: %[[PART:.*]] = scf.for %{{.*}} iter_args(%{{.*}} = %[[ZERO]]) -> (vector<1xf32>)
 // CHECK-NOT: memref.load %[[X]]
 // CHECK: memref.load %[[YS]]
-// CHECK: math.roundeven %{{.*}} : f32
+// CHECK: arith.bitcast %{{.*}} : f32 to i32
 // CHECK: math.fma
 // CHECK: vector.broadcast %{{.*}} : f32 to vector<1xf32>
 // CHECK: scf.yield

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keir.compiler.lower_cpu import VECTOR_LANES, Operand
+from keir.compiler.lower_cpu import VECTOR_LANES, Operand, column_block_components
 from keir.compiler.reductions import INT64_MAX
 from keir.runtime.cpu_loader import c_function
 
@@ -25,21 +25,24 @@ _SCATTER_MAX_ELEMENTS = 1 << 12
 
 
 def _column_blocks(array: np.ndarray, lanes: int) -> np.ndarray:
-    """(N, D) -> (ceil(N / lanes), D, lanes), the last block zero-padded: the layout of j-variables (see
-    lower_cpu). A small array takes one scatter into zeros; a larger one, one copy for the full blocks and a
-    small one for the tail."""
+    """(N, D) -> (ceil(N / lanes), C, lanes), the last block zero-padded: the layout of j-variables (see
+    lower_cpu), C = D components, then |y_j|^2 for a wide variable. A small array takes one scatter into zeros;
+    a larger one, one copy for the full blocks and a small one for the tail."""
     n, d = array.shape
     full, rest = divmod(n, lanes)
-    shape = (full + (rest > 0), d, lanes)
+    shape = (full + (rest > 0), column_block_components(d), lanes)
     if n * d <= _SCATTER_MAX_ELEMENTS:
         blocks = np.zeros(shape, dtype=array.dtype)
         blocks.reshape(-1)[_block_positions(n, d, shape[1], lanes)] = array.reshape(-1)
-        return blocks
-    blocks = np.empty(shape, dtype=array.dtype)
-    blocks[:full] = array[: full * lanes].reshape(full, lanes, d).transpose(0, 2, 1)
-    if rest:
-        blocks[full] = 0
-        blocks[full, :, :rest] = array[full * lanes :].T
+    else:
+        blocks = np.empty(shape, dtype=array.dtype)
+        blocks[:full, :d] = array[: full * lanes].reshape(full, lanes, d).transpose(0, 2, 1)
+        if rest:
+            blocks[full] = 0
+            blocks[full, :d, :rest] = array[full * lanes :].T
+    if shape[1] > d:
+        components = blocks[:, :d]
+        np.einsum("bdl,bdl->bl", components, components, out=blocks[:, d])
     return blocks
 
 
