@@ -90,11 +90,15 @@ def _forget(interned: dict, key: tuple, ref: weakref.ref) -> None:
 
 def make(op: str, *args: Node, **attrs: Any) -> Node:
     """Build (or find) the node `op(args) {attrs}`; raises DimensionError/ValueError on bad input."""
-    attr_items = tuple(sorted(attrs.items())) if attrs else ()
-    # The usual case, a node that exists, looked up here: calling the class costs as much as the lookup.
-    ref = Node._interned.get((op, args, attr_items))
+    return interned(op, args, tuple(sorted(attrs.items())) if attrs else ())
+
+
+def interned(op: str, args: tuple[Node, ...], attrs: Attrs) -> Node:
+    """Node(op, args, attrs), attrs sorted by name. The usual case, a node that exists, is looked up here:
+    calling the class costs as much again (formulas are rebuilt on every call)."""
+    ref = Node._interned.get((op, args, attrs))
     node = ref() if ref is not None else None
-    return node if node is not None else Node(op, args, attr_items)
+    return node if node is not None else Node(op, args, attrs)
 
 
 # Held strongly: merging two formulas renumbers variables through var() nodes that the result may not keep,
@@ -105,7 +109,7 @@ def var(index: int, category: str, dim: int) -> Node:
 
 
 def constant(value: float) -> Node:
-    return Node("constant", (), (("value", float(value)),))
+    return interned("constant", (), (("value", float(value)),))
 
 
 def topological(root: Node) -> list[Node]:
@@ -152,4 +156,5 @@ def swap_i_j(root: Node) -> Node:
     return substitute(root, mapping)
 
 
-__all__ = ["Node", "DimensionError", "make", "var", "constant", "topological", "variables", "substitute", "swap_i_j"]
+__all__ = ["Node", "DimensionError", "make", "interned", "var", "constant", "topological", "variables", "substitute",
+           "swap_i_j"]
