@@ -24,13 +24,15 @@ from keir.dialect.derivatives import reduction_gradient
 from keir.dialect.node import Node, var, variables
 from keir.reduction import Reduction
 
+_is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+
 
 def needs_autograd(arrays: Sequence[Any]) -> bool:
     """Whether a reduction over these inputs must be recorded for autograd (or a torch.func transform)."""
-    return any(
-        isinstance(a, torch.Tensor) and (a.requires_grad or torch._C._functorch.is_functorch_wrapped_tensor(a))
-        for a in arrays
-    )
+    for a in arrays:  # a loop, not any(generator): this runs on every call
+        if isinstance(a, torch.Tensor) and (a.requires_grad or _is_functorch_wrapped(a)):
+            return True
+    return False
 
 
 def reduce(reduction: Reduction) -> torch.Tensor:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from keir.dialect.node import Node, constant, make, substitute, swap_i_j, var
+from keir.dialect.node import Node, constant, interned, make, substitute, swap_i_j, var
 from keir.dialect.ops import DimensionError
 from keir.formula_parser import format_formula
 from keir.reduction import Reduction  # which loads the runtime (and llvmlite) with the API
@@ -39,6 +39,17 @@ def _pykeops_variable(x: Any, shape: tuple[int, ...]) -> tuple[str | None, Any]:
 def _renumbered(lazy: LazyTensor, arrays: tuple, categories: tuple) -> tuple[Node, tuple, tuple]:
     """lazy's node with its variables renumbered to their positions in (arrays, categories), extended with
     the variables that are not there yet; and the extended lists."""
+    if len(lazy.arrays) == 1:  # the usual operand (a Vi, Vj or Pm, or a formula of one): one variable to place
+        array, category = lazy.arrays[0], lazy.categories[0]
+        position = _position(array, category, arrays, categories)
+        if position == len(arrays):
+            arrays += (array,)
+            categories += (category,)
+        if position == 0:
+            return lazy.node, arrays, categories
+        dim = 1 if isinstance(array, float) else array.shape[-1]
+        old, new = var(0, category, dim), var(position, category, dim)
+        return (new if lazy.node is old else _substituted(lazy.node, ((old, new),))), arrays, categories
     renumber: dict[Node, Node] = {}
     for k, array in enumerate(lazy.arrays):
         category = lazy.categories[k]
@@ -54,7 +65,13 @@ def _renumbered(lazy: LazyTensor, arrays: tuple, categories: tuple) -> tuple[Nod
         return node, arrays, categories
     if node.op == "var":  # a bare variable (Vi(x), Vj(y)) is just renamed
         return renumber.get(node, node), arrays, categories
-    return substitute(node, renumber), arrays, categories
+    return _substituted(node, tuple(renumber.items())), arrays, categories
+
+
+@functools.lru_cache(maxsize=1024)
+def _substituted(node: Node, renaming: tuple[tuple[Node, Node], ...]) -> Node:
+    """substitute(), remembered: rebuilding a formula renames the variables of the same subformulas each time."""
+    return substitute(node, dict(renaming))
 
 
 def _position(array: Any, category: str, arrays: tuple, categories: tuple) -> int:
@@ -63,6 +80,12 @@ def _position(array: Any, category: str, arrays: tuple, categories: tuple) -> in
         if mine is array and categories[position] == category:
             return position
     return len(arrays)
+
+
+def _constant_node(value: Any) -> Node:
+    if _is_number(value):
+        return constant(float(value))
+    raise TypeError(f"cannot combine a LazyTensor with {type(value).__name__}")
 
 
 def _merged_dtype(mine: str | None, other: str | None) -> str | None:
@@ -102,6 +125,10 @@ class ArrayAdapter:
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return array
+
+    def numpy_inputs(self, arrays: tuple, dtype: np.dtype) -> list[np.ndarray]:
+        """A reduction's inputs as NumPy arrays, a number parameter as a 1-element array of the formula's dtype."""
+        return [np.array([a], dtype=dtype) if isinstance(a, float) else a for a in arrays]
 
     def on_cuda(self, arrays: tuple) -> bool:
         """Whether any of these inputs (arrays of this front end, or numbers) lives on a CUDA device."""
@@ -185,9 +212,7 @@ class LazyTensor:
     def _lift(self, other: Any) -> LazyTensor:
         if isinstance(other, LazyTensor):
             return other
-        if _is_number(other):
-            return self._new(constant(float(other)), (), (), None)
-        raise TypeError(f"cannot combine a LazyTensor with {type(other).__name__}")
+        return self._new(_constant_node(other), (), (), None)
 
     def _combine(self, other: Any, build: Callable[[Node, Node], Node]) -> LazyTensor:
         return self._combine_many([other], build)
@@ -213,17 +238,21 @@ class LazyTensor:
         return nodes, arrays, categories, dtype
 
     def _unary(self, op: str, **attrs: Any) -> LazyTensor:
-        return self._new(make(op, self.node, **attrs), self.arrays, self.categories, self.dtype)
+        node = make(op, self.node, **attrs) if attrs else interned(op, (self.node,), ())
+        return self._new(node, self.arrays, self.categories, self.dtype)
 
     def _binary(self, op: str, other: Any) -> LazyTensor:
         """_merge for one operand, written out: the commonest op of a formula build, on every call."""
-        other = self._lift(other)
-        dtype = _merged_dtype(self.dtype, other.dtype)
-        if other.arrays:
-            node, arrays, categories = _renumbered(other, self.arrays, self.categories)
-        else:  # a number: no variables
-            node, arrays, categories = other.node, self.arrays, self.categories
-        return self._new(make(op, self.node, node), arrays, categories, dtype)
+        arrays, categories, dtype = self.arrays, self.categories, self.dtype
+        if not isinstance(other, LazyTensor):  # a number: a constant, no variables
+            node = _constant_node(other)
+        else:
+            dtype = _merged_dtype(dtype, other.dtype)
+            if other.arrays:
+                node, arrays, categories = _renumbered(other, arrays, categories)
+            else:
+                node = other.node
+        return self._new(interned(op, (self.node, node), ()), arrays, categories, dtype)
 
     def _rbinary(self, op: str, other: Any) -> LazyTensor:
         return self._lift(other)._binary(op, self)
