@@ -77,12 +77,15 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return _pools[threads]
 
 
+_addressof, _char_view = ctypes.addressof, ctypes.c_char.from_buffer
+
+
 def _address(array: np.ndarray) -> int:
     """The address of a C-contiguous array's data. ctypes reads it through the buffer protocol in a quarter
     of the time NumPy takes to build `array.ctypes`; read-only and empty arrays, which that route refuses,
     take NumPy's."""
     try:
-        return ctypes.addressof(ctypes.c_char.from_buffer(array))
+        return _addressof(_char_view(array))
     except (TypeError, ValueError):
         return array.ctypes.data
 
@@ -116,18 +119,14 @@ class CpuKernel:
         m, n: the number of i and j indices. Returns the outputs, each (M, width) for axis 1 or (N, width) for
         axis 0: the floats (if any), then the int64 indices (if any; -1 where fewer than K candidates exist)."""
         rows, cols = (m, n) if self.axis == 1 else (n, m)
-        keep = []  # arrays whose memory the call uses
+        lanes = self.lanes
+        inputs = [_column_blocks(arrays[index], lanes) if blocked else np.ascontiguousarray(arrays[index])
+                  for index, blocked in self._inputs]
+        outputs = [np.empty((rows, width), dtype=dtype) for width, dtype in self._outputs]
         descriptors: list[int] = []
-        for index, blocked in self._inputs:
-            array = arrays[index]
-            array = _column_blocks(array, self.lanes) if blocked else np.ascontiguousarray(array)
-            keep.append(array)
+        for array in inputs + outputs:  # these lists keep the memory alive until the call returns
             pointer = _address(array)
             descriptors += (pointer, pointer, 0, array.size, 1)
-        outputs = [np.empty((rows, width), dtype=dtype) for width, dtype in self._outputs]
-        for out in outputs:
-            pointer = _address(out)
-            descriptors += (pointer, pointer, 0, out.size, 1)
         if rows * cols < _PARALLEL_MIN_PAIRS or rows < 2:
             threads = 1  # decided without default_threads(): reading the environment costs a microsecond
         else:
