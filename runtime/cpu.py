@@ -29,12 +29,14 @@ def _column_blocks(array: np.ndarray, lanes: int) -> np.ndarray:
     lower_cpu), C = D components, then |y_j|^2 for a wide variable. A small array takes one scatter into zeros;
     a larger one, one copy for the full blocks and a small one for the tail."""
     n, d = array.shape
-    full, rest = divmod(n, lanes)
-    shape = (full + (rest > 0), column_block_components(d), lanes)
-    if n * d <= _SCATTER_MAX_ELEMENTS:
+    small = _scatter_layout(n, d, lanes)
+    if small is not None:
+        shape, positions = small
         blocks = np.zeros(shape, dtype=array.dtype)
-        blocks.reshape(-1)[_block_positions(n, d, shape[1], lanes)] = array.reshape(-1)
+        blocks.reshape(-1)[positions] = array.reshape(-1)
     else:
+        shape = _blocks_shape(n, d, lanes)
+        full, rest = divmod(n, lanes)
         blocks = np.empty(shape, dtype=array.dtype)
         blocks[:full, :d] = array[: full * lanes].reshape(full, lanes, d).transpose(0, 2, 1)
         if rest:
@@ -46,14 +48,21 @@ def _column_blocks(array: np.ndarray, lanes: int) -> np.ndarray:
     return blocks
 
 
+def _blocks_shape(n: int, d: int, lanes: int) -> tuple[int, int, int]:
+    return (n + lanes - 1) // lanes, column_block_components(d), lanes
+
+
 @functools.lru_cache(maxsize=256)
-def _block_positions(n: int, d: int, components: int, lanes: int) -> np.ndarray:
-    """Where element (j, c) of a flat (n, d) array goes in the flat block layout of `components` vectors per
-    block: block j // lanes, vector c, lane j % lanes."""
+def _scatter_layout(n: int, d: int, lanes: int) -> tuple[tuple[int, int, int], np.ndarray] | None:
+    """For a small (n, d) array: the blocks' shape, and where element (j, c) of the flat array goes in the flat
+    blocks (block j // lanes, vector c, lane j % lanes). None for a large one."""
+    if n * d > _SCATTER_MAX_ELEMENTS:
+        return None
+    shape = _blocks_shape(n, d, lanes)
     j, c = np.divmod(np.arange(n * d), d)
-    positions = (j // lanes * components + c) * lanes + j % lanes
+    positions = (j // lanes * shape[1] + c) * lanes + j % lanes
     positions.setflags(write=False)
-    return positions
+    return shape, positions
 
 
 def default_threads() -> int:
