@@ -414,8 +414,17 @@ def _tree_sum(b: Builder, terms: list[str]) -> str:
 def _sum_of_products(b: Builder, xs: list[str], ys: list[str] | None = None, subtract: bool = False) -> str:
     """sum_k xs[k] * ys[k] (ys = xs if None), or sum_k (xs[k] - ys[k])^2 if subtract, as four interleaved
     multiply-add chains, each term formed just before it is added: few live values (a wide formula would
-    otherwise hold every term in a register) and enough independent work to fill the pipeline."""
+    otherwise hold every term in a register) and enough independent work to fill the pipeline. Up to four
+    terms, one chain: the rows of a block and the lanes already give the pipeline independent work."""
     chains: list[str] = []
+    if len(xs) <= CHAINS:
+        total = None
+        for k, x in enumerate(xs):
+            y = x if ys is None else ys[k]
+            if subtract:
+                x = y = b.sub(x, y)
+            total = b.mul(x, y) if total is None else b.fma(x, y, total)
+        return total
     for k, x in enumerate(xs):
         y = x if ys is None else ys[k]
         if subtract:
