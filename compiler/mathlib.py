@@ -73,23 +73,50 @@ def _power_of_two(b: Builder, k: str, fmt: _Format) -> str:
 
 
 def exp(b: Builder, x: str) -> str:
-    """exp(x) = 2**k * p(r), x = k*ln2 + r, |r| <= ln2/2; 2**k applied in two halves so that results in the
-    subnormal range are rounded once and results past the float range overflow to inf."""
+    """exp(x) = 2**k * p(r), x = k*ln2 + r, |r| <= ln2/2. On vectors whose lanes all have a normal result (the
+    common case) 2**k is added to p's exponent field; otherwise, and on scalars, `_exp_anywhere` applies it
+    by multiplications. Both give the same bits where both apply."""
+    if b.lanes is None:
+        return _exp_anywhere(b, x)
+    fmt = _FORMATS[b.elem]
+    # k in [-(bias - 2), bias]: p * 2**k is normal (p in [2**-0.5, 2**0.5]); NaN compares false
+    normal = b.cmp("ole", b.math("absf", b.sub(x, b.const(math.log(2)))), b.const((fmt.bias - 1) * math.log(2)))
+    every_lane = b.emit(f"vector.reduction <and>, {normal} : {b.mask_type} into i1", "m")
+    return b.branch(every_lane, lambda t: _exp_normal(t, x), lambda e: _exp_anywhere(e, x))
+
+
+def _exp_reduced(b: Builder, x: str) -> tuple[str, str]:
+    """(p(r), x / ln2 + 1.5 * 2**mantissa_bits) for x in the clamp range: the sum's low bits hold k = round(x /
+    ln2) as an integer (a float -> int64 conversion has no AVX2 instruction and is done lane by lane)."""
+    fmt = _FORMATS[b.elem]
+    shifter = b.const(1.5 * 2.0**fmt.mantissa_bits)
+    shifted = b.fma(x, b.const(1 / math.log(2)), shifter)
+    minus_k = b.neg(b.sub(shifted, shifter))
+    r = b.fma(minus_k, b.const(fmt.ln2_hi), x)
+    r = b.fma(minus_k, b.const(fmt.ln2_lo), r)
+    return b.horner(r, list(fmt.exp_series)), shifted
+
+
+def _exp_normal(b: Builder, x: str) -> str:
+    """exp(x) where the result is normal: k << mantissa_bits added to p's bits. The shifter's low bits are zero,
+    so the shifted sum's bits, shifted left, are that term."""
+    fmt = _FORMATS[b.elem]
+    p, shifted = _exp_reduced(b, x)
+    scale = b.int_op("shli", b.to_bits(shifted), b.int_const(fmt.mantissa_bits))
+    return b.from_bits(b.int_op("addi", b.to_bits(p), scale))
+
+
+def _exp_anywhere(b: Builder, x: str) -> str:
+    """exp(x) for any x: 2**k applied in two halves so that results in the subnormal range are rounded once and
+    results past the float range overflow to inf."""
     fmt = _FORMATS[b.elem]
     lo, hi = fmt.exp_clamp
     clamped = b.max(b.min(x, b.const(hi)), b.const(lo))  # a NaN stays NaN (minimumf), and so does the result
-    # k = round(x / ln2) by adding 1.5 * 2**mantissa_bits: the sum's low bits hold k as an integer, read by
-    # an integer subtraction. A float -> int64 conversion has no AVX2 instruction and is done lane by lane.
-    shifter = 1.5 * 2.0**fmt.mantissa_bits
-    shifted = b.fma(clamped, b.const(1 / math.log(2)), b.const(shifter))
-    k = b.sub(shifted, b.const(shifter))
-    k_int = b.int_op("subi", b.to_bits(shifted), b.int_const(_float_bits(shifter, fmt)))
-    minus_k = b.neg(k)
-    r = b.fma(minus_k, b.const(fmt.ln2_hi), clamped)
-    r = b.fma(minus_k, b.const(fmt.ln2_lo), r)
-    p = b.horner(r, list(fmt.exp_series))
-    k_half = b.int_op("shrsi", k_int, b.int_const(1))
-    k_rest = b.int_op("subi", k_int, k_half)
+    p, shifted = _exp_reduced(b, clamped)
+    shifter_bits = b.int_const(_float_bits(1.5 * 2.0**fmt.mantissa_bits, fmt))
+    k = b.int_op("subi", b.to_bits(shifted), shifter_bits)
+    k_half = b.int_op("shrsi", k, b.int_const(1))
+    k_rest = b.int_op("subi", k, k_half)
     return b.mul(b.mul(p, _power_of_two(b, k_half, fmt)), _power_of_two(b, k_rest, fmt))
 
 

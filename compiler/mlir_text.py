@@ -7,6 +7,7 @@ piece of code (e.g. the polynomial `exp`) serves scalars (hoisted work) and vect
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -127,6 +128,18 @@ class Builder:
 
     def int_cmp(self, predicate: str, a: str, b: str) -> str:
         return self.emit(f"arith.cmpi {predicate}, {a}, {b} : {self.int_type}", "m")
+
+    def branch(self, condition: str, then: Callable[[Builder], str], otherwise: Callable[[Builder], str]) -> str:
+        """scf.if on an i1 `condition`, each side built by its function on a nested builder; the value it gives."""
+        sides = []
+        for build in (then, otherwise):
+            side = Builder(self.names, self.elem, self.lanes, indent=self.indent + "  ")
+            value = build(side)
+            sides.append(side.lines + [f"{side.indent}scf.yield {value} : {self.type}"])
+        result = self.names.fresh("if")
+        self.lines += ([f"{self.indent}{result} = scf.if {condition} -> ({self.type}) {{"] + sides[0]
+                       + [f"{self.indent}}} else {{"] + sides[1] + [f"{self.indent}}}"])
+        return result
 
     def horner(self, x: str, coefficients: list[float]) -> str:
         """c[0] + x*(c[1] + x*(c[2] + ...)) with fused multiply-adds."""

@@ -25,8 +25,8 @@
 // CHECK: %[[PART:.*]] = scf.for %{{.*}} iter_args(%{{.*}} = %[[ZERO]]) -> (vector<1xf32>)
 // CHECK-NOT: memref.load %[[X]]
 // CHECK: memref.load %[[YS]]
-// CHECK: arith.bitcast %{{.*}} : f32 to i32
 // CHECK: math.fma
+// CHECK: arith.bitcast %{{.*}} : f32 to i32
 // CHECK: vector.broadcast %{{.*}} : f32 to vector<1xf32>
 // CHECK: scf.yield
 // CHECK: gpu.barrier

@@ -299,3 +299,15 @@ def test_exp_and_log_float32_at_most_2_ulp_over_the_whole_domain() -> None:
     for name in ("exp", "log"):
         worst, _ = measure(name, "f32", bits)
         assert worst <= 2, f"{name} f32: {worst:.3f} ulp on random bit patterns"
+
+
+@pytest.mark.parametrize("elem", ["f32", "f64"])
+def test_exp_fast_path_gives_the_general_paths_bits(elem: str) -> None:
+    """On vectors, exp adds 2**k to the exponent field when every lane's result is normal, and otherwise
+    multiplies (as the scalar path always does): sorted arguments give whole vectors of each kind."""
+    bias = 127 if elem == "f32" else 1023
+    edge = np.log(2) * np.array([-(bias - 2), bias])  # the fast path's range, about
+    rng = np.random.default_rng(5)
+    x = np.sort(np.concatenate([rng.uniform(edge[0] - 20, edge[1] + 5, 50_000), edge, np.nextafter(edge, 0)]))
+    x = x.astype(DTYPES[elem])
+    assert_same_bits(compiled("exp", elem, True)(x), compiled("exp", elem, False)(x))
