@@ -120,6 +120,17 @@ def test_parameter_factors_leave_the_pair_loop():
     assert g.args[0].deps == {"i", "p"} and g.args[1] is B1
 
 
+def test_a_wide_hoisted_factor_times_a_scalar_sum_keeps_its_width():
+    """X (dimension 3, outside the pair loop) times (sum(Y) + sum(X)): distributing X over the scalar sum gives
+    a dimension-3 sum (found by the property test: it once raised "cannot fit a value of dimension 3 to 1")."""
+    f = make("mul", X, make("add", make("sum", Y), make("sum", X)))
+    g = simplified(f)
+    assert g.dim == 3
+    for seed in range(3):
+        env = environment(seed)
+        assert np.allclose(evaluate(g, env), evaluate(f, env), rtol=1e-13)
+
+
 def test_division_by_a_hoisted_denominator_is_one_multiplication_per_pair():
     f = simplified(make("div", B1, make("add", A1, S)))
     assert per_pair(f) == ["mul"]

@@ -365,7 +365,9 @@ class Simplifier:
         inner = self.terms(sums[0])
         if sum(self.term_level(u) == 2 for u in inner) != 1:
             return None
-        spread = self.settle(self.build_sum([self.product(outside, u) for u in inner], sums[0].dim))
+        # H may be wider than the scalar sum (a dimension-D factor times a scalar): the spread sum is as wide
+        dim = max([sums[0].dim] + [f.dim for f in (*numerator, *denominator) if self.level(f) < 2])
+        spread = self.settle(self.build_sum([self.product(outside, u) for u in inner], dim))
         rest = {f: k for f, k in numerator.items() if self.level(f) == 2 and f is not sums[0]}
         rest[spread] = rest.get(spread, 0) + 1
         return Term(Fraction(1), self._factors(rest),
