@@ -367,7 +367,7 @@ class _Rows:
         else:
             lines = self._j_loop(zero_c, nest.n_full, init, "%loop", "      ")
 
-        tail_b = Builder(self.names, e, lanes, indent="        ")
+        tail_b = Builder(self.names, e, lanes, indent="        ", once=True)
         mask = tail_b.emit(f"vector.create_mask {nest.rem} : vector<{lanes}xi1>", "m")
         after_loop = [f"%loop#{k}" for k in range(count)]
         tail_state = self._step(tail_b, nest.n_full, after_loop, mask)

@@ -74,9 +74,9 @@ def _power_of_two(b: Builder, k: str, fmt: _Format) -> str:
 
 def exp(b: Builder, x: str) -> str:
     """exp(x) = 2**k * p(r), x = k*ln2 + r, |r| <= ln2/2. On vectors whose lanes all have a normal result (the
-    common case) 2**k is added to p's exponent field; otherwise, and on scalars, `_exp_anywhere` applies it
-    by multiplications. Both give the same bits where both apply."""
-    if b.lanes is None:
+    common case) 2**k is added to p's exponent field; otherwise, on scalars and in code that runs once per row,
+    `_exp_anywhere` applies it by multiplications. Both give the same bits where both apply."""
+    if b.lanes is None or b.once:
         return _exp_anywhere(b, x)
     fmt = _FORMATS[b.elem]
     # k in [-(bias - 2), bias]: p * 2**k is normal (p in [2**-0.5, 2**0.5]); NaN compares false

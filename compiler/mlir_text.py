@@ -31,6 +31,7 @@ class Builder:
     lanes: int | None  # None: scalars
     lines: list[str] = field(default_factory=list)
     indent: str = "    "
+    once: bool = False  # code that runs once per row (a masked tail): small code over fast paths
 
     @property
     def type(self) -> str:
@@ -133,7 +134,7 @@ class Builder:
         """scf.if on an i1 `condition`, each side built by its function on a nested builder; the value it gives."""
         sides = []
         for build in (then, otherwise):
-            side = Builder(self.names, self.elem, self.lanes, indent=self.indent + "  ")
+            side = Builder(self.names, self.elem, self.lanes, indent=self.indent + "  ", once=self.once)
             value = build(side)
             sides.append(side.lines + [f"{side.indent}scf.yield {value} : {self.type}"])
         result = self.names.fresh("if")
