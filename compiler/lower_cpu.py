@@ -416,23 +416,16 @@ def _sum_of_products(b: Builder, xs: list[str], ys: list[str] | None = None, sub
     multiply-add chains, each term formed just before it is added: few live values (a wide formula would
     otherwise hold every term in a register) and enough independent work to fill the pipeline. Up to four
     terms, one chain: the rows of a block and the lanes already give the pipeline independent work."""
+    count = 1 if len(xs) <= CHAINS else CHAINS
     chains: list[str] = []
-    if len(xs) <= CHAINS:
-        total = None
-        for k, x in enumerate(xs):
-            y = x if ys is None else ys[k]
-            if subtract:
-                x = y = b.sub(x, y)
-            total = b.mul(x, y) if total is None else b.fma(x, y, total)
-        return total
     for k, x in enumerate(xs):
         y = x if ys is None else ys[k]
         if subtract:
             x = y = b.sub(x, y)
-        if k < CHAINS:
+        if k < count:
             chains.append(b.mul(x, y))
         else:
-            chains[k % CHAINS] = b.fma(x, y, chains[k % CHAINS])
+            chains[k % count] = b.fma(x, y, chains[k % count])
     return _tree_sum(b, chains)
 
 

@@ -60,6 +60,11 @@ _FORMATS = {
 }
 
 
+def _shifter(fmt: _Format) -> float:
+    """1.5 * 2**mantissa_bits: added to x / ln2, it leaves round(x / ln2) in the sum's low bits."""
+    return 1.5 * 2.0**fmt.mantissa_bits
+
+
 def _float_bits(value: float, fmt: _Format) -> int:
     """The IEEE bits of `value` in the format, as a signed integer."""
     code = "<f" if fmt.mantissa_bits == 23 else "<d"
@@ -89,7 +94,7 @@ def _exp_reduced(b: Builder, x: str) -> tuple[str, str]:
     """(p(r), x / ln2 + 1.5 * 2**mantissa_bits) for x in the clamp range: the sum's low bits hold k = round(x /
     ln2) as an integer (a float -> int64 conversion has no AVX2 instruction and is done lane by lane)."""
     fmt = _FORMATS[b.elem]
-    shifter = b.const(1.5 * 2.0**fmt.mantissa_bits)
+    shifter = b.const(_shifter(fmt))
     shifted = b.fma(x, b.const(1 / math.log(2)), shifter)
     minus_k = b.neg(b.sub(shifted, shifter))
     r = b.fma(minus_k, b.const(fmt.ln2_hi), x)
@@ -113,8 +118,7 @@ def _exp_anywhere(b: Builder, x: str) -> str:
     lo, hi = fmt.exp_clamp
     clamped = b.max(b.min(x, b.const(hi)), b.const(lo))  # a NaN stays NaN (minimumf), and so does the result
     p, shifted = _exp_reduced(b, clamped)
-    shifter_bits = b.int_const(_float_bits(1.5 * 2.0**fmt.mantissa_bits, fmt))
-    k = b.int_op("subi", b.to_bits(shifted), shifter_bits)
+    k = b.int_op("subi", b.to_bits(shifted), b.int_const(_float_bits(_shifter(fmt), fmt)))
     k_half = b.int_op("shrsi", k, b.int_const(1))
     k_rest = b.int_op("subi", k, k_half)
     return b.mul(b.mul(p, _power_of_two(b, k_half, fmt)), _power_of_two(b, k_rest, fmt))

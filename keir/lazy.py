@@ -39,17 +39,6 @@ def _pykeops_variable(x: Any, shape: tuple[int, ...]) -> tuple[str | None, Any]:
 def _renumbered(lazy: LazyTensor, arrays: tuple, categories: tuple) -> tuple[Node, tuple, tuple]:
     """lazy's node with its variables renumbered to their positions in (arrays, categories), extended with
     the variables that are not there yet; and the extended lists."""
-    if len(lazy.arrays) == 1:  # the usual operand (a Vi, Vj or Pm, or a formula of one): one variable to place
-        array, category = lazy.arrays[0], lazy.categories[0]
-        position = _position(array, category, arrays, categories)
-        if position == len(arrays):
-            arrays += (array,)
-            categories += (category,)
-        if position == 0:
-            return lazy.node, arrays, categories
-        dim = 1 if isinstance(array, float) else array.shape[-1]
-        old, new = var(0, category, dim), var(position, category, dim)
-        return (new if lazy.node is old else _substituted(lazy.node, ((old, new),))), arrays, categories
     renumber: dict[Node, Node] = {}
     for k, array in enumerate(lazy.arrays):
         category = lazy.categories[k]
@@ -128,7 +117,7 @@ class ArrayAdapter:
 
     def numpy_inputs(self, arrays: tuple, dtype: np.dtype) -> list[np.ndarray]:
         """A reduction's inputs as NumPy arrays, a number parameter as a 1-element array of the formula's dtype."""
-        return [np.array([a], dtype=dtype) if isinstance(a, float) else a for a in arrays]
+        return [np.array([a], dtype=dtype) if isinstance(a, float) else self.to_numpy(a) for a in arrays]
 
     def on_cuda(self, arrays: tuple) -> bool:
         """Whether any of these inputs (arrays of this front end, or numbers) lives on a CUDA device."""
@@ -228,12 +217,14 @@ class LazyTensor:
         arrays, categories, dtype = self.arrays, self.categories, self.dtype
         nodes = [self.node]
         for other in others:
-            other = self._lift(other)
+            if not isinstance(other, LazyTensor):  # a number: a constant, no variables
+                nodes.append(_constant_node(other))
+                continue
             dtype = _merged_dtype(dtype, other.dtype)
             if other.arrays:
                 node, arrays, categories = _renumbered(other, arrays, categories)
                 nodes.append(node)
-            else:  # a number: no variables
+            else:
                 nodes.append(other.node)
         return nodes, arrays, categories, dtype
 
@@ -242,17 +233,8 @@ class LazyTensor:
         return self._new(node, self.arrays, self.categories, self.dtype)
 
     def _binary(self, op: str, other: Any) -> LazyTensor:
-        """_merge for one operand, written out: the commonest op of a formula build, on every call."""
-        arrays, categories, dtype = self.arrays, self.categories, self.dtype
-        if not isinstance(other, LazyTensor):  # a number: a constant, no variables
-            node = _constant_node(other)
-        else:
-            dtype = _merged_dtype(dtype, other.dtype)
-            if other.arrays:
-                node, arrays, categories = _renumbered(other, arrays, categories)
-            else:
-                node = other.node
-        return self._new(interned(op, (self.node, node), ()), arrays, categories, dtype)
+        (mine, theirs), arrays, categories, dtype = self._merge((other,))
+        return self._new(interned(op, (mine, theirs), ()), arrays, categories, dtype)
 
     def _rbinary(self, op: str, other: Any) -> LazyTensor:
         return self._lift(other)._binary(op, self)

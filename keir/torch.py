@@ -29,9 +29,6 @@ class TorchAdapter(lazy.ArrayAdapter):
         # detach() only where autograd tracks the tensor: it costs as much as numpy() itself
         return array.detach().numpy() if array.requires_grad else array.numpy()
 
-    def numpy_inputs(self, arrays: tuple, dtype: np.dtype) -> list[np.ndarray]:
-        return [np.array([a], dtype=dtype) if isinstance(a, float) else self.to_numpy(a) for a in arrays]
-
     def on_cuda(self, arrays: tuple) -> bool:
         for a in arrays:  # a loop, not any(generator): this runs on every call
             if isinstance(a, torch.Tensor) and a.is_cuda:
