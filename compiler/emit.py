@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from keir.compiler.kernel import Kernel
+from keir.compiler.literals import float_literal
 from keir.dialect.node import Node, topological
 
 _INT_ATTRS = frozenset({"index", "exponent", "start", "length", "axis", "dim", "digits", "k"})
@@ -24,18 +25,8 @@ def _attr_text(name: str, value: object) -> str:
     if name in _INT_ATTRS:
         return f"{name} = {int(value)} : i64"
     if name == "value":
-        return f"value = {_format_float(value)} : f64"
+        return f"value = {float_literal(value, 'f64')} : f64"
     return f'{name} = "{value}"'
-
-
-def _format_float(value: float) -> str:
-    text = repr(float(value))
-    if text in ("inf", "-inf", "nan"):
-        return {"inf": "0x7FF0000000000000", "-inf": "0xFFF0000000000000", "nan": "0x7FF8000000000000"}[text]
-    mantissa, _, exponent = text.partition("e")
-    if "." not in mantissa:
-        mantissa += ".0"  # MLIR reads "1e+300" as an integer followed by junk
-    return mantissa + ("e" + exponent if exponent else "")
 
 
 def emit_func(kernel: Kernel) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from keir.compiler import mathlib
+from keir.compiler import literals, mathlib
 from keir.compiler.kernel import Kernel
 from keir.compiler.mlir_text import Builder, Names
 from keir.compiler.reductions import ReductionOptions, accumulator
@@ -118,7 +118,7 @@ class _LoopNest:
 
     def index_const(self, value: int) -> str:
         if value not in self.index_consts:
-            self.index_consts[value] = self.entry.emit(f"arith.constant {value} : index", "k")
+            self.index_consts[value] = self.entry.emit(literals.constant(value, "index"), "k")
         return self.index_consts[value]
 
     def build(self) -> LoopKernel:
@@ -126,8 +126,7 @@ class _LoopNest:
         entry_v = Builder(self.names, e, lanes, self.entry.lines)
         self.init = self.acc.init(entry_v)
         if self.acc.needs_index:
-            iota = ", ".join(str(k) for k in range(lanes))
-            self.iota = self.entry.emit(f"arith.constant dense<[{iota}]> : vector<{lanes}xi64>", "q")
+            self.iota = self.entry.emit(literals.vector_constant(list(range(lanes)), f"vector<{lanes}xi64>"), "q")
         self.rem = self.entry.emit(f"arith.remui %n, {self.index_const(lanes)} : index", "o")
         self.n_full = self.entry.emit(f"arith.subi %n, {self.rem} : index", "o")
         block = ROW_BLOCK if len(self.init) <= MAX_BLOCKED_STATE else 1

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from keir.compiler import literals
 from keir.compiler.kernel import Kernel
 from keir.compiler.lower_cpu import Operand, compute, kernel_operands
 from keir.compiler.mlir_text import Builder, Names
@@ -178,7 +179,7 @@ class _GpuKernel:
 
     def index_const(self, value: int) -> str:
         if value not in self.index_consts:
-            self.index_consts[value] = self.consts.emit(f"arith.constant {value} : index", "k")
+            self.index_consts[value] = self.consts.emit(literals.constant(value, "index"), "k")
         return self.index_consts[value]
 
     def index_op(self, b: Builder, op: str, x: str, y: str) -> str:
@@ -307,8 +308,8 @@ class _GpuKernel:
         finish = Builder(self.names, e, None, indent="      ")
         values, indices = self.acc.finish(finish, [f"%state#{k}" for k in range(count)])
         if indices:  # "no candidate" is -1, as the CPU runtime writes it
-            none, minus_one = finish.emit(f"arith.constant {INT64_MAX} : i64", "q"), finish.emit(
-                "arith.constant -1 : i64", "q")
+            none = finish.emit(literals.constant(INT64_MAX, "i64"), "q")
+            minus_one = finish.emit(literals.constant(-1, "i64"), "q")
             indices = [
                 finish.emit(f"arith.select {finish.emit(f'arith.cmpi eq, {x}, {none} : i64', 'm')}, {minus_one}, {x} "
                             ": i64", "q")

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from keir.compiler import literals
+
 
 @dataclass
 class Names:
@@ -53,15 +55,10 @@ class Builder:
 
     # constants -----------------------------------------------------------------------------------------
     def const(self, value: float) -> str:
-        literal = _float_literal(value, self.elem)
-        if self.lanes is None:
-            return self.emit(f"arith.constant {literal} : {self.type}", "c")
-        return self.emit(f"arith.constant dense<{literal}> : {self.type}", "c")
+        return self.emit(literals.constant(value, self.type), "c")
 
     def int_const(self, value: int) -> str:
-        if self.lanes is None:
-            return self.emit(f"arith.constant {value} : {self.int_type}", "c")
-        return self.emit(f"arith.constant dense<{value}> : {self.int_type}", "c")
+        return self.emit(literals.constant(value, self.int_type), "c")
 
     # float arithmetic ----------------------------------------------------------------------------------
     def binary(self, op: str, a: str, b: str) -> str:
@@ -149,12 +146,3 @@ class Builder:
             acc = self.fma(acc, x, self.const(c))
         return acc
 
-
-def _float_literal(value: float, elem: str) -> str:
-    if value != value:
-        return "0x7FC00000" if elem == "f32" else "0x7FF8000000000000"
-    if value in (float("inf"), float("-inf")):
-        if elem == "f32":
-            return "0x7F800000" if value > 0 else "0xFF800000"
-        return "0x7FF0000000000000" if value > 0 else "0xFFF0000000000000"
-    return repr(float(value))

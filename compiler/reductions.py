@@ -19,7 +19,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from keir.compiler import mathlib
+from keir.compiler import literals, mathlib
 from keir.compiler.mlir_text import Builder
 
 INT64_MAX = (1 << 63) - 1
@@ -65,7 +65,7 @@ class Accumulator(ABC):
         return b.const(value)
 
     def int_splat(self, b: Builder, value: int) -> str:
-        return b.emit(f"arith.constant dense<{value}> : {self.itype}", "c")
+        return b.emit(literals.constant(value, self.itype), "c")
 
     def reduce_lanes(self, b: Builder, how: str, vector: str, vtype: str | None = None, elem: str | None = None) -> str:
         return b.emit(f"vector.reduction <{how}>, {vector} : {vtype or self.vtype} into {elem or self.elem}", "s")
@@ -88,7 +88,7 @@ class Sum(Accumulator):
         return [self.acc_type] * (self.options.dim * (2 if self.kahan else 1))
 
     def init(self, b: Builder) -> list[str]:
-        zero = b.emit(f"arith.constant dense<0.0> : {self.acc_type}", "z")
+        zero = b.emit(literals.constant(0.0, self.acc_type), "z")
         return [zero] * len(self.state_types())
 
     def widen(self, b: Builder, value: str) -> str:

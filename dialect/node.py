@@ -9,6 +9,7 @@ and `keir.compiler.importer` convert between them.
 from __future__ import annotations
 
 import functools
+import struct
 import weakref
 from typing import Any
 
@@ -31,7 +32,7 @@ class Node:
     _interned: dict[tuple, weakref.ref] = {}
 
     def __new__(cls, op: str, args: tuple[Node, ...] = (), attrs: Attrs = ()) -> Node:
-        key = (op, args, attrs)
+        key = _key(op, args, attrs)
         ref = cls._interned.get(key)
         if ref is not None:
             node = ref()
@@ -81,6 +82,14 @@ class Node:
         return f"{self.op}({inner})"
 
 
+def _key(op: str, args: tuple[Node, ...], attrs: Attrs) -> tuple:
+    """The intern-table key. A constant is keyed by its bits too: 0.0 == -0.0 in Python, and NaN equals no
+    NaN, but a formula with -0.0 is not the formula with 0.0, and every NaN constant is one node."""
+    if op == "constant":
+        return (op, struct.pack("<d", attrs[0][1]))
+    return (op, args, attrs)
+
+
 def _forget(interned: dict, key: tuple, ref: weakref.ref) -> None:
     # The table comes bound, not as Node._interned: nodes held by var()'s cache die at interpreter exit, after
     # this module's globals are cleared.
@@ -96,7 +105,7 @@ def make(op: str, *args: Node, **attrs: Any) -> Node:
 def interned(op: str, args: tuple[Node, ...], attrs: Attrs) -> Node:
     """Node(op, args, attrs), attrs sorted by name. The usual case, a node that exists, is looked up here:
     calling the class costs as much again (formulas are rebuilt on every call)."""
-    ref = Node._interned.get((op, args, attrs))
+    ref = Node._interned.get(_key(op, args, attrs))
     node = ref() if ref is not None else None
     return node if node is not None else Node(op, args, attrs)
 
