@@ -104,10 +104,31 @@ def _verified(text: str) -> str:
         return str(ir.Module.parse(text))
 
 
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    with open(path) as handle:
+        return handle.read()
+
+
+def _errors(err: Exception, filename: str, line_offset: int) -> list[str]:
+    """mlir-opt-style diagnostics for any failure on one chunk of input."""
+    if isinstance(err, KeirIRError):
+        return [d.format(filename, line_offset) for d in err.diagnostics]
+    where = f"{filename}:{line_offset + 1}:1"
+    if isinstance(err, (ValueError, TypeError)):  # a pass refused the input (a gradient of a non-differentiable op)
+        return [f"{where}: error: {err}"]
+    return [f"{where}: error: internal compiler error (a bug in keir): {type(err).__name__}: {err}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args, names = _arguments(argv)
-    source = sys.stdin.read() if args.input == "-" else open(args.input).read()
     filename = "<stdin>" if args.input == "-" else args.input
+    try:
+        source = _read(args.input)
+    except (OSError, UnicodeDecodeError) as err:
+        sys.stderr.write(f"keir-opt: error: cannot read {filename}: {err}\n")
+        return 1
     chunks = [source]
     if args.split_input_file:
         chunks = source.split("// -----")
@@ -115,20 +136,20 @@ def main(argv: list[str] | None = None) -> int:
     for chunk in chunks:
         try:
             outputs.append(_process(chunk, names, args.print_ir_after_all))
-        except KeirIRError as err:
+        except Exception as err:  # every failure is a diagnostic and exit status 1, never a traceback
             failed = True
-            for diagnostic in err.diagnostics:
-                sys.stderr.write(diagnostic.format(filename, line_offset) + "\n")
-        except ValueError as err:  # a pass refused the input (e.g. a gradient of a non-differentiable op)
-            failed = True
-            sys.stderr.write(f"{filename}: error: {err}\n")
+            sys.stderr.write("\n".join(_errors(err, filename, line_offset)) + "\n")
         line_offset += chunk.count("\n")
     text = "// -----\n".join(outputs)
-    if args.output == "-":
-        sys.stdout.write(text)
-    else:
-        with open(args.output, "w") as handle:
-            handle.write(text)
+    try:
+        if args.output == "-":
+            sys.stdout.write(text)
+        else:
+            with open(args.output, "w") as handle:
+                handle.write(text)
+    except OSError as err:
+        sys.stderr.write(f"keir-opt: error: cannot write {args.output}: {err}\n")
+        return 1
     return 1 if failed else 0
 
 

@@ -18,6 +18,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from keir.compiler.emit import emit_module
+from keir.compiler.errors import INTERNAL_ONLY, USER_ERRORS, CompilerError
 from keir.compiler.kernel import Kernel
 from keir.compiler.lower_cpu import LoopKernel, kernel_operands, lower_cpu
 from keir.compiler.passes import run_pipeline
@@ -56,6 +57,25 @@ def compiler_fingerprint() -> str:
     return digest.hexdigest()
 
 
+def _stage(name: str, answers: tuple[type[BaseException], ...] = USER_ERRORS):
+    """Run a stage of a Compilation; an exception that is not among its `answers` to the user becomes a
+    CompilerError. Past the lowering, nothing the user did can fail: every exception there is keir's bug."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def run(self: Compilation):
+            try:
+                return method(self)
+            except answers:
+                raise
+            except Exception as err:
+                raise CompilerError(name, self.kernel, err) from err
+
+        return run
+
+    return wrap
+
+
 @dataclass
 class Compilation:
     """One kernel's way through the stages; each stage is computed on first use."""
@@ -64,10 +84,12 @@ class Compilation:
     options: CompileOptions = field(default_factory=CompileOptions)
 
     @functools.cached_property
+    @_stage("keir")
     def keir(self) -> str:
         return emit_module([self.kernel])
 
     @functools.cached_property
+    @_stage("opt")
     def optimized(self) -> Kernel:
         return run_pipeline(self.kernel, self.options.passes)
 
@@ -76,6 +98,7 @@ class Compilation:
         return emit_module([self.optimized])
 
     @functools.cached_property
+    @_stage("loops")
     def loop_kernel(self) -> LoopKernel:
         return lower_cpu(self.optimized, kernel_operands(self.kernel.result))
 
@@ -84,12 +107,14 @@ class Compilation:
         return self.loop_kernel.text
 
     @functools.cached_property
+    @_stage("llvm", answers=INTERNAL_ONLY)
     def llvm(self) -> str:
         from keir.compiler.codegen import loops_to_llvm_ir
 
         return loops_to_llvm_ir(self.loops)
 
     @functools.cached_property
+    @_stage("gpu")
     def gpu_kernel(self):
         from keir.compiler.lower_gpu import lower_gpu
 
@@ -100,11 +125,13 @@ class Compilation:
         return self.gpu_kernel.text
 
     @functools.cached_property
+    @_stage("ptx")
     def ptx(self) -> str:
         from keir.compiler.codegen_gpu import gpu_to_ptx
 
         return gpu_to_ptx(self.gpu, self.options.target if self.options.target.startswith("sm_") else "sm_80")
 
+    @_stage("object code", answers=INTERNAL_ONLY)
     def object_code(self) -> bytes:
         from keir.compiler.codegen import llvm_ir_to_object
 
