@@ -5,7 +5,8 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,9 +15,15 @@ from keir.compiler.lower_cpu import VECTOR_LANES, Operand, column_block_componen
 from keir.compiler.reductions import INT64_MAX
 from keir.runtime.cpu_loader import c_function
 
-# Below this many (i, j) pairs a call runs on the calling thread: a thread hand-off costs more.
+# Below this many (i, j) pairs a call runs on the calling thread: a thread hand-off costs more. Larger calls
+# run on the pool even with one thread, so that the calling thread waits interruptibly (Ctrl-C) instead of
+# sitting in a ctypes call that no signal can interrupt.
 _PARALLEL_MIN_PAIRS = 1 << 18
+# At most about this many pairs per block (some milliseconds): after Ctrl-C, a worker finishes its block
+# and the blocks not started are cancelled, so the pool is free again soon.
+_BLOCK_MAX_PAIRS = 1 << 24
 _pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
 
 
 # Up to this many elements, a j-variable is laid out in blocks by one scatter through a cached index: the
@@ -81,9 +88,38 @@ def _core_count() -> int:
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
-    if threads not in _pools:
-        _pools[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="keir")
-    return _pools[threads]
+    pool = _pools.get(threads)
+    if pool is None:
+        with _pools_lock:  # two threads making the first parallel call at once share one pool
+            pool = _pools.get(threads)
+            if pool is None:
+                pool = _pools[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="keir")
+    return pool
+
+
+def _run_block(function: ctypes._CFuncPtr, buffers: list[np.ndarray], descriptors: list[int],
+               lo: int, hi: int, cols: int) -> None:
+    """One block of rows on a pool thread. `buffers` is not used: holding it keeps the arrays that
+    `descriptors` point into alive until the block is done, even when the caller has stopped waiting."""
+    function(*descriptors, lo, hi, cols)
+
+
+def _run_blocks(pool: ThreadPoolExecutor, function: ctypes._CFuncPtr, buffers: list[np.ndarray],
+                descriptors: list[int], bounds: list[int], cols: int) -> None:
+    """Run the row blocks [bounds[k], bounds[k + 1]) on the pool and wait for them. Waiting on a future can
+    be interrupted (Ctrl-C raises KeyboardInterrupt here, unlike a ctypes call); the blocks not started are
+    then cancelled, and those running finish on their own, on buffers they keep alive."""
+    futures: list[Future] = []
+    try:
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            if hi > lo:
+                futures.append(pool.submit(_run_block, function, buffers, descriptors, lo, hi, cols))
+        for future in futures:
+            future.result()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
 
 
 _addressof, _char_view = ctypes.addressof, ctypes.c_char.from_buffer
@@ -137,21 +173,13 @@ class CpuKernel:
             pointer = _address(array)
             descriptors += (pointer, pointer, 0, array.size, 1)
         if rows * cols < _PARALLEL_MIN_PAIRS or rows < 2:
-            threads = 1  # decided without default_threads(): reading the environment costs a microsecond
-        else:
-            threads = threads or default_threads()
-        if threads == 1:
+            # decided without default_threads(): reading the environment costs a microsecond
             self.function(*descriptors, 0, rows, cols)
             return self._finish(outputs)
-        blocks = min(rows, threads * 4)
+        threads = threads or default_threads()
+        blocks = min(rows, max(threads * 4, rows * cols // _BLOCK_MAX_PAIRS))
         bounds = [rows * k // blocks for k in range(blocks + 1)]
-        futures = [
-            _pool(threads).submit(self.function, *descriptors, lo, hi, cols)
-            for lo, hi in zip(bounds[:-1], bounds[1:])
-            if hi > lo
-        ]
-        for future in futures:
-            future.result()
+        _run_blocks(_pool(threads), self.function, inputs + outputs, descriptors, bounds, cols)
         return self._finish(outputs)
 
     def _finish(self, outputs: list[np.ndarray]) -> list[np.ndarray]:

@@ -12,11 +12,13 @@ import threading
 
 import llvmlite.binding as llvm
 
-_lock = threading.Lock()
+_lock = threading.Lock()  # guards the engine: its creation and every object added to it
 
 
+# Called with _lock held: two threads racing here would make two engines, and the code of the kernels loaded
+# into the one that is not kept would be freed with it.
 @functools.cache
-def _engine():
+def _engine() -> llvm.ExecutionEngine:
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     target = llvm.Target.from_triple(llvm.get_process_triple())
@@ -29,8 +31,8 @@ def _engine():
 
 def load_symbol(object_code: bytes, symbol: str) -> int:
     """Add an object file to the process and return the address of `symbol`."""
-    engine = _engine()
     with _lock:
+        engine = _engine()
         address = engine.get_function_address(symbol)
         if address:  # already loaded (the same kernel compiled twice in this process)
             return address
