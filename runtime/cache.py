@@ -4,7 +4,8 @@ Default location `~/.cache/keir`, overridden by KEIR_CACHE_DIR. Writers write a 
 folder and rename it into place, so a reader sees either nothing or a whole artifact, and several processes
 compiling the same formula at once each publish a correct (identical) file.
 
-Each file is a header (a format tag, then the SHA-256 of the payload) followed by the payload. A file whose
+Each file is a header line (a format tag, then the SHA-256 of the payload in hex, so that a PTX artifact
+stays text) followed by the payload. A file whose
 tag or checksum does not match -- truncated by a full disk or a crash of another writer, damaged on disk,
 written by another format -- is reported with a `CacheWarning` and treated as missing, so the kernel is
 compiled again and the file replaced: loading damaged object code could crash the process. The checksum is
@@ -24,9 +25,8 @@ import warnings
 from pathlib import Path
 
 # Changing the layout of a file changes this tag, so files of another layout are recompiled, not misread.
-_TAG = b"keir-artifact-1\n"
-_DIGEST_SIZE = hashlib.sha256().digest_size
-_HEADER_SIZE = len(_TAG) + _DIGEST_SIZE
+_TAG = b"keir-artifact-1 sha256="
+_HEADER_SIZE = len(_TAG) + 2 * hashlib.sha256().digest_size + 1  # the tag, the hex digest, a newline
 
 _unwritable: set[Path] = set()  # folders already warned about, so the warning comes once per folder
 _unwritable_lock = threading.Lock()
@@ -63,16 +63,19 @@ def store(key: str, data: bytes, suffix: str = ".o") -> None:
     otherwise does nothing: the caller keeps its in-memory copy."""
     folder = cache_dir()
     try:
-        _write_atomically(folder, f"{key}{suffix}", _TAG + hashlib.sha256(data).digest() + data)
+        _write_atomically(folder, f"{key}{suffix}", _header(data) + data)
     except OSError as error:
         _warn_unwritable(folder, error)
 
 
+def _header(payload: bytes) -> bytes:
+    return _TAG + hashlib.sha256(payload).hexdigest().encode() + b"\n"
+
+
 def _verified_payload(data: bytes) -> bytes | None:
-    if len(data) < _HEADER_SIZE or not data.startswith(_TAG):
-        return None
-    digest, payload = data[len(_TAG) : _HEADER_SIZE], data[_HEADER_SIZE:]
-    return payload if hashlib.sha256(payload).digest() == digest else None
+    """The payload of a whole, undamaged file; None for anything else."""
+    payload = data[_HEADER_SIZE:]
+    return payload if data[:_HEADER_SIZE] == _header(payload) else None
 
 
 def _write_atomically(folder: Path, name: str, content: bytes) -> None:

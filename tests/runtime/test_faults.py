@@ -93,7 +93,7 @@ def test_no_memory_growth_over_many_calls_of_a_cached_kernel():
     formula rebuilt each time: resident memory grows by less than 1 MiB (measured: 0). The slack covers
     allocator noise (a page here and there), not anything per call: 1 MiB over 10^4 calls is 100 bytes a call."""
     small, large = _data(100, 100), _data(600, 600, seed=1)
-    for _ in range(300):  # warm: kernel loaded, layouts cached, pool threads and their malloc arenas made
+    for _ in range(100):  # warm: kernel loaded, layouts cached, pool threads and their malloc arenas made
         _gauss(*small, 1.25)
         _gauss(*large, 1.25)
     before = _rss()
@@ -109,21 +109,21 @@ def test_no_memory_growth_over_many_calls_of_a_cached_kernel():
 
 DISTINCT = r"""
 count, warm = int(sys.argv[1]), int(sys.argv[2])
-x, y, b = data(64, 64)
-ref = reference(x, y, b, 1.0)
+x, y, _ = data(64, 64)
+d2 = ((x[:, None, :].astype(np.float64) - y[None]) ** 2).sum(-1)
 worst = 0.0
 for k in range(count):
     if k == warm:
         before = rss()
-    out = (((-kn.Vi(x).sqdist(kn.Vj(y))).exp() + (k + 0.5)) * kn.Vj(b)).sum(axis=1)
-    worst = max(worst, relative_error(out, ref + (k + 0.5) * b.astype(np.float64).sum()))
+    out = (kn.Vi(x).sqdist(kn.Vj(y)) + (k + 0.5)).sum(axis=1)  # the cheapest formulas to compile
+    worst = max(worst, relative_error(out, (d2 + (k + 0.5)).sum(1, keepdims=True)))
 from pathlib import Path
 sizes = [path.stat().st_size for path in Path(os.environ["KEIR_CACHE_DIR"]).glob("*.o")]
 print(json.dumps({"per_kernel": (rss() - before) / (count - warm), "error": worst,
                   "mlir": "mlir" in sys.modules, "object_size": max(sizes)}))
 """
 
-DISTINCT_COUNT, DISTINCT_WARM = 36, 6
+DISTINCT_COUNT, DISTINCT_WARM = 24, 4
 
 
 def _per_kernel_bound(object_size: int) -> int:
@@ -136,7 +136,7 @@ def _per_kernel_bound(object_size: int) -> int:
 
 @pytest.fixture(scope="module")
 def compiled_distinct_formulas(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """36 formulas differing by a constant, compiled into a fresh cache by one process."""
+    """24 formulas differing by a constant, compiled into a fresh cache by one process."""
     folder = tmp_path_factory.mktemp("distinct")
     figures = _script(DISTINCT, folder, str(DISTINCT_COUNT), str(DISTINCT_WARM))
     assert figures["mlir"] and figures["error"] < 1e-5
@@ -144,7 +144,7 @@ def compiled_distinct_formulas(tmp_path_factory: pytest.TempPathFactory) -> tupl
 
 
 def test_distinct_formulas_loaded_from_the_cache_cost_a_bounded_amount_each(compiled_distinct_formulas):
-    """A second process loads the 30 distinct kernels (after 6 to warm up) from disk: resident memory grows by
+    """A second process loads the 20 distinct kernels (after 4 to warm up) from disk: resident memory grows by
     less than _per_kernel_bound. The in-process caches that a new formula
     passes through are bounded (lru_caches of 512-4096 formula nodes, weak intern table); the kernel table
     keeps every kernel used, which is this per-kernel cost. The scale test below takes it to 10^3 kernels."""
@@ -207,15 +207,15 @@ def test_a_thousand_distinct_kernels_cost_a_bounded_amount_each(tmp_path):
 
 CAPPED = r"""
 import resource
-m, n = 10**6, 10**3
+m, n = 10**6, 512
 x, y, b = data(m, n)
 gauss(x[:20000], y, b)  # compiles, starts the pool threads (and their allocator arenas) before the cap
 with open("/proc/self/statm") as f:
     size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-headroom = 512 << 20
+headroom = 256 << 20
 resource.setrlimit(resource.RLIMIT_AS, (size + headroom, resource.getrlimit(resource.RLIMIT_AS)[1]))
 try:
-    np.empty((m, n), dtype=np.bool_)  # 10^9 bytes, more than the headroom: the cap must refuse it
+    np.empty((m, n), dtype=np.bool_)  # 512 MB, more than the headroom: the cap must refuse it
     capped = False
 except MemoryError:
     capped = True
@@ -229,10 +229,11 @@ print(json.dumps({"capped": capped, "seconds": seconds, "headroom": headroom, "s
 
 
 def test_no_allocation_proportional_to_m_times_n(tmp_path):
-    """M = 10^6, N = 10^3 (10^9 pairs, about a second; M = N = 10^6 would be 10^12 pairs, minutes on this CPU)
-    under an address-space cap of the process's size plus 512 MiB, set after warming up: an M x N array of
-    even one byte per pair (10^9 bytes) cannot be allocated, reserved or not, and the call still succeeds.
-    This proves no buffer of M x N entries; buffers of size M or N (inputs, output: 16 MB) fit the cap."""
+    """M = 10^6, N = 512 (5e8 pairs, one or two seconds; M = N = 10^6, 10^12 pairs, would take many minutes
+    on this CPU) under an address-space cap of the process's size plus 256 MiB, set after warming up: an
+    M x N array of even one byte per pair (512 MB) cannot be allocated, reserved or not, and the call still
+    succeeds. This proves there is no buffer of M x N entries (nor of M x N / 2: 256 MiB is all the room);
+    it does not time the M = N = 10^6 case, whose buffers (inputs, output) are of size M or N as here."""
     figures = _script(CAPPED, tmp_path)
     assert figures["capped"], "the address-space cap did not stop an M x N allocation: the test proves nothing"
     assert figures["shape"] == [10**6, 1]
@@ -242,13 +243,15 @@ def test_no_allocation_proportional_to_m_times_n(tmp_path):
 # --- 3. damaged artifacts ------------------------------------------------------------------------------------
 
 def _damaged_variants(stored: bytes) -> dict[str, bytes]:
+    header = stored.index(b"\n") + 1
     flipped = bytearray(stored)
     flipped[len(stored) // 2] ^= 0x40
     return {"truncated": stored[: len(stored) // 2], "one bit flipped": bytes(flipped), "empty": b"",
-            "header only": stored[:48], "unchecksummed (old format)": stored[48:]}
+            "header only": stored[:header], "unchecksummed (old format)": stored[header:],
+            "header cut short": stored[: header - 1]}
 
 
-@pytest.mark.parametrize("damage", list(_damaged_variants(b"x" * 100)))
+@pytest.mark.parametrize("damage", list(_damaged_variants(b"header\n" + b"x" * 100)))
 def test_a_damaged_artifact_is_not_loaded(tmp_path, monkeypatch, damage):
     monkeypatch.setenv("KEIR_CACHE_DIR", str(tmp_path))
     payload = os.urandom(4096)
@@ -275,7 +278,7 @@ print(json.dumps({"error": relative_error(out, reference(x, y, b, 2.5)), "mlir":
 def test_a_truncated_kernel_is_recompiled_with_a_warning(tmp_path):
     """End to end: a process compiles the kernel; its object file is then cut in half (as a full disk or a
     killed writer would leave it); the next process warns, recompiles (imports MLIR), gets the right answer
-    and leaves a valid artifact that a third process loads silently."""
+    and leaves a whole artifact in its place."""
     first = _script(DAMAGED, tmp_path)
     assert first["mlir"] and not first["warnings"]
     (artifact,) = tmp_path.glob("*.o")
@@ -283,8 +286,8 @@ def test_a_truncated_kernel_is_recompiled_with_a_warning(tmp_path):
     second = _script(DAMAGED, tmp_path)
     assert second["error"] < 1e-5 and second["mlir"], "the kernel should have been compiled again"
     assert len(second["warnings"]) == 1 and "damaged" in second["warnings"][0], second["warnings"]
-    third = _script(DAMAGED, tmp_path)
-    assert not third["mlir"] and not third["warnings"] and third["error"] < 1e-5
+    (replaced,) = tmp_path.glob("*.o")
+    assert cache._verified_payload(replaced.read_bytes()) is not None
 
 
 # --- 4. unwritable cache -------------------------------------------------------------------------------------
@@ -306,6 +309,32 @@ def test_a_cache_folder_that_cannot_be_made_still_works(tmp_path, monkeypatch):
     monkeypatch.setenv("KEIR_CACHE_DIR", str(tmp_path / "file" / "cache"))
     caught = _two_new_formulas_work(3.125)
     assert len(caught) == 1 and "cannot write" in str(caught[0].message), [str(w.message) for w in caught]
+
+
+def test_a_read_only_cache_folder_still_works(tmp_path, monkeypatch):
+    """A folder that even root cannot write to: chmod does not stop root, the immutable attribute
+    (chattr +i, ext4/xfs, needs CAP_LINUX_IMMUTABLE) does. Kernels compile in memory; one warning for two."""
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here (not root, or a filesystem without the attribute)")
+    try:
+        if os.access(folder, os.W_OK) and _can_create_in(folder):
+            pytest.skip("the immutable attribute did not make the folder read-only")
+        monkeypatch.setenv("KEIR_CACHE_DIR", str(folder))
+        caught = _two_new_formulas_work(4.625)
+        assert len(caught) == 1 and "cannot write" in str(caught[0].message), [str(w.message) for w in caught]
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def _can_create_in(folder: Path) -> bool:
+    try:
+        (folder / "probe").touch()
+    except OSError:
+        return False
+    (folder / "probe").unlink()
+    return True
 
 
 def test_a_full_disk_still_works(tmp_path, monkeypatch):
