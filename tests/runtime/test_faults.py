@@ -173,8 +173,10 @@ from keir.runtime import cache
 from keir.runtime.cpu_loader import load_symbol
 
 x, y, b = data(40, 40)
-first = gauss(x, y, b, 0.75)
-(kernel,) = kernels._loaded._kernels.values()
+reduction = ((-kn.Vi(x).sqdist(kn.Vj(y)) * 0.75).exp() * kn.Vj(b)).sum(axis=1, call=False)
+kernel = kernels.cpu_kernel(reduction.root, reduction.dtype)
+first = kernel([x, y, b], 40, 40)[0]
+assert relative_error(first, reference(x, y, b, 0.75)) < 1e-5
 (artifact,) = Path(os.environ["KEIR_CACHE_DIR"]).glob("*.o")
 object_code = cache.load(artifact.stem)
 symbol = ("keir_" + artifact.stem[:24]).encode()
