@@ -393,7 +393,8 @@ def test_threads_calling_reductions_at_once(tmp_path, monkeypatch):
 INTERRUPTED = r"""
 import signal
 signal.signal(signal.SIGINT, signal.default_int_handler)
-big = data(150_000, 150_000)  # 2.25e10 pairs: several seconds with any thread count here
+# 2.25e10 pairs per two cores: several seconds with any thread count, so the signal comes mid-call
+big = data(150_000 * max(1, len(os.sched_getaffinity(0)) // 2), 150_000)
 small, medium = data(100, 100, seed=1), data(800, 800, seed=2)
 gauss(*small); gauss(*medium); gauss(*medium, threads=1)  # compiled, pools started
 report = {}
@@ -415,9 +416,11 @@ print(json.dumps(report), flush=True)
 
 
 def test_ctrl_c_during_a_long_call(tmp_path):
-    """A long reduction (2.25e10 pairs) in a subprocess gets SIGINT 0.5 s in, on the thread pool with the
+    """A long reduction (2.25e10 pairs per two cores) in a subprocess gets SIGINT 0.5 s in, on the thread pool with the
     default thread count and with threads=1: KeyboardInterrupt comes within 1 s of the signal, the next
-    reductions in that process are right, and they are not kept waiting behind the cancelled blocks."""
+    reductions in that process are right, and they are not kept waiting behind the cancelled blocks. (Before
+    the fix, threads=1 ran the whole call in one ctypes call that no signal interrupts, and an interrupted
+    pool call freed its arrays under the running blocks: the process died of SIGSEGV.)"""
     env = dict(os.environ, KEIR_CACHE_DIR=str(tmp_path))
     child = subprocess.Popen([sys.executable, "-c", PRELUDE + INTERRUPTED], env=env, cwd=ROOT, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
