@@ -5,11 +5,11 @@ folder and rename it into place, so a reader sees either nothing or a whole arti
 compiling the same formula at once each publish a correct (identical) file.
 
 Each file is a header line (a format tag, then the SHA-256 of the payload in hex, so that a PTX artifact
-stays text) followed by the payload. A file whose
-tag or checksum does not match -- truncated by a full disk or a crash of another writer, damaged on disk,
-written by another format -- is reported with a `CacheWarning` and treated as missing, so the kernel is
-compiled again and the file replaced: loading damaged object code could crash the process. The checksum is
-verified when an artifact is read from disk, once per kernel and process, never on the per-call path.
+stays text) followed by the payload. A file whose tag or checksum does not match -- truncated by a full disk
+or a crash, damaged on disk, written in another format -- is reported with a `CacheWarning` and treated as
+missing, so the kernel is compiled again and the file replaced: loading damaged object code could crash the
+process. The checksum is verified when an artifact is read from disk, once per kernel and process, never on
+the per-call path.
 
 A cache folder that cannot be written (read-only, full, a file in the way) does not stop anything: kernels
 are compiled in memory, and one `CacheWarning` per folder says that they are not kept across processes.
