@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 BASE_STAMP := $(VENV)/.installed-base
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test pytest lit bench lint clean
+.PHONY: demo test pytest lit bench lint fuzz clean
 
 $(BASE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ lit: $(TEST_STAMP)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
+
+# The differential fuzzer (tests/fuzz): make fuzz CASES=10000 SEED=1
+CASES ?= 1000
+SEED ?= 0
+fuzz: $(TEST_STAMP)
+	$(BIN)/python -m tests.fuzz --cases $(CASES) --seed $(SEED)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/cpu.py

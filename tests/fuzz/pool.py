@@ -1,0 +1,139 @@
+"""Cases run in worker processes, so that an abort, a segfault or a hang of keir is a finding, not a dead run.
+
+Each worker takes one case at a time; if it dies the case is a "crash" (with the signal and the tail of its
+stderr), if it runs past the timeout it is killed and the case is a "hang"; a fresh worker takes the next case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class _Worker:
+    def __init__(self, env: dict[str, str]):
+        self.stderr = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.fuzz.worker"], cwd=REPO, env=env, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1, start_new_session=True)
+        self.case: dict | None = None
+        self.started = 0.0
+        self.announced = False
+
+    def send(self, case: dict) -> None:
+        self.case, self.started, self.announced = case, time.monotonic(), False
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(case) + "\n")
+        self.process.stdin.flush()
+
+    def stderr_tail(self) -> str:
+        self.stderr.seek(0, os.SEEK_END)
+        size = self.stderr.tell()
+        self.stderr.seek(max(0, size - 3000))
+        return self.stderr.read().decode(errors="replace")
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.stderr.close()
+
+
+def _death(worker: _Worker) -> dict:
+    code = worker.process.wait()
+    if code < 0:
+        try:
+            how = f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"signal {-code}"
+    else:
+        how = f"exit code {code}"
+    return {"class": "crash", "type": "process death", "message": f"worker died: {how}",
+            "traceback": worker.stderr_tail()}
+
+
+def worker_environment(cache_dir: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"KEIR_CACHE_DIR": cache_dir, "KEIR_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", "")})
+    return env
+
+
+def run_cases(cases: Iterable[dict], jobs: int = 2, timeout: float = 120.0,
+              on_outcome: Callable[[dict, dict], None] | None = None, cache_dir: str | None = None) -> list[tuple]:
+    """Runs each case in a worker; returns [(case, outcome)] in completion order."""
+    pending = list(cases)
+    pending.reverse()
+    env = worker_environment(cache_dir or tempfile.mkdtemp(prefix="keir-fuzz-cache-"))
+    workers = [_Worker(env) for _ in range(min(jobs, max(1, len(pending))))]
+    selector = selectors.DefaultSelector()
+    results: list[tuple] = []
+
+    def finish(worker: _Worker, outcome: dict) -> None:
+        outcome["seconds"] = round(time.monotonic() - worker.started, 3)
+        assert worker.case is not None
+        results.append((worker.case, outcome))
+        if on_outcome:
+            on_outcome(worker.case, outcome)
+        worker.case = None
+
+    def feed(worker: _Worker) -> None:
+        if pending:
+            worker.send(pending.pop())
+
+    def replace(worker: _Worker) -> _Worker:
+        selector.unregister(worker.process.stdout)
+        worker.close()
+        fresh = _Worker(env)
+        selector.register(fresh.process.stdout, selectors.EVENT_READ, fresh)
+        workers[workers.index(worker)] = fresh
+        return fresh
+
+    for worker in workers:
+        selector.register(worker.process.stdout, selectors.EVENT_READ, worker)
+        feed(worker)
+    while any(w.case is not None for w in workers):
+        for key, _ in selector.select(timeout=0.5):
+            worker = key.data
+            line = worker.process.stdout.readline()
+            if not line:  # the worker died
+                if worker.case is not None:
+                    finish(worker, _death(worker))
+                feed(replace(worker))
+            elif line.strip() == "START":
+                worker.announced = True
+            else:
+                finish(worker, json.loads(line))
+                feed(worker)
+        now = time.monotonic()
+        for worker in list(workers):
+            if worker.case is not None and now - worker.started > timeout:
+                worker.kill()
+                finish(worker, {"class": "hang", "message": f"no answer after {timeout:.0f} s",
+                                "traceback": worker.stderr_tail()})
+                feed(replace(worker))
+    for worker in workers:
+        selector.unregister(worker.process.stdout)
+        worker.close()
+    return results

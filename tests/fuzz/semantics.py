@@ -1,0 +1,405 @@
+"""The dense meaning of a formula, in torch float64 on the full (*batch, M, N, D) array, with an error bound.
+
+Written from pykeops' documented semantics (KeOps' math_functions: relu(x) = x<0 ? 0 : x, step(x) = x<0 ? 0 : 1,
+sign, clamp(x,a,b) = x<a ? a : (x>b ? b : x), ifelse(x,a,b) = x>=0 ? a : b, mod(x,n,d) = x - n floor((x-d)/n),
+rsqrt(0) = 0, round halves away from zero, sinxdivx(0) = 1, xlogx(0) = 0, powf(x,y) = exp(y log x)); it shares
+no code with keir.
+
+Each node evaluates to a Bound: the float64 value of the exact formula on the (exactly representable) inputs, and
+`error`, a bound on how far a correct implementation working in the case's dtype may be from it (inf where
+nothing can be said: near a singularity, a discontinuity hit within rounding, an overflow of the dtype, or NaN
+inputs to ops whose NaN behaviour pykeops leaves to the C compiler). Pointwise ops get their error by evaluating
+the op at the corners of their operands' intervals (and at critical points inside), so discontinuities, kinks
+and steep regions are accounted for without a rule per op.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .constants import number_value
+
+Tensor = torch.Tensor
+INF = float("inf")
+
+
+@dataclass
+class Bound:
+    value: Tensor
+    error: Tensor
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The case's dtype: unit roundoff, largest finite value, smallest normal."""
+
+    unit: float
+    largest: float
+    tiny: float
+
+    @staticmethod
+    def of(dtype: str) -> Precision:
+        info = torch.finfo(torch.float32 if dtype == "float32" else torch.float64)
+        return Precision(info.eps / 2, info.max, info.tiny)
+
+    def round(self, value: float) -> float:
+        """value rounded to the dtype (inf where it overflows)."""
+        if self.unit > 1e-10:
+            return float(torch.tensor(value, dtype=torch.float64).to(torch.float32).item())
+        return value
+
+
+def _absdiff(y: Tensor, center: Tensor) -> Tensor:
+    """|y - center|, 0 where equal (infinities included), inf where only one of them is NaN."""
+    same = (y == center) | (torch.isnan(y) & torch.isnan(center))
+    return torch.where(same, torch.zeros_like(y), (y - center).abs().nan_to_num(nan=INF))
+
+
+def _finish(center: Tensor, deviation: Tensor, p: Precision, relative: float) -> Bound:
+    """Adds the rounding of one op to the deviation; inf where the dtype overflows."""
+    finite = torch.isfinite(center)
+    rounding = torch.where(finite, relative * p.unit * center.abs(), torch.zeros_like(center)) + 4 * p.tiny
+    error = deviation + torch.where(finite, rounding, torch.zeros_like(center))
+    overflow = finite & (center.abs() + error > p.largest / 2)
+    error = torch.where(overflow, torch.full_like(error, INF), error).nan_to_num(nan=INF)
+    return Bound(center, error)
+
+
+def pointwise(fn: Callable[..., Tensor], args: list[Bound], p: Precision, relative: float = 4.0,
+              critical: tuple[float, ...] = ()) -> Bound:
+    """fn applied elementwise; the error from fn at the corners of the operand intervals."""
+    values = torch.broadcast_tensors(*[a.value for a in args])
+    errors = torch.broadcast_tensors(*[a.error for a in args])
+    center = fn(*values)
+    deviation = torch.zeros_like(center)
+    uncertain = [k for k, e in enumerate(errors) if bool((e > 0).any())]
+    if uncertain:
+        for signs in itertools.product((-1.0, 1.0), repeat=len(uncertain)):
+            points = list(values)
+            for k, sign in zip(uncertain, signs):
+                points[k] = values[k] + sign * errors[k]
+            deviation = torch.maximum(deviation, _absdiff(fn(*points), center))
+        if len(args) == 1:  # extremes inside the interval (|x|, x^2, cos, ... at 0)
+            lo, hi = values[0] - errors[0], values[0] + errors[0]
+            for c in critical:
+                inside = torch.clamp(torch.full_like(lo, c), lo, hi)
+                deviation = torch.maximum(deviation, _absdiff(fn(inside), center))
+        unknown = torch.zeros_like(center, dtype=torch.bool)
+        for e in errors:
+            unknown |= torch.isinf(e) | torch.isnan(e)
+        deviation = torch.where(unknown, torch.full_like(deviation, INF), deviation)
+    return _finish(center, deviation, p, relative)
+
+
+def _unknown_where(bound: Bound, mask: Tensor) -> Bound:
+    return Bound(bound.value, torch.where(mask, torch.full_like(bound.error, INF), bound.error))
+
+
+def _contains_zero(b: Bound) -> Tensor:
+    """The interval contains 0 but is not exactly 0 (exact zeros follow IEEE rules)."""
+    return (b.value.abs() <= b.error) & (b.error > 0)
+
+
+def _nan_unclear(result: Bound, args: list[Bound]) -> Bound:
+    """NaN operands of an op whose NaN result depends on how the C compiler orders a comparison."""
+    mask = torch.zeros_like(result.value, dtype=torch.bool)
+    for a in args:
+        mask = mask | torch.isnan(a.value).expand_as(result.value)
+    return _unknown_where(result, mask)
+
+
+# pointwise meanings -----------------------------------------------------------------------------------------
+def _round_half_away(x: Tensor) -> Tensor:
+    return torch.sign(x) * torch.floor(x.abs() + 0.5)
+
+
+def _rsqrt(x: Tensor) -> Tensor:
+    return torch.where(x == 0, torch.zeros_like(x), 1.0 / torch.sqrt(x))
+
+
+def _sinxdivx(x: Tensor) -> Tensor:
+    safe = torch.where(x == 0, torch.ones_like(x), x)
+    return torch.where(x == 0, torch.ones_like(x), torch.sin(safe) / safe)
+
+
+def _xlogx(x: Tensor) -> Tensor:
+    safe = torch.where(x == 0, torch.ones_like(x), x)
+    return torch.where(x == 0, torch.zeros_like(x), safe * torch.log(safe))
+
+
+def _pow_int(x: Tensor, n: int) -> Tensor:
+    return torch.ones_like(x) if n == 0 else x**n
+
+
+def _one(x: Tensor) -> Tensor:
+    return torch.ones_like(x)
+
+
+def _zero(x: Tensor) -> Tensor:
+    return torch.zeros_like(x)
+
+
+UNARY: dict[str, tuple[Callable[[Tensor], Tensor], tuple[float, ...]]] = {
+    # op -> (meaning, critical points where the function has an extreme or a kink)
+    "neg": (lambda x: -x, ()),
+    "abs": (torch.abs, (0.0,)),
+    "exp": (torch.exp, ()),
+    "log": (torch.log, ()),
+    "sqrt": (torch.sqrt, (0.0,)),
+    "rsqrt": (_rsqrt, ()),
+    "square": (lambda x: x * x, (0.0,)),
+    "inv": (lambda x: 1.0 / x, ()),
+    "sign": (lambda x: torch.where(x > 0, _one(x), torch.where(x < 0, -_one(x), _zero(x))), (0.0,)),
+    "step": (lambda x: torch.where(x < 0, _zero(x), _one(x)), (0.0,)),
+    "relu": (lambda x: torch.where(x < 0, _zero(x), x), (0.0,)),
+    "atan": (torch.atan, ()),
+    "asin": (torch.asin, ()),
+    "acos": (torch.acos, ()),
+    "floor": (torch.floor, ()),
+    "xlogx": (_xlogx, (0.0, math.exp(-1.0))),
+    "sinxdivx": (_sinxdivx, (0.0,)),
+    "sinc": (lambda x: _sinxdivx(math.pi * x), (0.0,)),
+}
+NAN_UNCLEAR = {"sign", "step", "relu", "clamp", "clampint", "ifelse", "lt", "le", "gt", "ge", "eq", "ne"}
+
+BINARY: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": torch.div,
+    "atan2": torch.atan2,
+    "powf": lambda x, y: torch.exp(y * torch.log(x)),
+    "pow_lazy": lambda x, y: torch.exp(y * torch.log(x)),
+    "lt": lambda x, y: (x < y).double(),
+    "le": lambda x, y: (x <= y).double(),
+    "gt": lambda x, y: (x > y).double(),
+    "ge": lambda x, y: (x >= y).double(),
+    "eq": lambda x, y: (x == y).double(),
+    "ne": lambda x, y: (x != y).double(),
+}
+
+
+def _clamp(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    return torch.where(x < a, a, torch.where(x > b, b, x))
+
+
+def _ifelse(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    return torch.where(x >= 0, a, b)
+
+
+def _mod(x: Tensor, n: Tensor, d: Tensor) -> Tensor:
+    return x - n * torch.floor((x - d) / n)
+
+
+# vector ops ---------------------------------------------------------------------------------------------
+def _finite_abs(x: Tensor) -> Tensor:
+    return torch.where(torch.isfinite(x), x.abs(), torch.zeros_like(x))
+
+
+def component_sum(b: Bound, p: Precision) -> Bound:
+    """Sum of the components (keepdim), error: the terms' errors and (D + 2) roundings of the magnitudes."""
+    d = b.value.shape[-1]
+    value = b.value.sum(-1, keepdim=True)
+    error = b.error.sum(-1, keepdim=True) + (d + 2) * p.unit * _finite_abs(b.value).sum(-1, keepdim=True)
+    return _finish(value, error, p, 0.0)
+
+
+def _mul(a: Bound, b: Bound, p: Precision) -> Bound:
+    return pointwise(torch.mul, [a, b], p, relative=1.0)
+
+
+def dot(a: Bound, b: Bound, p: Precision) -> Bound:
+    return component_sum(_mul(a, b, p), p)
+
+
+def sqdist(a: Bound, b: Bound, p: Precision) -> Bound:
+    """|a - b|^2; the error also allows the |a|^2 + |b|^2 - 2<a, b> form (cancellation ~ u (|a|^2 + |b|^2)), which
+    keir uses for wide vectors, as torch.cdist does."""
+    diff = pointwise(torch.sub, [a, b], p, relative=1.0)
+    square = pointwise(lambda x: x * x, [diff], p, relative=1.0, critical=(0.0,))
+    total = component_sum(square, p)
+    a2, b2 = (a.value**2).sum(-1, keepdim=True), (b.value**2).sum(-1, keepdim=True)
+    d = a.value.shape[-1]
+    cancellation = 4 * (d + 2) * p.unit * (a2 + b2)
+    error = torch.where(torch.isfinite(cancellation), total.error + cancellation, torch.full_like(total.error, INF))
+    return _finish(total.value, torch.where(a2 + b2 > p.largest / 4, INF, error), p, 0.0)
+
+
+def _select(b: Bound, start: int, length: int) -> Bound:
+    return Bound(b.value[..., start:start + length], b.error[..., start:start + length])
+
+
+def concat(parts: list[Bound]) -> Bound:
+    shape = torch.broadcast_shapes(*[part.value.shape[:-1] for part in parts])
+    values = [part.value.expand(*shape, part.value.shape[-1]) for part in parts]
+    errors = [part.error.expand(*shape, part.error.shape[-1]) for part in parts]
+    return Bound(torch.cat(values, -1), torch.cat(errors, -1))
+
+
+def component_extreme(b: Bound, smallest: bool) -> Bound:
+    """min() / max() over the components: 1-Lipschitz in the max norm; NaN components are unclear."""
+    value = b.value.amin(-1, keepdim=True) if smallest else b.value.amax(-1, keepdim=True)
+    error = b.error.amax(-1, keepdim=True)
+    result = Bound(value, error)
+    return _unknown_where(result, torch.isnan(b.value).any(-1, keepdim=True))
+
+
+def component_arg_extreme(b: Bound, smallest: bool) -> Bound:
+    """argmin() / argmax() over the components, as a float; first index among exact ties, unknown at near ties."""
+    signed = b.value if smallest else -b.value
+    index = signed.argmin(-1, keepdim=True)
+    best = signed.gather(-1, index)
+    best_error = b.error.gather(-1, index)
+    others = torch.ones_like(signed, dtype=torch.bool).scatter(-1, index, False)
+    rivals = others & (signed - b.error <= best + best_error) & ((b.error > 0) | (best_error > 0))
+    unknown = rivals.any(-1, keepdim=True) | torch.isnan(b.value).any(-1, keepdim=True)
+    unknown |= torch.isinf(b.error).any(-1, keepdim=True)
+    value = index.double()
+    return Bound(value, torch.where(unknown, INF, torch.zeros_like(value)))
+
+
+def _one_hot(b: Bound, size: int, p: Precision) -> Bound:
+    ks = torch.arange(size, dtype=torch.float64)
+    result = pointwise(lambda x: (_round_half_away(x) == ks).double(), [b], p)
+    halves = (b.value - torch.floor(b.value)) == 0.5  # KeOps rounds with C's round(); keir may round to even
+    return _unknown_where(result, halves.expand_as(result.value))
+
+
+# the evaluator ------------------------------------------------------------------------------------------
+class Evaluator:
+    """Evaluates formula trees over dense variables (Bounds of shape (*batch, M or 1, N or 1, D))."""
+
+    def __init__(self, variables: dict[str, Bound], precision: Precision):
+        self.variables, self.p = variables, precision
+
+    def number(self, text: str) -> Bound:
+        value = number_value(text)
+        rounded = self.p.round(value)
+        error = 0.0 if rounded == value or math.isnan(value) else abs(value - rounded)
+        return Bound(torch.tensor(value, dtype=torch.float64), torch.tensor(error, dtype=torch.float64))
+
+    def __call__(self, tree: dict) -> Bound:
+        op = tree["op"]
+        if op == "var":
+            return self.variables[tree["name"]]
+        if op == "num":
+            return self.number(tree["text"])
+        args = [self(arg) for arg in tree["args"]]
+        return self.apply(op, args, tree["attrs"])
+
+    def apply(self, op: str, args: list[Bound], attrs: dict) -> Bound:
+        p = self.p
+        if op in ("sin", "cos"):  # 1-Lipschitz; the argument itself carries u |x| (range reduction)
+            result = pointwise(torch.sin if op == "sin" else torch.cos, args, p)
+            x = args[0]
+            error = torch.maximum(result.error, x.error + 2 * p.unit * x.value.abs() + p.unit)
+            result = Bound(result.value, torch.where(error > 2, INF, error))
+        elif op in UNARY:
+            fn, critical = UNARY[op]
+            result = pointwise(fn, args, p, critical=critical)
+            if op in ("inv", "rsqrt"):
+                result = _unknown_where(result, _contains_zero(args[0]).expand_as(result.value))
+        elif op in BINARY:
+            result = pointwise(BINARY[op], args, p)
+            if op == "div":
+                result = _unknown_where(result, _contains_zero(args[1]).expand_as(result.value))
+            if op == "atan2":
+                both = (args[0].value.abs() <= args[0].error) & (args[1].value.abs() <= args[1].error)
+                result = _unknown_where(result, both.expand_as(result.value))
+        elif op == "pow_int":
+            n = int(float(attrs["exponent"]))
+            result = pointwise(lambda x: _pow_int(x, n), args, p, relative=4.0 + 2 * abs(n), critical=(0.0,))
+            if n < 0:
+                result = _unknown_where(result, _contains_zero(args[0]))
+        elif op == "pow_float":  # pykeops: ** 0.5 is Sqrt, ** -0.5 Rsqrt, other floats Powf(x, y) = exp(y log x)
+            y = float(attrs["exponent"])
+            if y == 0.5:
+                result = self.apply("sqrt", args, {})
+            elif y == -0.5:
+                result = self.apply("rsqrt", args, {})
+            else:
+                result = pointwise(lambda x: torch.exp(y * torch.log(x)), args, p)
+        elif op == "round":
+            scale = 10.0 ** attrs["decimals"]
+            result = pointwise(lambda x: _round_half_away(x * scale) / scale, args, p)
+        elif op == "clamp":
+            result = pointwise(_clamp, args, p)
+        elif op == "clampint":
+            lo, hi = float(attrs["low"]), float(attrs["high"])
+            result = pointwise(lambda x: _clamp(x, torch.full_like(x, lo), torch.full_like(x, hi)), args, p)
+        elif op == "ifelse":
+            result = pointwise(_ifelse, args, p)
+        elif op == "mod":
+            offset = args[2] if len(args) == 3 else Bound(torch.tensor(0.0, dtype=torch.float64),
+                                                          torch.tensor(0.0, dtype=torch.float64))
+            result = pointwise(_mod, [args[0], args[1], offset], p, relative=8.0)
+            result = _unknown_where(result, _contains_zero(args[1]).expand_as(result.value))
+        else:
+            result = self._vector(op, args, attrs)
+        if op in NAN_UNCLEAR:
+            result = _nan_unclear(result, args)
+        return result
+
+    def _vector(self, op: str, args: list[Bound], attrs: dict) -> Bound:
+        p = self.p
+        if op == "vsum":
+            return component_sum(args[0], p)
+        if op == "sqnorm2":
+            return dot(args[0], args[0], p)
+        if op == "norm2":
+            return self.apply("sqrt", [dot(args[0], args[0], p)], {})
+        if op == "normalize":
+            return _mul(args[0], self.apply("rsqrt", [dot(args[0], args[0], p)], {}), p)
+        if op in ("vmin", "vmax"):
+            return component_extreme(args[0], op == "vmin")
+        if op in ("vargmin", "vargmax"):
+            return component_arg_extreme(args[0], op == "vargmin")
+        if op == "dot":
+            return dot(args[0], args[1], p)
+        if op == "sqdist":
+            return sqdist(args[0], args[1], p)
+        if op == "weightedsqnorm":
+            return self._weighted_sqnorm(args[0], args[1])
+        if op == "weightedsqdist":
+            return self._weighted_sqnorm(pointwise(torch.sub, args[:2], p, relative=1.0), args[2])
+        if op == "elem":
+            return _select(args[0], attrs["index"], 1)
+        if op == "extract":
+            return _select(args[0], attrs["start"], attrs["length"])
+        if op == "concat":
+            return concat(args)
+        if op == "matvecmult":
+            return self._matvec(args[0], args[1])
+        if op == "vecmatmult":
+            vector, matrix = args
+            n = vector.value.shape[-1]
+            m = matrix.value.shape[-1] // n
+            columns = [dot(vector, Bound(matrix.value[..., c::m], matrix.error[..., c::m]), p) for c in range(m)]
+            return concat(columns)
+        if op == "tensorprod":
+            a, b = args
+            return concat([_mul(_select(a, r, 1), b, p) for r in range(a.value.shape[-1])])
+        if op == "one_hot":
+            return _one_hot(args[0], attrs["size"], p)
+        raise NotImplementedError(op)
+
+    def _matvec(self, matrix: Bound, vector: Bound) -> Bound:
+        m = vector.value.shape[-1]
+        rows = matrix.value.shape[-1] // m
+        return concat([dot(_select(matrix, r * m, m), vector, self.p) for r in range(rows)])
+
+    def _weighted_sqnorm(self, x: Bound, w: Bound) -> Bound:
+        """pykeops WeightedSqNorm: s|x|^2 (s of dimension 1), sum s_k x_k^2 (dimension D), x^T S x (D*D)."""
+        p = self.p
+        d, wd = x.value.shape[-1], w.value.shape[-1]
+        squares = pointwise(lambda v: v * v, [x], p, relative=1.0, critical=(0.0,))
+        if wd == d:
+            return component_sum(_mul(w, squares, p), p)
+        if wd == 1:
+            return _mul(w, component_sum(squares, p), p)
+        return dot(x, self._matvec(w, x), p)
