@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the op test matrix
 os.environ.setdefault("KEIR_CACHE_DIR", tempfile.mkdtemp(prefix="keir-gpu-check-"))
 
 from keir import gpu_kernels, kernels  # noqa: E402
-from keir.dialect.derivatives import NotDifferentiableError, reduction_gradient  # noqa: E402
+from keir.dialect.derivatives import SELECTING_ARG, NotDifferentiableError, reduction_gradient  # noqa: E402
 from keir.dialect.node import make, var, variables  # noqa: E402
 from keir.numpy import Pm, Vi, Vj  # noqa: E402
 from keir.runtime import cuda  # noqa: E402
@@ -121,7 +121,9 @@ def gradients(name: str, root, arrays: list, categories, m: int, n: int, dtype, 
     for k, (array, var_category) in enumerate(zip(arrays, categories)):
         wrt = var(k, var_category, array.shape[-1])
         try:
-            gradient, _ = reduction_gradient(root, wrt, cotangent_var, output_var)
+            # min/max: any indicator of the selected pairs makes a kernel to compare between the backends
+            selected = make("eq", root.args[0], output_var) if root.attr("kind") in SELECTING_ARG else None
+            gradient, _ = reduction_gradient(root, wrt, cotangent_var, output_var, selected)
         except NotDifferentiableError:
             continue
         inputs = [*arrays, cotangent] + ([output] if output_var in variables(gradient) else [])

@@ -461,13 +461,14 @@ def _elementwise(b: Builder, node: Node, x: list[str]) -> list[str]:
         "asin": lambda c: mathlib.asin(b, c),
         "acos": lambda c: mathlib.acos(b, c),
         "atan": lambda c: mathlib.atan(b, c),
-        "rsqrt": lambda c: b.div(one(), b.math("sqrt", c)),
+        "rsqrt": lambda c: b.select(b.cmp("oeq", c, zero()), zero(), b.div(one(), b.math("sqrt", c))),  # KeOps: 0
         "square": lambda c: b.mul(c, c),
         "pow": lambda c: _integer_power(b, c, node.attr("exponent")),
         "sign": lambda c: b.select(b.cmp("ogt", c, zero()), one(),
                                    b.select(b.cmp("olt", c, zero()), b.const(-1.0), zero())),
-        "step": lambda c: b.select(b.cmp("oge", c, zero()), one(), zero()),
-        "relu": lambda c: b.select(b.cmp("ogt", c, zero()), c, zero()),
+        # KeOps' definitions: x < 0 ? 0 : 1 and x < 0 ? 0 : x (so step(NaN) = 1 and relu(NaN) = NaN)
+        "step": lambda c: b.select(b.cmp("olt", c, zero()), zero(), one()),
+        "relu": lambda c: b.select(b.cmp("olt", c, zero()), zero(), c),
         "xlogx": lambda c: b.select(b.cmp("oeq", c, zero()), zero(), b.mul(c, mathlib.log(b, c))),
         "sinxdivx": lambda c: b.select(b.cmp("oeq", c, zero()), one(), b.div(mathlib.sin(b, c), c)),
         "round": lambda c: _round(b, c, node.attr("digits")),
@@ -506,7 +507,8 @@ def compute(b: Builder, node: Node, args: list[list[str]]) -> list[str]:
         if op == "atan2":
             return [mathlib.atan2(b, y, x) for y, x in comps]
         if op == "clamp":
-            return [b.min(b.max(x, lo), hi) for x, lo, hi in comps]
+            # KeOps' definition, x < lo ? lo : (x > hi ? hi : x): lo wins when lo > hi (torch: hi), NaN stays NaN
+            return [b.select(b.cmp("olt", x, lo), lo, b.select(b.cmp("ogt", x, hi), hi, x)) for x, lo, hi in comps]
         if op == "ifelse":
             return [b.select(b.cmp("oge", f, b.const(0.0)), x, y) for f, x, y in comps]
     (x, *rest) = args

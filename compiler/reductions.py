@@ -103,10 +103,16 @@ class Sum(Accumulator):
             return [add(a, t) for a, t in zip(state, terms)]
         sums, carries = state[:d], state[d:]
         new_sums, new_carries = [], []
+        zero = b.emit(literals.constant(0.0, self.acc_type), "z")
         for total, carry, term in zip(sums, carries, terms):  # Kahan: carry holds what the total lost
             y = sub(term, carry)
             t = add(total, y)
-            new_carries.append(sub(sub(t, total), y))
+            lost = sub(sub(t, total), y)
+            # Once the total is infinite, (t - total) - y is inf - inf = NaN, which would turn the next terms into
+            # NaN: an unordered (NaN) carry is dropped, so that the total stays what plain summation gives.
+            ordered = b.emit(f"arith.cmpf ord, {lost}, {lost} : {self.acc_type}", "m")
+            new_carries.append(
+                b.emit(f"arith.select {ordered}, {lost}, {zero} : vector<{self.lanes}xi1>, {self.acc_type}"))
             new_sums.append(t)
         return new_sums + new_carries
 
@@ -172,12 +178,24 @@ class MinMax(Accumulator):
                 vb = Builder(b.names, self.elem, self.lanes, b.lines, b.indent)
                 hit = vb.cmp("oeq", state[k], b.emit(f"vector.broadcast {best} : {self.elem} to {self.vtype}"))
                 candidates = self.select_i(b, hit, state[d + k], self.int_splat(b, INT64_MAX))
-                indices.append(self.reduce_lanes(b, "minsi", candidates, self.itype, "i64"))
+                index = self.reduce_lanes(b, "minsi", candidates, self.itype, "i64")
+                # No term beat the start value (every term is +inf for argmin, or NaN): all of them tie, and the
+                # first wins, as with every other tie (KeOps and NumPy give 0 too).
+                none = b.emit(f"arith.cmpi eq, {index}, {b.emit(literals.constant(INT64_MAX, 'i64'), 'q')} : i64",
+                              "m")
+                first = b.emit(literals.constant(0, "i64"), "q")
+                indices.append(b.emit(f"arith.select {none}, {first}, {index} : i64", "q"))
         return (values if self.values else []), indices
 
 
 class KMin(Accumulator):
-    """The K smallest values per component, sorted, with their indices (ties: smallest index first)."""
+    """The K smallest values per component, sorted, with their indices (ties: smallest index first).
+
+    An empty slot holds NaN (index INT64_MAX), which every term beats under an unordered comparison, so that a
+    term of +inf still fills a slot; a NaN term counts as +inf. A new term v goes to the first slot it is
+    strictly smaller than (a later index loses ties) and everything after that slot moves down by one: with
+    c_s = (v < slot_s), slot_s takes slot_(s-1) if c_(s-1), else v if c_s, else keeps its own. The K
+    comparisons are independent of each other (no chain through the displaced values)."""
 
     needs_index = True
 
@@ -187,28 +205,30 @@ class KMin(Accumulator):
 
     def init(self, b):
         n = self.options.dim * self.options.k
-        return [self.splat(b, math.inf)] * n + [self.int_splat(b, INT64_MAX)] * n
+        return [self.splat(b, math.nan)] * n + [self.int_splat(b, INT64_MAX)] * n
 
     def update(self, b, state, f, mask, j):
         d, k = self.options.dim, self.options.k
         values, indices = list(state[: d * k]), list(state[d * k :])
-        inf = b.const(math.inf)
         for c in range(d):
-            value = f[c] if mask is None else b.select(mask, f[c], inf)
-            index = j
-            for slot in range(c * k, (c + 1) * k):  # insert into the sorted list, carrying the displaced one down
-                smaller = b.cmp("olt", value, values[slot])
-                kept_value, kept_index = values[slot], indices[slot]
-                values[slot] = b.select(smaller, value, kept_value)
-                indices[slot] = self.select_i(b, smaller, index, kept_index)
-                value = b.select(smaller, kept_value, value)
-                index = self.select_i(b, smaller, kept_index, index)
+            value = b.select(b.cmp("uno", f[c], f[c]), b.const(math.inf), f[c])
+            slots = range(c * k, (c + 1) * k)
+            beats = [self.and_masks(b, b.cmp("ult", value, values[s]), mask) for s in slots]
+            old_values, old_indices = [values[s] for s in slots], [indices[s] for s in slots]
+            for n, s in enumerate(slots):
+                new_value = b.select(beats[n], value, old_values[n])
+                new_index = self.select_i(b, beats[n], j, old_indices[n])
+                if n > 0:
+                    new_value = b.select(beats[n - 1], old_values[n - 1], new_value)
+                    new_index = self.select_i(b, beats[n - 1], old_indices[n - 1], new_index)
+                values[s], indices[s] = new_value, new_index
         return values + indices
 
     def finish(self, b, state):
         d, k = self.options.dim, self.options.k
         values, indices = list(state[: d * k]), list(state[d * k :])
         vb = Builder(b.names, self.elem, self.lanes, b.lines, b.indent)
+        values = [vb.select(vb.cmp("uno", v, v), vb.const(math.inf), v) for v in values]  # empty slots: +inf
         out_values, out_indices = [], []
         big = self.int_splat(b, INT64_MAX)
         for c in range(d):
@@ -294,10 +314,12 @@ class LogSumExp(Accumulator):
             scale = mathlib.exp(vb, vb.sub(m, b.emit(f"vector.broadcast {safe_top} : {self.elem} to {self.vtype}")))
             group_sums = state[groups + g * sums : groups + (g + 1) * sums]
             totals = [self.reduce_lanes(b, "add", vb.mul(s, scale)) for s in group_sums]
-            if self.softmax:
+            if self.softmax:  # a term of +inf makes this inf/inf = NaN, as torch.softmax does
                 out += [b.div(t, totals[-1]) for t in totals[:-1]]
-            else:
-                out += [b.select(empty, b.const(-math.inf), b.add(top, mathlib.log(b, t))) for t in totals]
+            else:  # no term: -inf; a term of +inf: +inf (the sums are NaN then: exp(inf - inf))
+                infinite = b.cmp("oeq", top, b.const(math.inf))
+                out += [b.select(empty, b.const(-math.inf), b.select(infinite, top, b.add(top, mathlib.log(b, t))))
+                        for t in totals]
         return out, []
 
 

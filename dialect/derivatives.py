@@ -78,18 +78,21 @@ def _atan2(y: Node, e: Node, a: Node, b: Node) -> tuple[Node, Node]:
 
 
 def _clamp(y: Node, e: Node) -> Contributions:
+    # clamp(a, low, high) = low if a < low, else high if a > high, else a (KeOps' definition, which also holds
+    # when low > high): each operand gets the cotangent where the forward takes it.
     a, low, high = y.args
-    inside = A.mul(make("ge", a, low), make("le", a, high))
+    not_below = make("ge", a, low)
+    above = A.mul(not_below, make("gt", a, high))
+    inside = A.mul(not_below, make("le", a, high))
     return tuple(
         _unbroadcast(A.fit(c, y.dim), operand)
-        for c, operand in ((A.mul(e, inside), a), (A.mul(e, make("lt", a, low)), low),
-                           (A.mul(e, make("gt", a, high)), high))
+        for c, operand in ((A.mul(e, inside), a), (A.mul(e, make("lt", a, low)), low), (A.mul(e, above), high))
     )
 
 
 def _ifelse(y: Node, e: Node) -> Contributions:
     condition, then, otherwise = y.args
-    taken = make("step", condition)
+    taken = make("ge", condition, constant(0.0))  # as the forward selects: a NaN condition takes `otherwise`
     return (
         None,
         _unbroadcast(A.fit(A.mul(e, taken), y.dim), then),
@@ -148,13 +151,13 @@ VJP: dict[str, VjpRule] = {
     "neg": lambda y, e: (A.neg(e),),
     "exp": lambda y, e: (A.mul(e, y),),
     "log": lambda y, e: (A.div(e, y.args[0]),),
-    "sqrt": lambda y, e: (A.div(A.mul(constant(0.5), e), y),),
-    # d a^(-1/2) = -1/2 a^(-1/2) / a
-    "rsqrt": lambda y, e: (A.mul(A.mul(constant(-0.5), e), A.div(y, y.args[0])),),
+    # KeOps' conventions: sqrt' = rsqrt / 2 and rsqrt' = -rsqrt^3 / 2, with rsqrt(0) = 0, so both derivatives
+    # are 0 at 0 (a Laplace kernel exp(-|x - y|) has a finite gradient where x = y).
+    "sqrt": lambda y, e: (A.mul(A.mul(constant(0.5), e), A.rsqrt(y.args[0])),),
+    "rsqrt": lambda y, e: (A.mul(A.mul(constant(-0.5), e), A.power(y, 3)),),
     "square": lambda y, e: (A.mul(A.mul(constant(2.0), e), y.args[0]),),
     "pow": _pow,
-    # sign(a) = a / |a|: the derivative of |a| is undefined (NaN here) at a = 0.
-    "abs": lambda y, e: (A.mul(e, make("sign", y.args[0])),),  # 0 at 0, as torch
+    "abs": lambda y, e: (A.mul(e, make("sign", y.args[0])),),  # sign(0) = 0: 0 at the kink, as KeOps and torch
     "sum": lambda y, e: (A.fit(e, y.args[0].dim),),
     "dot": lambda y, e: (A.mul(e, y.args[1]), A.mul(e, y.args[0])),
     "sqdist": _sqdist,
@@ -168,7 +171,7 @@ VJP: dict[str, VjpRule] = {
     "acos": lambda y, e: (A.neg(A.mul(e, A.rsqrt(_one_minus_square(y.args[0])))),),
     "atan": lambda y, e: (A.div(e, A.add(constant(1.0), A.square(y.args[0]))),),
     "atan2": _binary(_atan2),
-    "relu": lambda y, e: (A.mul(e, make("gt", y.args[0], constant(0.0))),),  # 0 at 0, as torch
+    "relu": lambda y, e: (A.mul(e, make("step", y.args[0])),),  # step(0) = 1: 1 at the kink, as KeOps (torch: 0)
     "xlogx": lambda y, e: (A.mul(e, A.add(A.log(y.args[0]), constant(1.0))),),
     # d (sin a / a) = (cos a - sin a / a) / a, and 0 at a = 0 (selected: -|a| >= 0 only there)
     "sinxdivx": lambda y, e: (A.mul(e, make("ifelse", A.neg(make("abs", y.args[0])), constant(0.0),
@@ -200,10 +203,16 @@ REDUCTION_VJP: dict[str, VjpRule] = {
     "sum": lambda y, e: (e,),
     "logsumexp": lambda y, e: (A.mul(e, A.exp(A.sub(y.args[0], y))),),  # dy/df_j = softmax_j = exp(f_j - y)
     "logsumexp_weight": _logsumexp_weight,
-    # the cotangent goes to the pair(s) where f reaches the extreme: f_ij == y_i (the same f, recomputed)
-    "min": lambda y, e: (A.mul(e, make("eq", y.args[0], y)),),
-    "max": lambda y, e: (A.mul(e, make("eq", y.args[0], y)),),
+    # the cotangent goes to the pair the forward selected: reduction_gradient restricts e to it (`selected`)
+    "min": lambda y, e: (e,),
+    "max": lambda y, e: (e,),
 }
+
+# A min or max reduction gives its cotangent to the pair that reached the extreme. Finding that pair by
+# comparing the recomputed formula with the output (f_ij == y_i) loses it whenever the backward's formula
+# rounds differently from the forward's, so the caller runs the arg-reduction of the same formula and passes
+# reduction_gradient the indicator of the selected pairs, built from its indices.
+SELECTING_ARG: dict[str, str] = {"min": "argmin", "max": "argmax"}
 
 _WITH_INDICES = "its output holds indices; differentiate the value-only reduction (min, max) instead"
 NON_DIFFERENTIABLE_REDUCTIONS: dict[str, str] = {
@@ -235,7 +244,8 @@ def vjp_rule(op: str) -> VjpRule:
     raise NotDifferentiableError(f"keir.{op} is not differentiable: {reason}")
 
 
-def reduction_gradient(reduction: Node, wrt: Node, cotangent: Node, output: Node) -> tuple[Node, bool]:
+def reduction_gradient(reduction: Node, wrt: Node, cotangent: Node, output: Node,
+                       selected: Node | None = None) -> tuple[Node, bool]:
     """The gradient of reduction (a keir.reduce) with respect to variable wrt, contracted with cotangent: a
     new keir.reduce, and whether its rows must then be summed. cotangent and output are variables indexed
     like the reduction's output rows: the cotangent of the output, and the output itself (which rules such
@@ -244,6 +254,9 @@ def reduction_gradient(reduction: Node, wrt: Node, cotangent: Node, output: Node
         d/dx_i: sum_j  grad(f, x, g_i)        a reduction over j (the same axis)
         d/dy_j: sum_i  grad(f, y, g_i)        a reduction over i (the other axis)
         d/dp:   sum_i (sum_j grad(f, p, g_i))  a reduction over j whose rows are then summed
+
+    For a kind in SELECTING_ARG, `selected` is the indicator (1 or 0 per component, at each pair) of the
+    pairs that the forward selected.
     """
     if reduction.op != "reduce":
         raise ValueError(f"reduction_gradient needs a keir.reduce, got keir.{reduction.op}")
@@ -258,6 +271,11 @@ def reduction_gradient(reduction: Node, wrt: Node, cotangent: Node, output: Node
                 f"the {name} of a reduction over axis {axis} is an {output_category}-variable of dimension "
                 f"{reduction.dim}, got {node!r}"
             )
+    if reduction.attr("kind") in SELECTING_ARG:
+        if selected is None or selected.dim != reduction.dim:
+            raise ValueError(f"the gradient of a {reduction.attr('kind')} reduction needs the indicator of the "
+                             f"selected pairs, of dimension {reduction.dim}")
+        cotangent = A.mul(cotangent, selected)
     (formula_cotangent,) = vjp_rule("reduce")(reduction, cotangent)
     formula_cotangent = substitute(formula_cotangent, {reduction: output})
     formula = make("grad", reduction.args[0], wrt, formula_cotangent)

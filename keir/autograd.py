@@ -20,8 +20,9 @@ from typing import Any
 
 import torch
 
-from keir.dialect.derivatives import reduction_gradient
-from keir.dialect.node import Node, var, variables
+from keir.dialect import algebra
+from keir.dialect.derivatives import SELECTING_ARG, reduction_gradient
+from keir.dialect.node import Node, make, var, variables
 from keir.reduction import Reduction
 
 _is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
@@ -91,21 +92,54 @@ def _input_gradient(plan: _Plan, inputs: list[Any], k: int, grad_output: torch.T
     """The gradient of the reduction with respect to input k, contracted with grad_output, as a keir
     reduction of torch tensors (itself differentiable); None where it is zero, so that autograd does not
     push zeros further back."""
-    category = plan.categories[k]
-    wrt = var(k, category, inputs[k].shape[-1])
     output_category = "i" if plan.root.attr("axis") == 1 else "j"
-    cotangent = var(len(inputs), output_category, grad_output.shape[-1])
-    output_var = var(len(inputs) + 1, output_category, output.shape[-1])
-    gradient, sum_rows = reduction_gradient(plan.root, wrt, cotangent, output_var)
-    arrays, categories = (*inputs, grad_output), (*plan.categories, output_category)
+    arrays, categories = list(inputs), list(plan.categories)
+
+    def variable(array: Any, category: str) -> Node:
+        arrays.append(array)
+        categories.append(category)
+        return var(len(arrays) - 1, category, array.shape[-1])
+
+    wrt = var(k, plan.categories[k], inputs[k].shape[-1])
+    cotangent = variable(grad_output, output_category)
+    selected = _selected_pairs(plan, inputs, variable) if plan.root.attr("kind") in SELECTING_ARG else None
+    output_var = var(len(arrays), output_category, output.shape[-1])
+    gradient, sum_rows = reduction_gradient(plan.root, wrt, cotangent, output_var, selected)
     if output_var in variables(gradient):  # only then: else the output would get a (zero) gradient too
-        arrays, categories = (*arrays, output), (*categories, output_category)
-    lazy = plan.lazy_type._new(gradient.args[0], arrays, categories, plan.dtype)
+        variable(output, output_category)
+    lazy = plan.lazy_type._new(gradient.args[0], tuple(arrays), tuple(categories), plan.dtype)
     reduction = Reduction(lazy, gradient.attr("kind"), gradient.attr("axis"), plan.threads)
     if reduction.is_zero:
         return None
     rows = reduction()
-    return rows.sum(0) if sum_rows else rows
+    # A parameter's gradient sums the rows (axis -2, before any batch axes' sum, which torch does itself when
+    # it reduces a gradient to an input broadcast over batch dimensions).
+    return rows.sum(-2) if sum_rows else rows
+
+
+# Indices are compared as two float parts, j // 4096 and j % 4096: each is exact in float32 up to j = 2**36.
+_INDEX_SPLIT = 4096
+
+
+def _selected_pairs(plan: _Plan, inputs: list[Any], variable: Any) -> Node:
+    """For a min or max reduction: the indicator of the pair each output component was taken from, per
+    component, from the indices of the arg-reduction of the same formula (see SELECTING_ARG): exact where a
+    comparison of the recomputed formula with the output is not."""
+    axis = plan.root.attr("axis")
+    output_category, reduced_category = ("i", "j") if axis == 1 else ("j", "i")
+    detached = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in inputs)
+    lazy = plan.lazy_type._new(plan.root.args[0], detached, plan.categories, plan.dtype)
+    index = Reduction(lazy, SELECTING_ARG[plan.root.attr("kind")], axis, plan.threads)()
+    size = next(a.shape[-2] for a, c in zip(inputs, plan.categories) if c == reduced_category)
+    dtype = getattr(torch, plan.dtype)
+    positions = torch.arange(size, device=index.device).reshape(*[1] * (index.dim() - 2), size, 1)
+    matches = [
+        make("eq", variable((index // _INDEX_SPLIT).to(dtype), output_category),
+             variable((positions // _INDEX_SPLIT).to(dtype), reduced_category)),
+        make("eq", variable((index % _INDEX_SPLIT).to(dtype), output_category),
+             variable((positions % _INDEX_SPLIT).to(dtype), reduced_category)),
+    ]
+    return algebra.mul(*matches)
 
 
 __all__ = ["KeirReduction", "needs_autograd", "reduce"]

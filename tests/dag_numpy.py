@@ -15,7 +15,7 @@ _EVAL = {
     "exp": lambda n, a: np.exp(a),
     "log": lambda n, a: np.log(a),
     "sqrt": lambda n, a: np.sqrt(a),
-    "rsqrt": lambda n, a: 1.0 / np.sqrt(a),
+    "rsqrt": lambda n, a: np.where(a == 0, 0.0, 1.0 / np.sqrt(np.where(a == 0, 1.0, a))),  # KeOps: rsqrt(0) = 0
     "square": lambda n, a: a * a,
     "pow": lambda n, a: a ** float(n.attr("exponent")),
     "abs": lambda n, a: np.abs(a),
@@ -33,8 +33,8 @@ _EVAL = {
     "atan": lambda n, a: np.arctan(a),
     "atan2": lambda n, a, b: np.arctan2(a, b),
     "sign": lambda n, a: np.sign(a),
-    "step": lambda n, a: (a >= 0).astype(float),
-    "relu": lambda n, a: np.maximum(a, 0.0),
+    "step": lambda n, a: np.where(a < 0, 0.0, 1.0),  # KeOps: x < 0 ? 0 : 1
+    "relu": lambda n, a: np.where(a < 0, 0.0, a),
     "floor": lambda n, a: np.floor(a),
     "round": lambda n, a: np.round(a, n.attr("digits")),
     "xlogx": lambda n, a: a * np.log(a),
@@ -45,7 +45,7 @@ _EVAL = {
     "ge": lambda n, a, b: (a >= b).astype(float),
     "eq": lambda n, a, b: (a == b).astype(float),
     "ne": lambda n, a, b: (a != b).astype(float),
-    "clamp": lambda n, a, b, c: np.minimum(np.maximum(a, b), c),
+    "clamp": lambda n, a, b, c: np.where(a < b, b, np.where(a > c, c, a)),  # KeOps' order: lo wins if lo > hi
     "ifelse": lambda n, a, b, c: np.where(a >= 0, b, c),
     "min": lambda n, a: np.array([a.min()]),
     "max": lambda n, a: np.array([a.max()]),

@@ -220,7 +220,7 @@ def test_gradcheck_and_dense_reference_of_other_reductions(name):
 
 
 def test_float32_min_reduction_gradient_finds_its_pairs():
-    # the gradient kernel recomputes f and compares it with the forward's minimum: bit for bit, in float32 too
+    # the gradient kernel finds the pair the forward selected by its index (from the argmin reduction)
     x, y = (_inputs(40, 50, dtype=torch.float32)[k] for k in "xy")
     (got,) = torch.autograd.grad(Vi(x).sqdist(Vj(y)).min(axis=1).sum(), x)
     dense_x = x.detach().double().requires_grad_()
