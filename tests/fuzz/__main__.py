@@ -17,9 +17,12 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per case before it is a hang")
     parser.add_argument("--shrink-budget", type=int, default=30, help="runs spent shrinking each signature")
+    parser.add_argument("--profile", choices=["full", "ci"], default="full",
+                        help="ci: shallower formulas, fewer second derivatives (the pytest slice)")
     parser.add_argument("--json", help="write every (case, outcome) to this file")
     args = parser.parse_args()
-    text, results, groups = run(args.cases, args.seed, args.start, args.jobs, args.timeout, args.shrink_budget)
+    text, results, groups = run(args.cases, args.seed, args.start, args.jobs, args.timeout, args.shrink_budget,
+                                profile=args.profile)
     print(text)
     if args.json:
         with open(args.json, "w") as handle:

@@ -36,6 +36,8 @@ def random_number(rng: random.Random, allow_non_finite: bool = True) -> str:
 
 def number_value(text: str) -> float:
     """The exact value (as float64) of a number's source text."""
+    import math
+
     import numpy as np
 
-    return float(eval(text, {"np": np}))  # our own generated literals only
+    return float(eval(text, {"np": np, "math": math}))  # our own generated literals only

@@ -14,7 +14,7 @@ from .signatures import signature
 
 
 def run(cases: int, seed: int, start: int = 0, jobs: int = 2, timeout: float = 120.0, shrink_budget: int = 30,
-        progress: bool = True) -> tuple[str, list[tuple[dict, dict]], dict]:
+        progress: bool = True, profile: str = "full") -> tuple[str, list[tuple[dict, dict]], dict]:
     """Returns (summary text, [(case, outcome)], {signature: [(case, outcome)]})."""
     began = time.monotonic()
     cache_dir = tempfile.mkdtemp(prefix="keir-fuzz-cache-")
@@ -25,7 +25,7 @@ def run(cases: int, seed: int, start: int = 0, jobs: int = 2, timeout: float = 1
         if progress and (done[0] % 50 == 0 or done[0] == cases):
             print(f"  {done[0]}/{cases} cases, {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
 
-    generated = [random_case(seed, index) for index in range(start, start + cases)]
+    generated = [random_case(seed, index, profile) for index in range(start, start + cases)]
     results = run_cases(generated, jobs=jobs, timeout=timeout, on_outcome=tick, cache_dir=cache_dir)
     results.sort(key=lambda item: item[0]["index"])
     groups: dict[str, list[tuple[dict, dict]]] = {}

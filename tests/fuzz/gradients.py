@@ -67,9 +67,8 @@ def _compare(got: object, expected: Tensor, scale: Tensor, shape: tuple, what: s
     if bad.any():
         at = tuple(int(v) for v in np.argwhere(bad)[0])
         with np.errstate(all="ignore"):
-            relative = float(np.nanmax(np.where(bad, np.abs(got_np - expected_np) / (scale_np + 1e-300), 0)))
-        if np.isnan(got_np[bad]).any():
-            relative = float("inf")
+            ratios = np.where(bad, np.abs(got_np - expected_np) / (scale_np + 1e-300), 0)
+        relative = float(ratios.max()) if np.isfinite(ratios).all() else float("inf")
         raise Mismatch(f"{what}{list(at)}: got {got_np[at]!r}, expected {expected_np[at]!r} "
                        f"(scale {scale_np[at]:.3g}; {int(bad.sum())} of {bad.size} entries differ)", relative)
     return int(known.sum())

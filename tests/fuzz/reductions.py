@@ -53,8 +53,8 @@ def compare_values(got: np.ndarray, value: Tensor, error: Tensor, p: Precision, 
     if bad.any():
         at = _where_first(bad)
         with np.errstate(all="ignore"):
-            relative = np.abs(got - value_np) / (np.abs(value_np) + tolerance)
-        worst = float(np.nanmax(np.where(bad, relative, 0))) if not np.isnan(got[bad]).any() else float("inf")
+            relative = np.where(bad, np.abs(got - value_np) / (np.abs(value_np) + tolerance), 0)
+        worst = float(relative.max()) if np.isfinite(relative).all() else float("inf")
         raise Mismatch(f"{what}{list(at)}: got {got[at]!r}, expected {value_np[at]!r} ± {SAFETY * error_np[at]:.3g} "
                        f"({int(bad.sum())} of {bad.size} entries differ)", worst)
     return int(known.sum())

@@ -163,7 +163,6 @@ UNARY: dict[str, tuple[Callable[[Tensor], Tensor], tuple[float, ...]]] = {
     "floor": (torch.floor, ()),
     "xlogx": (_xlogx, (0.0, math.exp(-1.0))),
     "sinxdivx": (_sinxdivx, (0.0,)),
-    "sinc": (lambda x: _sinxdivx(math.pi * x), (0.0,)),
 }
 NAN_UNCLEAR = {"sign", "step", "relu", "clamp", "clampint", "ifelse", "lt", "le", "gt", "ge", "eq", "ne"}
 
@@ -173,8 +172,6 @@ BINARY: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "mul": torch.mul,
     "div": torch.div,
     "atan2": torch.atan2,
-    "powf": lambda x, y: torch.exp(y * torch.log(x)),
-    "pow_lazy": lambda x, y: torch.exp(y * torch.log(x)),
     "lt": lambda x, y: (x < y).double(),
     "le": lambda x, y: (x <= y).double(),
     "gt": lambda x, y: (x > y).double(),
@@ -190,10 +187,6 @@ def _clamp(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
 
 def _ifelse(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return torch.where(x >= 0, a, b)
-
-
-def _mod(x: Tensor, n: Tensor, d: Tensor) -> Tensor:
-    return x - n * torch.floor((x - d) / n)
 
 
 # vector ops ---------------------------------------------------------------------------------------------
@@ -294,7 +287,9 @@ class Evaluator:
 
     def apply(self, op: str, args: list[Bound], attrs: dict) -> Bound:
         p = self.p
-        if op in ("sin", "cos"):  # 1-Lipschitz; the argument itself carries u |x| (range reduction)
+        if op in ("powf", "pow_lazy"):
+            result = self._powf(args[0], args[1])
+        elif op in ("sin", "cos"):  # 1-Lipschitz; the argument itself carries u |x| (range reduction)
             result = pointwise(torch.sin if op == "sin" else torch.cos, args, p)
             x = args[0]
             error = torch.maximum(result.error, x.error + 2 * p.unit * x.value.abs() + p.unit)
@@ -318,15 +313,14 @@ class Evaluator:
                 result = _unknown_where(result, _contains_zero(args[0]))
         elif op == "pow_float":  # pykeops: ** 0.5 is Sqrt, ** -0.5 Rsqrt, other floats Powf(x, y) = exp(y log x)
             y = float(attrs["exponent"])
-            if y == 0.5:
-                result = self.apply("sqrt", args, {})
-            elif y == -0.5:
-                result = self.apply("rsqrt", args, {})
+            if y in (0.5, -0.5):
+                result = self.apply("sqrt" if y == 0.5 else "rsqrt", args, {})
             else:
-                result = pointwise(lambda x: torch.exp(y * torch.log(x)), args, p)
+                result = self._powf(args[0], self.number(attrs["exponent"]))
         elif op == "round":
-            scale = 10.0 ** attrs["decimals"]
-            result = pointwise(lambda x: _round_half_away(x * scale) / scale, args, p)
+            scale = self.number(repr(10.0 ** attrs["decimals"]))
+            rounded = pointwise(_round_half_away, [self.apply("mul", [args[0], scale], {})], p)
+            result = self.apply("div", [rounded, scale], {}) if attrs["decimals"] else rounded
         elif op == "clamp":
             result = pointwise(_clamp, args, p)
         elif op == "clampint":
@@ -334,11 +328,15 @@ class Evaluator:
             result = pointwise(lambda x: _clamp(x, torch.full_like(x, lo), torch.full_like(x, hi)), args, p)
         elif op == "ifelse":
             result = pointwise(_ifelse, args, p)
-        elif op == "mod":
-            offset = args[2] if len(args) == 3 else Bound(torch.tensor(0.0, dtype=torch.float64),
-                                                          torch.tensor(0.0, dtype=torch.float64))
-            result = pointwise(_mod, [args[0], args[1], offset], p, relative=8.0)
-            result = _unknown_where(result, _contains_zero(args[1]).expand_as(result.value))
+        elif op == "mod":  # x - n floor((x - d) / n), each step rounded in the dtype
+            x, n = args[0], args[1]
+            quotient = self.apply("div", [self.apply("sub", [x, args[2]], {}) if len(args) == 3 else x, n], {})
+            # past 1/u the floor of the quotient is not an integer the dtype can tell apart: nothing to compare
+            quotient = _unknown_where(quotient, quotient.value.abs() * p.unit > 0.25)
+            floored = self.apply("floor", [quotient], {})
+            result = self.apply("sub", [x, self.apply("mul", [n, floored], {})], {})
+        elif op == "sinc":
+            result = self.apply("sinxdivx", [self.apply("mul", [self.number("math.pi"), args[0]], {})], {})
         else:
             result = self._vector(op, args, attrs)
         if op in NAN_UNCLEAR:
@@ -387,6 +385,10 @@ class Evaluator:
         if op == "one_hot":
             return _one_hot(args[0], attrs["size"], p)
         raise NotImplementedError(op)
+
+    def _powf(self, x: Bound, y: Bound) -> Bound:
+        """pykeops Powf(x, y) = exp(y log x), each step rounded in the dtype."""
+        return self.apply("exp", [self.apply("mul", [y, self.apply("log", [x], {})], {})], {})
 
     def _matvec(self, matrix: Bound, vector: Bound) -> Bound:
         m = vector.value.shape[-1]
