@@ -71,30 +71,42 @@ def _float_bits(value: float, fmt: _Format) -> int:
     return int.from_bytes(struct.pack(code, value), "little", signed=True)
 
 
-def _power_of_two(b: Builder, k: str, fmt: _Format) -> str:
-    """2**k for an integer k in the normal exponent range, built from its bits."""
-    biased = b.int_op("addi", k, b.int_const(fmt.bias))
-    return b.from_bits(b.int_op("shli", biased, b.int_const(fmt.mantissa_bits)))
-
-
 def exp(b: Builder, x: str) -> str:
-    """exp(x) = 2**k * p(r), x = k*ln2 + r, |r| <= ln2/2. On vectors whose lanes all have a normal result (the
-    common case) 2**k is added to p's exponent field; otherwise, on scalars and in code that runs once per row,
-    `_exp_anywhere` applies it by multiplications. Both give the same bits where both apply."""
+    """exp(x) = 2**k * p(r), x = k*ln2 + r, |r| <= ln2/2, rounded as p * 2**k would be by one multiplication:
+    subnormal results exact, 0 and inf past the range. Three ways, which give the same bits where they overlap:
+
+    - `_exp_normal`, where every result is normal: 2**k added to p's exponent field;
+    - `_exp_bounded`, for any x up to `_exp_top` (a Gaussian's, underflowing or not): a clamp and three more
+      operations, which round subnormal results to the subnormal grid;
+    - `_exp_anywhere`, for any x (NaN, overflow), on scalars and in code that runs once per row.
+
+    None has an operation with a subnormal operand or result: on many CPUs each such operation takes a
+    microcode assist, which made an underflowing Gaussian sum about 2x slower. On vectors the choice is per
+    vector, so it costs a branch misprediction where vectors with and without underflowing lanes mix."""
     if b.lanes is None or b.once:
         return _exp_anywhere(b, x)
     fmt = _FORMATS[b.elem]
-    # k in [-(bias - 2), bias]: p * 2**k is normal (p in [2**-0.5, 2**0.5]); NaN compares false
-    normal = b.cmp("ole", b.math("absf", b.sub(x, b.const(math.log(2)))), b.const((fmt.bias - 1) * math.log(2)))
-    every_lane = b.emit(f"vector.reduction <and>, {normal} : {b.mask_type} into i1", "m")
-    return b.branch(every_lane, lambda t: _exp_normal(t, x), lambda e: _exp_anywhere(e, x))
+    bounded = b.cmp("ole", x, b.const(_exp_top(fmt)))  # NaN compares false
+    # and k >= -(bias - 2): p * 2**k is normal (p >= 2**-0.5)
+    normal = b.mask_op("andi", bounded, b.cmp("oge", x, b.const(-(fmt.bias - 2) * math.log(2))))
+
+    def not_all_normal(t: Builder) -> str:
+        return t.branch(_every_lane(t, bounded), lambda u: _exp_bounded(u, x), lambda a: _exp_anywhere(a, x))
+
+    return b.branch(_every_lane(b, normal), lambda n: _exp_normal(n, x), not_all_normal)
 
 
-def _exp_reduced(b: Builder, x: str) -> tuple[str, str]:
-    """(p(r), x / ln2 + 1.5 * 2**mantissa_bits) for x in the clamp range: the sum's low bits hold k = round(x /
-    ln2) as an integer (a float -> int64 conversion has no AVX2 instruction and is done lane by lane)."""
+def _every_lane(b: Builder, mask: str) -> str:
+    return b.emit(f"vector.reduction <and>, {mask} : {b.mask_type} into i1", "m")
+
+
+def _exp_reduced(b: Builder, x: str, offset: int = 0) -> tuple[str, str]:
+    """(p(r), x / ln2 + 1.5 * 2**mantissa_bits + offset) for x in the clamp range: the sum's low bits hold
+    k + offset, k = round(x / ln2), as an integer (a float -> int64 conversion has no AVX2 instruction and is
+    done lane by lane). The offset is even, so that rounding to nearest even gives the same k."""
+    assert offset % 2 == 0
     fmt = _FORMATS[b.elem]
-    shifter = b.const(_shifter(fmt))
+    shifter = b.const(_shifter(fmt) + offset)
     shifted = b.fma(x, b.const(1 / math.log(2)), shifter)
     minus_k = b.neg(b.sub(shifted, shifter))
     r = b.fma(minus_k, b.const(fmt.ln2_hi), x)
@@ -102,26 +114,77 @@ def _exp_reduced(b: Builder, x: str) -> tuple[str, str]:
     return b.horner(r, list(fmt.exp_series)), shifted
 
 
+def _exponent_term(b: Builder, shifted: str) -> str:
+    """(k + offset) << mantissa_bits, from the shifted sum of `_exp_reduced`: the shifter's low bits are zero,
+    so the sum's bits, shifted left, are that term (exact as a signed integer while |k + offset| < 2**(exponent
+    bits))."""
+    return b.int_op("shli", b.to_bits(shifted), b.int_const(_FORMATS[b.elem].mantissa_bits))
+
+
 def _exp_normal(b: Builder, x: str) -> str:
-    """exp(x) where the result is normal: k << mantissa_bits added to p's bits. The shifter's low bits are zero,
-    so the shifted sum's bits, shifted left, are that term."""
-    fmt = _FORMATS[b.elem]
+    """exp(x) where the result is normal: k << mantissa_bits added to p's bits."""
     p, shifted = _exp_reduced(b, x)
-    scale = b.int_op("shli", b.to_bits(shifted), b.int_const(fmt.mantissa_bits))
-    return b.from_bits(b.int_op("addi", b.to_bits(p), scale))
+    return b.from_bits(b.int_op("addi", b.to_bits(p), _exponent_term(b, shifted)))
+
+
+def _underflow_scale(fmt: _Format) -> int:
+    """The least even c such that y = p * 2**(k + c) is normal for every k of the clamp range (k >= round(lo /
+    ln2), p >= 2**-1): 26 for f32, 56 for f64. Even: it is the offset of `_exp_reduced`."""
+    c = 1 - (fmt.bias - 1 + round(fmt.exp_clamp[0] / math.log(2)))
+    return c + c % 2
+
+
+def _exp_top(fmt: _Format) -> float:
+    """The largest x that `_exp_bounded` takes: k <= bias - c - 2, so that 2y = p * 2**(k + c + 1), p < 2, is
+    finite (68.6 for f32, 668.9 for f64)."""
+    return (fmt.bias - _underflow_scale(fmt) - 2) * math.log(2)
+
+
+def _exp_bounded(b: Builder, x: str) -> str:
+    """exp(x) for x <= `_exp_top`, not NaN: normal, subnormal or zero results.
+
+    With y = p * 2**(k + c) (normal, see `_underflow_scale`) and M = 2**(c + 1 - bias): a result p * 2**k below
+    the smallest normal 2**(1 - bias) has y < M, and y + M, rounded, is M plus y rounded to a multiple of
+    ulp(M) = 2**(c + 1 - bias - mantissa_bits), i.e. p * 2**k rounded to the subnormal grid: bits(y + M) -
+    bits(M) are the result's bits (0 included, and the smallest normal where it rounds up). A normal result
+    has y >= M, and its bits are bits(2y) - bits(M). So the result is bits(y + max(y, M)) - bits(M)."""
+    fmt = _FORMATS[b.elem]
+    c = _underflow_scale(fmt)
+    clamped = b.max(x, b.const(fmt.exp_clamp[0]))  # below, the result is 0 (and k would leave c's range)
+    p, shifted = _exp_reduced(b, clamped, offset=c)
+    y = b.from_bits(b.int_op("addi", b.to_bits(p), _exponent_term(b, shifted)))
+    m = 2.0 ** (c + 1 - fmt.bias)
+    # neither is NaN, both are positive: the flags make it one max instruction (else tests for NaN and -0)
+    larger = b.emit(f"arith.maximumf {y}, {b.const(m)} fastmath<nnan,nsz> : {b.type}")
+    return b.from_bits(b.int_op("subi", b.to_bits(b.add(y, larger)), b.int_const(_float_bits(m, fmt))))
 
 
 def _exp_anywhere(b: Builder, x: str) -> str:
-    """exp(x) for any x: 2**k applied in two halves so that results in the subnormal range are rounded once and
-    results past the float range overflow to inf."""
+    """exp(x) for any x: normal results as in `_exp_normal`, results past the float range inf, and subnormal (or
+    zero) results rounded to the subnormal grid by an addition, none of these with a subnormal intermediate."""
     fmt = _FORMATS[b.elem]
     lo, hi = fmt.exp_clamp
-    clamped = b.max(b.min(x, b.const(hi)), b.const(lo))  # a NaN stays NaN (minimumf), and so does the result
+    clamped = b.max(b.min(x, b.const(hi)), b.const(lo))  # k in [-bias - mantissa_bits - 1, bias + 1]
     p, shifted = _exp_reduced(b, clamped)
-    k = b.int_op("subi", b.to_bits(shifted), b.int_const(_float_bits(_shifter(fmt), fmt)))
-    k_half = b.int_op("shrsi", k, b.int_const(1))
-    k_rest = b.int_op("subi", k, k_half)
-    return b.mul(b.mul(p, _power_of_two(b, k_half, fmt)), _power_of_two(b, k_rest, fmt))
+    exponent = _exponent_term(b, shifted)
+    # p * 2**k with the exponent field added up: right where that field lands in [1, 2 * bias]; a field
+    # of 2 * bias + 1 or more is past the largest float, where the rounded product is inf
+    normal = b.int_op("addi", b.to_bits(p), exponent)
+    normal = b.int_op("minsi", normal, b.int_const(_float_bits(math.inf, fmt)))
+    # Otherwise p * 2**k < 2**(1 - bias): its rounding to a multiple of the smallest subnormal 2**-s,
+    # s = bias + mantissa_bits - 1, is round(y) * 2**-s, y = p * 2**(k + s) < 2**mantissa_bits (exact, and
+    # normal: k + s >= -2). Adding 2**mantissa_bits to y rounds it to an integer, to nearest even, and leaves
+    # that integer in the sum's low bits: the bits of the subnormal (or 0, or the smallest normal) result.
+    # k is capped at -(bias - 1) so that lanes with a normal result, which do not use y, get a normal y too.
+    s = fmt.bias + fmt.mantissa_bits - 1
+    capped = b.int_op("minsi", exponent, b.int_const(-(fmt.bias - 1) << fmt.mantissa_bits))
+    scale = b.from_bits(b.int_op("addi", capped, b.int_const((s + fmt.bias) << fmt.mantissa_bits)))
+    grid = 2.0**fmt.mantissa_bits
+    rounded = b.add(b.mul(p, scale), b.const(grid))
+    subnormal = b.int_op("subi", b.to_bits(rounded), b.int_const(_float_bits(grid, fmt)))
+    is_normal = b.int_cmp("sge", normal, b.int_const(1 << fmt.mantissa_bits))
+    result = b.from_bits(b.select(is_normal, normal, subnormal, of_int=True))
+    return b.select(b.cmp("uno", x, x), clamped, result)  # NaN: clamped is NaN too (maximumf, minimumf)
 
 
 def log(b: Builder, x: str) -> str:

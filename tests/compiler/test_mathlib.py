@@ -42,6 +42,29 @@ FUNCTIONS = {
 }
 
 
+def exp_by_multiplications(b: Builder, x: str) -> str:
+    """exp as keir computed it where a result could be subnormal, before the subnormal-free scaling: p *
+    2**k_half * 2**k_rest, a product in the normal range then one that rounds once (to the subnormal grid, to 0
+    or inf where due). The straightforward formulation, whose bits mathlib.exp must give everywhere."""
+    fmt = mathlib._FORMATS[b.elem]
+    lo, hi = fmt.exp_clamp
+    clamped = b.max(b.min(x, b.const(hi)), b.const(lo))
+    p, shifted = mathlib._exp_reduced(b, clamped)
+    k = b.int_op("subi", b.to_bits(shifted), b.int_const(mathlib._float_bits(mathlib._shifter(fmt), fmt)))
+    k_half = b.int_op("shrsi", k, b.int_const(1))
+    k_rest = b.int_op("subi", k, k_half)
+
+    def power_of_two(k: str) -> str:  # 2**k for k in the normal exponent range, from its bits
+        biased = b.int_op("addi", k, b.int_const(fmt.bias))
+        return b.from_bits(b.int_op("shli", biased, b.int_const(fmt.mantissa_bits)))
+
+    return b.mul(b.mul(p, power_of_two(k_half)), power_of_two(k_rest))
+
+
+# reference formulations, compiled like FUNCTIONS but not measured for accuracy
+FORMULATIONS = {"exp_by_multiplications": (1, exp_by_multiplications, None)}
+
+
 # compiling ----------------------------------------------------------------------------------------------
 def loop_text(symbol: str, elem: str, arity: int, apply, vector: bool) -> str:
     """func.func @symbol(%in0, [%in1,] %out: memref<?xT>, %i0, %i1, %n: index): out[k] = f(in[k]), k < n.
@@ -86,7 +109,7 @@ def loop_text(symbol: str, elem: str, arity: int, apply, vector: bool) -> str:
 @functools.cache
 def compiled(name: str, elem: str, vector: bool):
     """f(*arrays) -> array, the mathlib function `name` compiled for `elem` (once per process)."""
-    arity, apply, _ = FUNCTIONS[name]
+    arity, apply, _ = {**FUNCTIONS, **FORMULATIONS}[name]
     symbol = f"keir_test_mathlib_{name}_{elem}_{'vector' if vector else 'scalar'}"
     obj = llvm_ir_to_object(loops_to_llvm_ir(loop_text(symbol, elem, arity, apply, vector)))
     function = c_function(load_symbol(obj, symbol), arity + 1)
@@ -303,11 +326,51 @@ def test_exp_and_log_float32_at_most_2_ulp_over_the_whole_domain() -> None:
 
 @pytest.mark.parametrize("elem", ["f32", "f64"])
 def test_exp_fast_path_gives_the_general_paths_bits(elem: str) -> None:
-    """On vectors, exp adds 2**k to the exponent field when every lane's result is normal, and otherwise
-    multiplies (as the scalar path always does): sorted arguments give whole vectors of each kind."""
+    """On vectors, exp adds 2**k to the exponent field when every lane's result is normal, else rounds
+    subnormal results with an addition (x up to a bound) or takes the path of scalars: sorted arguments give
+    whole vectors of each kind."""
     bias = 127 if elem == "f32" else 1023
     edge = np.log(2) * np.array([-(bias - 2), bias])  # the fast path's range, about
     rng = np.random.default_rng(5)
     x = np.sort(np.concatenate([rng.uniform(edge[0] - 20, edge[1] + 5, 50_000), edge, np.nextafter(edge, 0)]))
     x = x.astype(DTYPES[elem])
     assert_same_bits(compiled("exp", elem, True)(x), compiled("exp", elem, False)(x))
+
+
+def float_range(lo: float, hi: float, elem: str) -> np.ndarray:
+    """Every float of the format in [lo, hi] (lo < hi < 0 or 0 < lo < hi), in order."""
+    dtype = DTYPES[elem]
+    ints = np.int32 if elem == "f32" else np.int64
+    ends = np.sort(np.array([lo, hi], dtype).view(ints))
+    return np.arange(ends[0], ends[1] + 1, dtype=ints).view(dtype)
+
+
+def assert_exp_as_by_multiplications(x: np.ndarray, elem: str) -> None:
+    reference = compiled("exp_by_multiplications", elem, False)(x)
+    for vector in (True, False):
+        assert_same_bits(compiled("exp", elem, vector)(x), reference)
+
+
+def test_exp_float32_bits_in_the_underflow_and_overflow_ranges() -> None:
+    """Every float32 in [-110, -80] (subnormal results, 0 and the normal ones next to them), in [60, 70] (the
+    top of the vector paths without overflow), in [85, 90] (overflow to inf) and in a stretch around -1e4
+    (clamped): the same bits as the multiplications give, sorted and shuffled (vectors of mixed lanes)."""
+    parts = [float_range(-110.0, -80.0, "f32"), float_range(60.0, 70.0, "f32"), float_range(85.0, 90.0, "f32")]
+    x = np.concatenate([*parts, float_range(-1.0001e4, -0.9999e4, "f32"), special_values("f32")])
+    assert_exp_as_by_multiplications(x, "f32")
+    assert_exp_as_by_multiplications(np.random.default_rng(3).permutation(x), "f32")
+
+
+def test_exp_float64_bits_in_the_underflow_and_overflow_ranges() -> None:
+    """float64: random arguments over the subnormal range and past it, near the top of the vector paths
+    without overflow and past the overflow, every float64 in stretches around where results turn subnormal,
+    round to 0 and overflow, the -1e4 region: the multiplications' bits, sorted and shuffled."""
+    rng = np.random.default_rng(19)
+    parts = [rng.uniform(-750.0, -700.0, 2_000_000), rng.uniform(600.0, 712.0, 400_000), special_values("f64")]
+    parts.append(rng.uniform(-1.1e4, -0.9e4, 100_000))
+    # exp(x) = 2**-1022 (smallest normal), 2**-1075 (half the smallest subnormal), 2**1024 (overflow)
+    for edge in (-1022 * np.log(2), -1075 * np.log(2), 1024 * np.log(2), mathlib._exp_top(mathlib._FORMATS["f64"])):
+        parts.append(float_range(np.nextafter(edge, -np.inf, dtype=np.float64) - 1e-8, edge + 1e-8, "f64"))
+    x = np.concatenate(parts)
+    assert_exp_as_by_multiplications(x, "f64")
+    assert_exp_as_by_multiplications(rng.permutation(x), "f64")
