@@ -1,6 +1,6 @@
 """`make bench`: keir on the CPU, side by side with torch, NumPy, a C reference and (when installed) pykeops.
 
-    .venv/bin/python benchmarks/cpu.py                  # every case, then per-call overhead and compile time
+    .venv/bin/python benchmarks/cpu.py                  # every case, then overhead, compile time, underflow
     .venv/bin/python benchmarks/cpu.py --quick          # small sizes: a smoke test in seconds
     .venv/bin/python benchmarks/cpu.py --case gauss-d3-2e4 --case overhead
 
@@ -95,7 +95,7 @@ CASES = (
     Case("lse-d3", "lse", 3, 10_000, 1_500),
     Case("cauchy-d3", "cauchy", 3, 10_000, 1_500),
 )
-EXTRAS = ("overhead", "compile")
+EXTRAS = ("overhead", "compile", "underflow")
 TARGET_CASE = "gauss-d3-2e4"  # the case of the done-criterion: float32, one thread
 
 
@@ -535,6 +535,43 @@ def verdict(what: str, shown: str, target: str, met: bool) -> str:
     return f"- {what} = {shown} (target {target}): {'met' if met else 'MISSED'}"
 
 
+# --- a Gaussian whose values underflow ---------------------------------------------------------------------
+UNDERFLOW_SCALES = (1.0, 100.0, 1e4)
+UNDERFLOW_GOAL = 1.2  # the most time a scale may take, relative to scale 1
+
+
+def underflow_rows(settings: Settings) -> tuple[str, list[str]]:
+    """sum_j exp(-scale * |x_i - y_j|^2) b_j, x and y uniform in [0, 1]^3, M = N = 5000, one thread: at scale
+    1 no value underflows; at scale 100, in float32, 14 % of the values are subnormal or 0 (in 3 vectors of 16
+    lanes out of 4); at 10^4 nearly all are 0 (in float64 too). keir keeps subnormals exact, so this measures
+    exp's paths (keir.compiler.mathlib.exp) and the CPU's subnormal arithmetic. The scales are timed in turns."""
+    size = 1500 if settings.quick else 5000
+    rng = np.random.default_rng(0)
+    table, lines = [], []
+    for dtype in ("float32", "float64"):
+        x, y = rng.random((size, 3)).astype(dtype), rng.random((size, 3)).astype(dtype)
+        b = rng.random((size, 1)).astype(dtype)
+        calls = {}
+        for scale in UNDERFLOW_SCALES:
+            lazy = (-keir.numpy.Vi(x).sqdist(keir.numpy.Vj(y)) * scale).exp() * keir.numpy.Vj(b)
+            calls[scale] = lazy.sum(axis=1, call=False, threads=1)
+            calls[scale]()  # compiles
+        seconds = interleaved_minimums(calls, settings.target_budget)
+        ratios = {scale: seconds[scale] / seconds[1.0] for scale in UNDERFLOW_SCALES}
+        table.append([dtype] + [f"{seconds[s] * 1e3:.1f} ms ({ratios[s]:.2f}×)" for s in UNDERFLOW_SCALES])
+        for scale in UNDERFLOW_SCALES[1:]:
+            what = f"Gaussian sum, M = N = {size}, {dtype}, 1 thread, scale {scale:g} / scale 1"
+            met = ratios[scale] <= UNDERFLOW_GOAL
+            lines.append(verdict(what, f"{ratios[scale]:.2f}×", f"≤ {UNDERFLOW_GOAL:g}×", met))
+    headers = ["dtype", *(f"scale {s:g}" for s in UNDERFLOW_SCALES)]
+    text = (
+        f"\n### Underflow: exp(-scale · |x_i − y_j|²) b_j summed, x, y uniform in [0, 1]³, M = N = {size}, "
+        "1 thread\n\nTime of a call (best of repeated calls, in turns) and its ratio to scale 1.\n\n"
+        + markdown_table(headers, table, right_from=1)
+    )
+    return text, lines
+
+
 # --- per-call overhead and compile time ------------------------------------------------------------------
 def per_call_overhead() -> list[str]:
     """Rebuild the Gaussian formula and call it on M = N = 100, the kernel already compiled (float32)."""
@@ -689,6 +726,10 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(format_rows(rows))
     lines = target_lines(rows)
+    if "underflow" in chosen:
+        text, more = underflow_rows(settings)
+        print(text)
+        lines += more
     if "overhead" in chosen:
         lines += per_call_overhead()
     if "compile" in chosen:
