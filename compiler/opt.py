@@ -78,8 +78,11 @@ def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         if name in LOWERINGS:
             if position != len(names) - 1:
                 parser.error(f"--{name} leaves the keir dialect: it must be the last pass")
-        elif name not in PASSES:
-            parser.error(f"unknown pass '{name}'; known: {', '.join(sorted([*PASSES, *LOWERINGS]))}")
+        else:
+            try:
+                get_pass(name)
+            except ValueError as err:
+                parser.error(f"{err}; lowerings: {', '.join(sorted(LOWERINGS))}")
     return args, names
 
 

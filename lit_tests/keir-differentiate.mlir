@@ -40,7 +40,8 @@ func.func @product() -> vector<1xf64> {
   return %g : vector<1xf64>
 }
 
-// exp, log, sqrt, rsqrt: each rule reuses the primal value (exp(x), sqrt(.), rsqrt(.)) it needs.
+// exp, log, sqrt, rsqrt: each rule reuses the primal value (exp(x), rsqrt(.)) it needs. KeOps' conventions:
+// sqrt' = rsqrt / 2 and rsqrt' = -rsqrt^3 / 2, both 0 at 0 since rsqrt(0) = 0.
 // CHECK-LABEL: func.func @transcendental
 // CHECK-DAG:     %[[X:.*]] = "keir.var"() {category = "i", index = 0 : i64}
 // CHECK-DAG:     %[[E:.*]] = "keir.var"() {category = "i", index = 1 : i64}
@@ -51,10 +52,11 @@ func.func @product() -> vector<1xf64> {
 // CHECK-NEXT:    %[[B:.*]] = "keir.log"(%[[A]])
 // CHECK-NEXT:    %[[C:.*]] = "keir.sqrt"(%[[B]])
 // CHECK-NEXT:    %[[D:.*]] = "keir.rsqrt"(%[[C]])
-// CHECK-NEXT:    %[[DC:.*]] = "keir.div"(%[[D]], %[[C]])
-// CHECK-NEXT:    %[[GC:.*]] = "keir.mul"(%[[ME]], %[[DC]])
+// CHECK-NEXT:    %[[D3:.*]] = "keir.pow"(%[[D]]) {exponent = 3 : i64}
+// CHECK-NEXT:    %[[GC:.*]] = "keir.mul"(%[[ME]], %[[D3]])
 // CHECK-NEXT:    %[[HG:.*]] = "keir.mul"(%[[HALF]], %[[GC]])
-// CHECK-NEXT:    %[[GB:.*]] = "keir.div"(%[[HG]], %[[C]])
+// CHECK-NEXT:    %[[RB:.*]] = "keir.rsqrt"(%[[B]])
+// CHECK-NEXT:    %[[GB:.*]] = "keir.mul"(%[[HG]], %[[RB]])
 // CHECK-NEXT:    %[[GA:.*]] = "keir.div"(%[[GB]], %[[A]])
 // CHECK-NEXT:    %[[GX:.*]] = "keir.mul"(%[[GA]], %[[A]])
 // CHECK-NEXT:    return %[[GX]]
@@ -186,14 +188,15 @@ func.func @trigonometric() -> vector<1xf64> {
   return %g : vector<1xf64>
 }
 
-// relu, ifelse, comparisons: the taken branch gets the cotangent, a comparison passes nothing back.
+// relu, ifelse, comparisons: the taken branch gets the cotangent (where the condition is >= 0, as the forward
+// selects), a comparison passes nothing back, and relu' = step (1 at 0, as KeOps).
 // CHECK-LABEL: func.func @piecewise
 // CHECK-DAG:     %[[X:.*]] = "keir.var"() {category = "i", index = 0 : i64}
 // CHECK-DAG:     %[[E:.*]] = "keir.var"() {category = "i", index = 2 : i64}
 // CHECK:         %[[C:.*]] = "keir.lt"(%[[X]], %{{.*}})
-// CHECK-NEXT:    %[[TAKEN:.*]] = "keir.step"(%[[C]])
+// CHECK-NEXT:    %[[TAKEN:.*]] = "keir.ge"(%[[C]], %{{.*}})
 // CHECK-NEXT:    %[[GR:.*]] = "keir.mul"(%[[E]], %[[TAKEN]])
-// CHECK-NEXT:    %[[POS:.*]] = "keir.gt"(%[[X]], %{{.*}})
+// CHECK-NEXT:    %[[POS:.*]] = "keir.step"(%[[X]])
 // CHECK-NEXT:    %[[GX:.*]] = "keir.mul"(%[[GR]], %[[POS]])
 // CHECK-NEXT:    return %[[GX]]
 func.func @piecewise() -> vector<1xf64> {

@@ -35,9 +35,9 @@ class Hoister(Simplifier):
     algebraic = False
 
 
-def hoist(root: Node) -> Node:
-    return Hoister(inner_category(root)).simplify(root)
+def hoist(root: Node, elem: str = "f64") -> Node:
+    return Hoister(inner_category(root), elem).simplify(root)
 
 
 def run(kernel: Kernel) -> Kernel:
-    return Kernel(kernel.name, hoist(kernel.result), kernel.dtype)
+    return Kernel(kernel.name, hoist(kernel.result, kernel.dtype), kernel.dtype)

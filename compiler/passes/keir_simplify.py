@@ -55,6 +55,8 @@ from keir.dialect import algebra as A
 from keir.dialect.node import Node, constant, make, topological
 from keir.dialect.ops import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY
 
+# The normal range of each float type (smallest and largest magnitude) that folded constants stay in.
+_NORMAL_RANGE = {"f32": (Fraction(2) ** -126, Fraction(2) ** 127), "f64": (Fraction(2) ** -1022, Fraction(2) ** 1023)}
 MAX_ROUNDS = 8  # full bottom-up sweeps; formulas settle in two or three
 MAX_DEPTH = 40  # nested rewrites of new nodes within one sweep (a guard: rules do not cycle)
 ARITHMETIC = frozenset({"add", "sub", "neg", "mul", "div", "square", "pow"})
@@ -106,8 +108,12 @@ class Simplifier:
     default: tuple[Rule, ...]
     algebraic = True
 
-    def __init__(self, inner: str = "j"):
+    def __init__(self, inner: str = "j", elem: str = "f64", assume_finite: bool = False):
         self.inner = inner
+        # Folded constants stay within the normal range of the kernel's float type: beyond it, folding
+        # x * c1 * c2 or x / c into one constant would overflow, underflow or divide by a subnormal.
+        self.constant_range = _NORMAL_RANGE[elem]
+        self.assume_finite = assume_finite
         self.uses: Counter[Node] = Counter()  # users in the DAG a sweep started from, by rewritten node
         self.done: dict[Node, Node] = {}
         self.depth = 0
@@ -189,7 +195,7 @@ class Simplifier:
 
     def constant(self, value: Fraction) -> Node:
         """The float constant nearest to value, remembered as exactly value for later folding."""
-        node = constant(float(value))
+        node = constant(_nearest(value))
         self.exact.setdefault(node, value)
         return node
 
@@ -222,13 +228,13 @@ class Simplifier:
             value = A.constant_value(item)
             if value is not None and math.isfinite(value):
                 value = self.exact.get(A.splat_value(item), Fraction(value))
-                if value == 0 and k < 0:
-                    return Term(Fraction(1), ((node, 1),))  # a division by zero stays as written
+                if (value == 0 and k < 0) or not self._foldable(coefficient * value**k):
+                    return Term(Fraction(1), ((node, 1),))  # a division by zero stays as written, and so on
                 coefficient *= value**k
                 continue
             if item is not node and self._shared(item, self._terms):
                 shared = self.term(item)
-                if shared.coefficient == 0 and k < 0:
+                if (shared.coefficient == 0 and k < 0) or not self._foldable(coefficient * shared.coefficient**k):
                     return Term(Fraction(1), ((node, 1),))
                 coefficient *= shared.coefficient**k
                 for part, sign in ((shared.numerator, 1), (shared.denominator, -1)):
@@ -252,6 +258,10 @@ class Simplifier:
                 side = powers[0] if k > 0 else powers[1]
                 side[item] = side.get(item, 0) + abs(k)
         return self._cancelled(coefficient, *powers)
+
+    def _foldable(self, value: Fraction) -> bool:
+        low, high = self.constant_range
+        return value == 0 or low <= abs(value) <= high
 
     def _factors(self, powers: dict[Node, int]) -> Factors:
         return tuple(sorted(powers.items(), key=lambda item: self.order(item[0])))
@@ -309,12 +319,24 @@ class Simplifier:
                     collected.append(t.scaled(Fraction(sign)))
         return self._merge(collected)
 
-    @staticmethod
-    def _merge(terms: list[Term]) -> tuple[Term, ...]:
+    def _merge(self, terms: list[Term]) -> tuple[Term, ...]:
+        """Like terms added up. Terms that cancel (x - x) are 0 only for finite x: unless the formula may
+        assume finite values, they stay as one opaque factor x - x, which is NaN where x is NaN or infinite.
+        (A term whose coefficient is 0 already, a product with a literal 0, is 0: x * 0 => 0.)"""
         merged: dict[tuple[Factors, Factors], Fraction] = {}
+        cancelled = set()
         for t in terms:
             merged[t.key] = merged.get(t.key, Fraction(0)) + t.coefficient
-        return tuple(Term(c, *key) for key, c in merged.items() if c != 0)
+            if t.coefficient != 0:
+                cancelled.add(t.key)
+        kept = []
+        for key, c in merged.items():
+            if c != 0:
+                kept.append(Term(c, *key))
+            elif key in cancelled and key != ((), ()) and not self.assume_finite:
+                x = self.build_term(Term(Fraction(1), *key), max(f.dim for f, _ in key[0] + key[1]))
+                kept.append(Term(Fraction(1), ((make("sub", x, x), 1),)))
+        return tuple(kept)
 
     def term_level(self, t: Term) -> int:
         return max((self.level(f) for f in t.factors), default=0)
@@ -331,7 +353,7 @@ class Simplifier:
                 return self.build_term(distributed, dim)
         magnitude, negative = abs(t.coefficient), t.coefficient < 0
         acc: Node | None = None
-        if float(magnitude) != 1.0:  # a coefficient that rounds to 1 is 1 in the kernel
+        if _nearest(magnitude) != 1.0:  # a coefficient that rounds to 1 is 1 in the kernel
             value = t.coefficient if negative else magnitude
             acc, negative = self.constant(value), False
         for level in (0, 1, 2):
@@ -361,6 +383,8 @@ class Simplifier:
         outside = Term(coefficient, self._factors({f: k for f, k in numerator.items() if self.level(f) < 2}),
                        self._factors({f: k for f, k in denominator.items() if self.level(f) < 2}))
         if len(sums) != 1 or (abs(coefficient) == 1 and not outside.factors):
+            return None
+        if outside.factors and not self.assume_finite:  # H inf and a + h > 0: H (a + h) = inf but H a + H h = NaN
             return None
         inner = self.terms(sums[0])
         if sum(self.term_level(u) == 2 for u in inner) != 1:
@@ -716,9 +740,17 @@ RULES: dict[str, tuple[Rule, ...]] = {
 Simplifier.rules, Simplifier.default = RULES, (_fold,)
 
 
-def simplify(root: Node, inner: str | None = None) -> Node:
-    return Simplifier(inner or inner_category(root)).simplify(root)
+def _nearest(value: Fraction) -> float:
+    """The float64 nearest to value; ±inf beyond float64's range (a sum of large constants), as arithmetic gives."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.copysign(math.inf, value)
 
 
-def run(kernel: Kernel) -> Kernel:
-    return Kernel(kernel.name, simplify(kernel.result), kernel.dtype)
+def simplify(root: Node, inner: str | None = None, elem: str = "f64", assume_finite: bool = False) -> Node:
+    return Simplifier(inner or inner_category(root), elem, assume_finite).simplify(root)
+
+
+def run(kernel: Kernel, assume_finite: bool = False) -> Kernel:
+    return Kernel(kernel.name, simplify(kernel.result, elem=kernel.dtype, assume_finite=assume_finite), kernel.dtype)
