@@ -12,7 +12,7 @@ import warnings
 
 import torch
 
-from . import dense, gradients, program, reductions
+from . import dense, gradients, program, reductions, semantics
 from .reductions import Mismatch
 from .semantics import Precision
 
@@ -41,7 +41,13 @@ def run_case(case: dict) -> dict:
             precision = Precision.of(case["dtype"])
             variables = dense.variable_bounds(case, namespace, precision)
             terms, weight = dense.evaluate_terms(case, variables, precision)
-            checked = reductions.check(case["reduction"]["kind"], case["reduction"].get("k"), namespace["result"],
+            result = namespace["result"]
+            if "matmul" in case["reduction"]:  # (f @ b)_i = sum_j f_ij b_j, of shape (M,)
+                b = dense.as_float64(namespace["b"]).reshape(1, -1, 1)
+                terms = semantics.pointwise(torch.mul, [terms, semantics.Bound(b, torch.zeros_like(b))], precision)
+                result = reductions.as_numpy(result)[..., None] if reductions.as_numpy(result).ndim == 1 else \
+                    reductions.as_numpy(result)[..., None, :]  # a wrong (M, 1) shape then fails the comparison
+            checked = reductions.check(case["reduction"]["kind"], case["reduction"].get("k"), result,
                                        terms, weight, precision)
         if case["grad"] and gradients.well_conditioned(terms):
             checked += gradients.check(case, namespace)

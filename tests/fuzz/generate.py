@@ -117,7 +117,7 @@ def _reduction(rng: random.Random, kinds: dict[str, float], n_reduced: int) -> d
     if kind.startswith("K") or kind.startswith("argK"):
         reduction["k"] = rng.choice(_k_choices(n_reduced))
     options: dict[str, Any] = {}
-    if kind in ("sum", "logsumexp", "logsumexp_weight") and rng.random() < 0.25:
+    if kind in ("sum", "logsumexp", "logsumexp_weight", "sumsoftmaxweight") and rng.random() < 0.25:
         options["sum_scheme"] = rng.choice(["direct_sum", "block_sum", "kahan_scheme"])
     if kind == "sum" and rng.random() < 0.1:
         options["dtype_acc"] = "float64"
@@ -158,6 +158,9 @@ def random_case(seed: int, index: int, profile: str = "full") -> dict:
         categories = {v["category"] for v in case["vars"] if _used(case["formula"], v["name"])}
         if {"i", "j"} <= categories or rng.random() < 0.03:
             break
+    if (reduction["kind"] == "sum" and reduction["axis"] == 1 and out_dim == 1 and not batch and not grad
+            and not reduction["options"] and rng.random() < 0.15):
+        reduction["matmul"] = rng.randrange(2**31)  # f @ b, b an array of shape (N,) drawn with this seed
     if reduction["axis"] == 0 and "k" in reduction:
         reduction["k"] = rng.choice(_k_choices(m))
     if reduction["kind"] in ("logsumexp_weight", "sumsoftmaxweight"):

@@ -99,6 +99,8 @@ def _reduction_call(case: dict) -> str:
     axis_text = str(axis + nb)
     keyword = ["axis=", "dim=", ""][spelling]  # the last: positional
     options = "".join(f", {key}={value!r}" for key, value in reduction["options"].items())
+    if kind == "sum" and "matmul" in reduction:
+        return "f @ b"
     if kind == "sum":
         return f"f.sum({keyword}{axis_text}{options})"
     if kind in ("Kmin", "argKmin", "Kmin_argKmin"):
@@ -120,6 +122,11 @@ def data_source(case: dict) -> str:
     for variable in case["vars"]:
         if variable["spelling"] != "Pm_number":
             lines += _array_lines(variable, case)
+    if "matmul" in case["reduction"]:  # K @ b
+        lines.append(f"b = np.random.default_rng({case['reduction']['matmul']}).standard_normal({case['N']})"
+                     f".astype(np.{case['dtype']})")
+        if api == "torch":
+            lines.append("b = torch.from_numpy(b)")
     return "\n".join(lines) + "\n"
 
 
