@@ -61,6 +61,12 @@ def _infix(symbol: str) -> Callable[[list[str], dict], str]:
     return lambda args, attrs: f"({args[0]} {symbol} {args[1]})"
 
 
+def _exponent(rng: random.Random, dim: int, max_dim: int) -> Plan:
+    """pykeops' Powf(x, y): y of x's dimension or of dimension 1 (not the other way round)."""
+    exponent = dim if rng.random() < 0.5 else 1
+    return [(dim, False), (exponent, exponent == 1)], {}
+
+
 def _ternary(rng: random.Random, dim: int, max_dim: int) -> Plan:
     slots = [(dim, False)] + [((dim if rng.random() < 0.5 else 1), True) for _ in range(2)]
     return [(d, d == 1 and ok) for d, ok in slots], {}
@@ -219,8 +225,8 @@ OPS: list[Op] = [
     Op("atan2", _binary(lazy_first=True), _fn("atan2"), smooth=True),
     Op("pow_int", _pow_int, _spell_pow, smooth=True, weight=2),
     Op("pow_float", _pow_float, lambda a, t: f"({a[0]} ** {t['exponent']})", smooth=True),
-    Op("pow_lazy", _binary(lazy_first=True), lambda a, t: f"({a[0]} ** {a[1]})", smooth=True),
-    Op("powf", _binary(lazy_first=True), _fn("powf"), smooth=True),
+    Op("pow_lazy", _exponent, lambda a, t: f"({a[0]} ** {a[1]})", smooth=True),
+    Op("powf", _exponent, _fn("powf"), smooth=True),
     Op("clamp", _ternary, _fn("clamp")),
     Op("clampint", _clampint, lambda a, t: f"{a[0]}.clampint({t['low']}, {t['high']})"),
     Op("ifelse", _ternary, _fn("ifelse")),
