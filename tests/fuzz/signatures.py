@@ -13,6 +13,7 @@ def _without_numbers(text: str) -> str:
     text = re.sub(r"0x[0-9a-fA-F]+", "ADDR", text)
     text = re.sub(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", "N", text)
     text = re.sub(r"\b[xyp]N\b", "VAR", text)  # the fuzzer's variable names
+    text = re.sub(r"'[^']*'", "'S'", text)  # quoted names and options: one signature for one message shape
     return re.sub(r"\s+", " ", text).strip()[:110]
 
 
