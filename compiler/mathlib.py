@@ -71,6 +71,12 @@ def _float_bits(value: float, fmt: _Format) -> int:
     return int.from_bytes(struct.pack(code, value), "little", signed=True)
 
 
+def _power_of_two(b: Builder, k: str, fmt: _Format) -> str:
+    """2**k for an integer k in the normal exponent range, built from its bits."""
+    biased = b.int_op("addi", k, b.int_const(fmt.bias))
+    return b.from_bits(b.int_op("shli", biased, b.int_const(fmt.mantissa_bits)))
+
+
 def exp(b: Builder, x: str) -> str:
     """exp(x) = 2**k * p(r), x = k*ln2 + r, |r| <= ln2/2, rounded as p * 2**k would be by one multiplication:
     subnormal results exact, 0 and inf past the range. Three ways, which give the same bits where they overlap:
@@ -80,9 +86,10 @@ def exp(b: Builder, x: str) -> str:
       operations, which round subnormal results to the subnormal grid;
     - `_exp_anywhere`, for any x (NaN, overflow), on scalars and in code that runs once per row.
 
-    None has an operation with a subnormal operand or result: on many CPUs each such operation takes a
-    microcode assist, which made an underflowing Gaussian sum about 2x slower. On vectors the choice is per
-    vector, so it costs a branch misprediction where vectors with and without underflowing lanes mix."""
+    The first two have no operation with a subnormal operand or result: on many CPUs each such operation takes
+    a microcode assist, which made an underflowing Gaussian sum about 2x slower when every vector with an
+    underflowing lane took `_exp_anywhere`. On vectors the choice is per vector, so it costs a branch
+    misprediction where vectors with and without underflowing lanes mix."""
     if b.lanes is None or b.once:
         return _exp_anywhere(b, x)
     fmt = _FORMATS[b.elem]
@@ -160,31 +167,18 @@ def _exp_bounded(b: Builder, x: str) -> str:
 
 
 def _exp_anywhere(b: Builder, x: str) -> str:
-    """exp(x) for any x: normal results as in `_exp_normal`, results past the float range inf, and subnormal (or
-    zero) results rounded to the subnormal grid by an addition, none of these with a subnormal intermediate."""
+    """exp(x) for any x: 2**k applied in two halves so that results in the subnormal range are rounded once and
+    results past the float range overflow to inf. The multiplication that rounds a result to a subnormal (or to
+    0) takes a microcode assist on many CPUs; this path is for code that runs once per row, scalars and vectors
+    with a NaN or a large lane, where that is rare or cheap, and it is the smaller code."""
     fmt = _FORMATS[b.elem]
     lo, hi = fmt.exp_clamp
-    clamped = b.max(b.min(x, b.const(hi)), b.const(lo))  # k in [-bias - mantissa_bits - 1, bias + 1]
+    clamped = b.max(b.min(x, b.const(hi)), b.const(lo))  # a NaN stays NaN (minimumf), and so does the result
     p, shifted = _exp_reduced(b, clamped)
-    exponent = _exponent_term(b, shifted)
-    # p * 2**k with the exponent field added up: right where that field lands in [1, 2 * bias]; a field
-    # of 2 * bias + 1 or more is past the largest float, where the rounded product is inf
-    normal = b.int_op("addi", b.to_bits(p), exponent)
-    normal = b.int_op("minsi", normal, b.int_const(_float_bits(math.inf, fmt)))
-    # Otherwise p * 2**k < 2**(1 - bias): its rounding to a multiple of the smallest subnormal 2**-s,
-    # s = bias + mantissa_bits - 1, is round(y) * 2**-s, y = p * 2**(k + s) < 2**mantissa_bits (exact, and
-    # normal: k + s >= -2). Adding 2**mantissa_bits to y rounds it to an integer, to nearest even, and leaves
-    # that integer in the sum's low bits: the bits of the subnormal (or 0, or the smallest normal) result.
-    # k is capped at -(bias - 1) so that lanes with a normal result, which do not use y, get a normal y too.
-    s = fmt.bias + fmt.mantissa_bits - 1
-    capped = b.int_op("minsi", exponent, b.int_const(-(fmt.bias - 1) << fmt.mantissa_bits))
-    scale = b.from_bits(b.int_op("addi", capped, b.int_const((s + fmt.bias) << fmt.mantissa_bits)))
-    grid = 2.0**fmt.mantissa_bits
-    rounded = b.add(b.mul(p, scale), b.const(grid))
-    subnormal = b.int_op("subi", b.to_bits(rounded), b.int_const(_float_bits(grid, fmt)))
-    is_normal = b.int_cmp("sge", normal, b.int_const(1 << fmt.mantissa_bits))
-    result = b.from_bits(b.select(is_normal, normal, subnormal, of_int=True))
-    return b.select(b.cmp("uno", x, x), clamped, result)  # NaN: clamped is NaN too (maximumf, minimumf)
+    k = b.int_op("subi", b.to_bits(shifted), b.int_const(_float_bits(_shifter(fmt), fmt)))
+    k_half = b.int_op("shrsi", k, b.int_const(1))
+    k_rest = b.int_op("subi", k, k_half)
+    return b.mul(b.mul(p, _power_of_two(b, k_half, fmt)), _power_of_two(b, k_rest, fmt))
 
 
 def log(b: Builder, x: str) -> str:

@@ -43,9 +43,9 @@ FUNCTIONS = {
 
 
 def exp_by_multiplications(b: Builder, x: str) -> str:
-    """exp as keir computed it where a result could be subnormal, before the subnormal-free scaling: p *
-    2**k_half * 2**k_rest, a product in the normal range then one that rounds once (to the subnormal grid, to 0
-    or inf where due). The straightforward formulation, whose bits mathlib.exp must give everywhere."""
+    """exp the straightforward way (as keir computed it on every vector with a non-normal result, before the
+    subnormal-free path): p * 2**k_half * 2**k_rest, a product in the normal range then one that rounds once
+    (to the subnormal grid, to 0 or inf where due). mathlib.exp must give its bits everywhere."""
     fmt = mathlib._FORMATS[b.elem]
     lo, hi = fmt.exp_clamp
     clamped = b.max(b.min(x, b.const(hi)), b.const(lo))
