@@ -9,7 +9,8 @@ Grammar (lowest precedence first):
     term    := unary (('*' | '/' | '|') unary)*
     unary   := '-' unary | power
     power   := atom ('**' signed_number)?
-    atom    := number | name | name '(' args ')' | '(' expr ')'
+    atom    := number | name | name '(' args ')' | '(' expr ')' | list
+    list    := '[' (signed_number (',' signed_number)*)? ']'     shapes and axes: Kron(x, y, [2, 3], [2, 2])
 An error names the problem and points at the offending token:
     FormulaSyntaxError: unknown function 'Exq' at column 1
       Exq(-SqDist(x, y))
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _TOKEN = re.compile(r"\s*(?:(?P<number>\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+(?:[eE][-+]?\d+)?)"
-                    r"|(?P<name>[A-Za-z_][A-Za-z_0-9]*)|(?P<op>\*\*|[-+*/|(),=]))")
+                    r"|(?P<name>[A-Za-z_][A-Za-z_0-9]*)|(?P<op>\*\*|[-+*/|(),=\[\]]))")
 CATEGORIES = {"Vi": "i", "Vj": "j", "Pm": "p", 0: "i", 1: "j", 2: "p"}
 
 
@@ -145,6 +146,8 @@ class _Parser:
             value = self.expr()
             self.take(")")
             return value
+        if token.text == "[":
+            return self.number_list()
         if token.kind != "name":
             found = "the end of the formula" if token.kind == "end" else repr(token.text)
             raise self.error(f"expected a number, a name or '(', found {found}")
@@ -175,6 +178,18 @@ class _Parser:
             return function(*args)
         except TypeError as err:
             raise FormulaSyntaxError(f"{token.text}: {err}", self.text, token.start, token.end) from None
+
+    def number_list(self) -> list:
+        """[2, 3]: a list of numbers (shapes and axes of Kron, TensorDot), possibly empty."""
+        self.take("[")
+        values = []
+        while self.token.text != "]":
+            if values:
+                self.take(",")
+            sign = -1 if self.token.text == "-" and self.take() else 1
+            values.append(sign * _number(self.take(kind="number").text))
+        self.take("]")
+        return values
 
     def integer(self) -> int:
         sign = -1 if self.token.text == "-" and self.take() else 1

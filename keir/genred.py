@@ -9,25 +9,84 @@ substitutes the arrays and runs the reduction, so Genred and LazyTensor share on
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from keir.dialect.node import var
 from keir.formula_parser import VariableSpec, parse_alias, parse_formula
+from keir.reduction import reject_ranges
+from keir.symbolic import SymbolicVariable, bind_symbolic, check_argument, has_symbolic_variables
 
-# KeOps function name -> how to build it on LazyTensors (args: LazyTensors or Python numbers).
+
+def _sum_t(x: Any, dim: int) -> Any:
+    """SumT(x, d): the scalar x repeated d times (the adjoint of Sum)."""
+    return functools.reduce(lambda a, b: a.concat(b), [x] * dim)
+
+
+def _placed(x: Any, start: int, dim: int) -> Any:
+    """x placed at components start.. of a zero vector of dimension dim (ElemT, ExtractT)."""
+    rest = dim - start - x.node.dim
+    if start < 0 or rest < 0:
+        raise ValueError(f"a vector of dimension {x.node.dim} does not fit at {start} in dimension {dim}")
+    parts = [x._lift([0.0] * start)] if start else []
+    parts.append(x)
+    if rest:
+        parts.append(x._lift([0.0] * rest))
+    return functools.reduce(lambda a, b: a.concat(b), parts)
+
+
+def _ints(values: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(values, list):
+        raise TypeError(f"{where} needs a list of integers such as [2, 3], got {values!r}")
+    return tuple(_integer(v, where) for v in values)
+
+
+def _tensordot(a: Any, b: Any, dimfa: Any, dimfb: Any, contfa: Any, contfb: Any, permute: Any = None) -> Any:
+    where = "TensorDot"
+    extra = () if permute is None else (_ints(permute, where),)
+    return a.keops_tensordot(b, _ints(dimfa, where), _ints(dimfb, where), _ints(contfa, where),
+                             _ints(contfb, where), *extra)
+
+
+# KeOps function name -> how to build it on LazyTensors (args: LazyTensors, Python numbers, lists of numbers).
+# KeOps puts the weights first in WeightedSqNorm(s, x), WeightedSqDist(s, x, y) and the SqNorm* family.
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "Exp": lambda x: x.exp(), "Log": lambda x: x.log(), "Sqrt": lambda x: x.sqrt(), "Rsqrt": lambda x: x.rsqrt(),
-    "Square": lambda x: x.square(), "Abs": lambda x: abs(x), "Minus": lambda x: -x,
+    "Square": lambda x: x.square(), "Abs": lambda x: abs(x), "Minus": lambda x: -x, "Inv": lambda x: x.inv(),
+    "Sin": lambda x: x.sin(), "Cos": lambda x: x.cos(), "Asin": lambda x: x.asin(), "Acos": lambda x: x.acos(),
+    "Atan": lambda x: x.atan(), "Atan2": lambda y, x: y.atan2(x), "Sign": lambda x: x.sign(),
+    "Step": lambda x: x.step(), "ReLU": lambda x: x.relu(), "Floor": lambda x: x.floor(),
+    "Round": lambda x, d=0: x.round(_integer(d, "Round")), "XLogX": lambda x: x.xlogx(),
+    "SinXDivX": lambda x: x.sinxdivx(),
     "Add": lambda x, y: x + y, "Subtract": lambda x, y: x - y, "Mult": lambda x, y: x * y,
     "Divide": lambda x, y: x / y, "Scalprod": lambda x, y: x | y,
-    "Pow": lambda x, n: x ** _integer(n, "Pow"), "Sum": lambda x: x.sum(),
-    "SqDist": lambda x, y: x.sqdist(y), "SqNorm2": lambda x: x.sqnorm2(),
+    "Pow": lambda x, n: x ** _integer(n, "Pow"), "Powf": lambda x, y: x.powf(y),
+    "IntInv": lambda n: 1.0 / _integer(n, "IntInv"),
+    "Sum": lambda x: x.sum(), "SumT": lambda x, d: _sum_t(x, _integer(d, "SumT")),
+    "Min": lambda x: x.min(), "Max": lambda x: x.max(), "ArgMin": lambda x: x.argmin(),
+    "ArgMax": lambda x: x.argmax(),
+    "SqDist": lambda x, y: x.sqdist(y), "SqNorm2": lambda x: x.sqnorm2(), "Norm2": lambda x: x.norm2(),
+    "Normalize": lambda x: x.normalize(),
+    "WeightedSqNorm": lambda s, x: x.weightedsqnorm(s), "WeightedSqDist": lambda s, x, y: x.weightedsqdist(y, s),
+    "SqNormIso": lambda s, x: x.weightedsqnorm(s), "SqNormDiag": lambda s, x: x.weightedsqnorm(s),
+    "SymSqNorm": lambda a, x: x.weightedsqnorm(a),
     "Elem": lambda x, k: x.elem(_integer(k, "Elem")),
+    "ElemT": lambda x, k, d: _placed(x, _integer(k, "ElemT"), _integer(d, "ElemT")),
     "Extract": lambda x, start, length: x.extract(_integer(start, "Extract"), _integer(length, "Extract")),
-    "Concat": lambda x, y: x.concat(y),
-    "Grad": lambda f, x, e: f.grad(x, e),
+    "ExtractT": lambda x, start, d: _placed(x, _integer(start, "ExtractT"), _integer(d, "ExtractT")),
+    "Concat": lambda x, y: x.concat(y), "OneHot": lambda x, d: x.one_hot(_integer(d, "OneHot")),
+    "Clamp": lambda x, a, b: x.clamp(a, b),
+    "ClampInt": lambda x, a, b: x.clamp(_integer(a, "ClampInt"), _integer(b, "ClampInt")),
+    "IfElse": lambda f, a, b: f.ifelse(a, b), "Mod": lambda x, a, b=0: x.mod(a, b),
+    "LessThan": lambda x, y: x < y, "LessOrEqual": lambda x, y: x <= y, "GreaterThan": lambda x, y: x > y,
+    "GreaterOrEqual": lambda x, y: x >= y, "Equal": lambda x, y: x == y, "NotEqual": lambda x, y: x != y,
+    "MatVecMult": lambda a, v: a.matvecmult(v), "VecMatMult": lambda v, a: v.vecmatmult(a),
+    "TensorProd": lambda x, y: x.tensorprod(y),
+    "Kron": lambda x, y, dimfx, dimfy: x.keops_kron(y, _ints(dimfx, "Kron"), _ints(dimfy, "Kron")),
+    "TensorDot": _tensordot,
+    "Grad": lambda f, x, e: f.grad(x, e), "Laplacian": lambda f, x: f.laplacian(x),
+    "Divergence": lambda f, x: f.divergence(x), "TraceOperator": lambda f, v: f.trace_operator(v),
 }
 
 REDUCTIONS = {
@@ -43,17 +102,6 @@ def _integer(value: Any, where: str) -> int:
     raise TypeError(f"{where} needs an integer constant here, got {value!r}")
 
 
-@dataclass(frozen=True)
-class _Slot:
-    """Stands for the array of one variable until a call provides it."""
-
-    spec: VariableSpec
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (0, self.spec.dim)
-
-
 class Genred:
     """A reduction compiled from a KeOps formula string (pykeops' Genred). Call it with the arrays."""
 
@@ -61,7 +109,12 @@ class Genred:
 
     def __init__(self, formula: str, aliases: list[str], reduction_op: str = "Sum", axis: int = 0,
                  dtype: Any = None, opt_arg: int | None = None, formula2: str | None = None,
-                 dtype_acc: str = "auto", sum_scheme: str = "auto", **ignored: Any):
+                 dtype_acc: str = "auto", use_double_acc: bool = False, sum_scheme: str = "auto",
+                 **ignored: Any):
+        """pykeops' arguments; `dtype` (taken from the arrays) and pykeops' code generation switches
+        (enable_chunks, use_fast_math, optional_flags, rec_multVar_highdim) change nothing here."""
+        self._arguments = (formula, list(aliases), reduction_op, axis, opt_arg, formula2, dtype_acc,
+                           use_double_acc, sum_scheme)
         if reduction_op not in REDUCTIONS:
             raise ValueError(f"unknown reduction_op {reduction_op!r}; known: {', '.join(REDUCTIONS)}")
         if axis not in (0, 1):
@@ -72,11 +125,13 @@ class Genred:
             if opt_arg is None:
                 raise ValueError(f"reduction {reduction_op} needs opt_arg = K")
             self.options["k"] = _integer(opt_arg, "opt_arg")
+        if use_double_acc:
+            dtype_acc = "float64"
         if dtype_acc not in ("auto", None):
             self.options["dtype_acc"] = dtype_acc
         if sum_scheme not in ("auto", None):
             self.options["sum_scheme"] = sum_scheme
-        self.slots: dict[int, _Slot] = {}
+        self.variables: dict[int, SymbolicVariable] = {}
         names = {}
         for position, alias in enumerate(aliases):
             name, spec = parse_alias(alias, position)
@@ -87,47 +142,100 @@ class Genred:
             raise ValueError("SumSoftMaxWeight needs formula2, the weight")
         if self.kind == "logsumexp" and self.weight is not None:
             self.kind = "logsumexp_weight"
-        self.arity = max(self.slots, default=-1) + 1  # an index no alias or formula uses takes any array
+        self.arity = max(self.variables, default=-1) + 1  # an index no alias or formula uses takes any array
+
+    def __reduce__(self) -> tuple:
+        """Pickled as its constructor's arguments (formula nodes are interned per process)."""
+        return _rebuild, (type(self), self._arguments)
 
     def _variable(self, spec: VariableSpec) -> Any:
-        known = self.slots.get(spec.index)
-        if known is not None and known.spec != spec:
-            raise ValueError(f"variable {spec.index} is declared twice, as {known.spec} and {spec}")
-        slot = self.slots.setdefault(spec.index, _Slot(spec))
-        return self.lazy_class._new(var(0, spec.category, spec.dim), (slot,), (spec.category,), None)
+        known = self.variables.get(spec.index)
+        variable = SymbolicVariable(spec.index, spec.category, spec.dim)
+        if known is not None and known != variable:
+            raise ValueError(f"variable {spec.index} is declared twice, as {known} and {variable}")
+        self.variables[spec.index] = variable
+        return self.lazy_class._new(var(0, spec.category, spec.dim), (variable,), (spec.category,), None)
 
     def _parse(self, text: str, names: dict[str, Any]) -> Any:
-        lazy = parse_formula(text, FUNCTIONS, names, self._variable, lambda value: value)
+        functions = {**FUNCTIONS, "Zero": lambda d: self.lazy_class([0.0] * _integer(d, "Zero"))}
+        lazy = parse_formula(text, functions, names, self._variable, lambda value: value)
         if not isinstance(lazy, self.lazy_class):
-            raise ValueError(f"the formula {text!r} has no variable")
+            lazy = self.lazy_class(lazy)  # a formula of constants: M = N = 1
         return lazy
 
-    def __call__(self, *arrays: Any, backend: str = "auto", device_id: int = -1, **ignored: Any) -> Any:
+    def __call__(self, *arrays: Any, backend: str = "auto", device_id: int = -1, ranges: Any = None,
+                 out: Any = None, **ignored: Any) -> Any:
+        reject_ranges(ranges)
         if len(arrays) != self.arity:
             raise ValueError(f"this Genred takes {self.arity} arrays (one per variable index), got {len(arrays)}")
-        for index, slot in self.slots.items():
-            array, spec = arrays[index], slot.spec
-            expected = 1 if spec.category == "p" else 2
-            shape = tuple(getattr(array, "shape", ()))
-            if len(shape) != expected or shape[-1] != spec.dim:
-                wanted = f"({spec.dim},)" if expected == 1 else f"(rows, {spec.dim})"
-                raise ValueError(f"argument {index} ({spec.category}-variable) must have shape {wanted}, got {shape}")
+        for index, variable in self.variables.items():
+            check_argument(index, arrays[index], variable)
+        options = {**self.options, "backend": backend, "device_id": device_id, "out": out,
+                   "rows": self._rows(arrays)}
         lazy = self._bind(self.lazy, arrays)
         if self.weight is None:
-            return lazy._reduce(self.kind, self.axis, True, dict(self.options))
-        return lazy._weighted(self.kind, self.axis, self._bind(self.weight, arrays), True, dict(self.options))
+            return lazy._reduce(self.kind, self.axis, True, options)
+        return lazy._weighted(self.kind, self.axis, self._bind(self.weight, arrays), True, options)
+
+    def _rows(self, arrays: tuple) -> dict[str, int]:
+        """M and N from every i- and j-argument, used or not by the formula (pykeops takes them from the
+        arguments); a category with no argument has size 1."""
+        rows = {}
+        for index, variable in self.variables.items():
+            if variable.category != "p":
+                rows.setdefault(variable.category, arrays[index].shape[0])
+        return rows
 
     def _bind(self, lazy: Any, arrays: tuple) -> Any:
-        bound = tuple(arrays[slot.spec.index] for slot in lazy.arrays)
-        dtypes = {lazy.adapter.dtype_name(a) for a in bound}
-        if len(dtypes) > 1:
-            raise TypeError(f"mixed dtypes in one formula: {' and '.join(sorted(dtypes))}")
-        return lazy._new(lazy.node, bound, lazy.categories, dtypes.pop())
+        if not has_symbolic_variables(lazy):  # constants only: the dtype of the arguments
+            given = [a for a in arrays if lazy.adapter.is_array(a)]
+            dtype = lazy.adapter.dtype_name(given[0]) if given else "float64"
+            return lazy._new(lazy.node, lazy.arrays, lazy.categories, dtype)
+        return bind_symbolic(lazy, arrays, count=self.arity)
+
+
+def _rebuild(cls: type, arguments: tuple) -> Genred:
+    formula, aliases, reduction_op, axis, opt_arg, formula2, dtype_acc, use_double_acc, sum_scheme = arguments
+    return cls(formula, aliases, reduction_op=reduction_op, axis=axis, opt_arg=opt_arg, formula2=formula2,
+               dtype_acc=dtype_acc, use_double_acc=use_double_acc, sum_scheme=sum_scheme)
+
+
+class KernelSolve:
+    """pykeops' KernelSolve: `KernelSolve(formula, aliases, "b", axis=1)(*arrays, alpha=...)` solves
+    (alpha Id + K) a = b for a, where K is the formula, linear in the variable `b`, summed over j (axis=1)
+    or i (axis=0), and b is the argument of that alias. By conjugate gradient (K symmetric positive), each
+    step one Genred call; with torch, differentiable by the adjoint method (see keir.solve)."""
+
+    genred_class: type = None  # set by keir.numpy / keir.torch
+
+    def __init__(self, formula: str, aliases: list[str], varinvalias: str, axis: int = 0, dtype: Any = None,
+                 opt_arg: int | None = None, dtype_acc: str = "auto", use_double_acc: bool = False,
+                 sum_scheme: str = "auto", **ignored: Any):
+        self.genred = self.genred_class(formula, aliases, reduction_op="Sum", axis=axis, dtype_acc=dtype_acc,
+                                        use_double_acc=use_double_acc, sum_scheme=sum_scheme)
+        positions = {parse_alias(alias, k)[0]: parse_alias(alias, k)[1] for k, alias in enumerate(aliases)}
+        if varinvalias not in positions:
+            raise ValueError(f"KernelSolve: {varinvalias!r} is not one of the aliases {list(positions)}")
+        spec = positions[varinvalias]
+        if spec.category != ("j" if axis == 1 else "i"):
+            raise ValueError(f"KernelSolve: {varinvalias!r} must be indexed by the reduced index "
+                             f"({'Vj' if axis == 1 else 'Vi'}), got a {spec.category}-variable")
+        self.position = spec.index
+
+    def __call__(self, *arrays: Any, backend: str = "auto", device_id: int = -1, alpha: float = 1e-10,
+                 eps: float = 1e-6, ranges: Any = None, max_iterations: int | None = None) -> Any:
+        from keir.solve import genred_solve
+
+        reject_ranges(ranges)
+        b = arrays[self.position]
+        iterations = max_iterations if max_iterations is not None else 10 * b.shape[0] + 10
+        return genred_solve(self.genred, arrays, self.position, alpha, eps, iterations,
+                            {"backend": backend, "device_id": device_id})
 
 
 def make_generic(genred: type) -> tuple[Callable[..., Genred], ...]:
-    """generic_sum, generic_logsumexp, generic_argkmin for a Genred class (numpy or torch). The output alias
-    ("s = Vi(1)") says which index the result is indexed by, hence the axis reduced."""
+    """generic_sum, generic_logsumexp, generic_argmin, generic_argkmin for a Genred class (numpy or torch).
+    The output alias ("s = Vi(1)") says which index the result is indexed by, hence the axis reduced."""
 
     def axis_of(output: str) -> int:
         return 1 if parse_alias(output, 0)[1].category == "i" else 0
@@ -138,7 +246,10 @@ def make_generic(genred: type) -> tuple[Callable[..., Genred], ...]:
     def generic_logsumexp(formula: str, output: str, *aliases: str, **options: Any) -> Genred:
         return genred(formula, list(aliases), reduction_op="LogSumExp", axis=axis_of(output), **options)
 
+    def generic_argmin(formula: str, output: str, *aliases: str, **options: Any) -> Genred:
+        return genred(formula, list(aliases), reduction_op="ArgMin", axis=axis_of(output), **options)
+
     def generic_argkmin(formula: str, output: str, K: int, *aliases: str, **options: Any) -> Genred:  # noqa: N803
         return genred(formula, list(aliases), reduction_op="ArgKMin", axis=axis_of(output), opt_arg=K, **options)
 
-    return generic_sum, generic_logsumexp, generic_argkmin
+    return generic_sum, generic_logsumexp, generic_argmin, generic_argkmin

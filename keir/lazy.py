@@ -18,7 +18,8 @@ import numpy as np
 from keir.dialect.node import Node, constant, interned, make, substitute, swap_i_j, var
 from keir.dialect.ops import DimensionError
 from keir.formula_parser import format_formula
-from keir.reduction import Reduction  # which loads the runtime (and llvmlite) with the API
+from keir.reduction import Reduction, reject_ranges  # which loads the runtime (and llvmlite) with the API
+from keir.symbolic import symbolic_variable
 
 SUPPORTED_DTYPES = ("float32", "float64")
 
@@ -34,6 +35,25 @@ def _pykeops_variable(x: Any, shape: tuple[int, ...]) -> tuple[str | None, Any]:
     if rows == 1 and cols == 1:
         return "p", x[..., 0, 0, :]
     return None, x
+
+
+def _non_array(x: Any, axis: int | None) -> tuple[Node, tuple, tuple, str | None]:
+    """(node, arrays, categories, dtype) of a LazyTensor made from a number, a list of numbers or a symbolic
+    variable's (index, dim, category) triplet."""
+    if isinstance(x, tuple):
+        if axis is not None:
+            raise ValueError("LazyTensor((index, dim, category)) takes no axis")
+        if len(x) != 3:
+            raise ValueError(f"LazyTensor(tuple) is a symbolic variable (index, dim, category), got {x!r}")
+        variable = symbolic_variable(*x)
+        return var(0, variable.category, variable.dim), (variable,), (variable.category,), None
+    if _is_number(x):
+        return constant(float(x)), (), (), None
+    if isinstance(x, list) and x and all(_is_number(v) for v in x):
+        # pykeops makes a parameter of the formula's dtype; constants compute the same values
+        return functools.reduce(lambda a, b: make("concat", a, b), [constant(float(v)) for v in x]), (), (), None
+    raise TypeError(f"LazyTensor needs an array, a number, a list of numbers or (index, dim, category), "
+                    f"got {type(x).__name__}")
 
 
 def _renumbered(lazy: LazyTensor, arrays: tuple, categories: tuple) -> tuple[Node, tuple, tuple]:
@@ -71,12 +91,6 @@ def _position(array: Any, category: str, arrays: tuple, categories: tuple) -> in
     return len(arrays)
 
 
-def _constant_node(value: Any) -> Node:
-    if _is_number(value):
-        return constant(float(value))
-    raise TypeError(f"cannot combine a LazyTensor with {type(value).__name__}")
-
-
 def _merged_dtype(mine: str | None, other: str | None) -> str | None:
     if other is None or other == mine:
         return mine
@@ -92,6 +106,11 @@ def _concat_all(parts: list[LazyTensor]) -> LazyTensor:
 def _is_number(x: Any) -> bool:
     """A real number, not a bool. The exact-type test first: an ABC isinstance check costs a while."""
     return type(x) in (float, int) or (isinstance(x, numbers.Real) and not isinstance(x, bool))
+
+
+def _axis(axis: int | None, dim: int | None) -> int | None:
+    """pykeops' `dim` is an alias of `axis` (torch spells it dim, NumPy axis); dim wins when both are given."""
+    return axis if dim is None else dim
 
 
 def _positive(k: Any) -> int:
@@ -147,24 +166,27 @@ class LazyTensor:
     dtype: str | None
 
     def __init__(self, x: Any, axis: int | None = None):
+        """x: an array (pykeops shapes, or 2D with axis=0 / 1, or 0D / 1D: a parameter), a number, a list of
+        numbers (a constant vector), or a triplet (index, dim, category) of integers: a symbolic variable."""
         if not self.adapter.is_array(x):
-            if _is_number(x):
-                self._set(constant(float(x)), (), (), None)
-                return
-            raise TypeError(f"LazyTensor needs a {self.adapter.name} array or a number, got {type(x).__name__}")
+            self._set(*_non_array(x, axis))
+            return
         shape = x.shape
-        if axis is not None:  # Vi / Vj: x is (M, D) or (N, D)
+        if len(shape) == 0:  # a 0D array is a parameter of dimension 1, as in pykeops
+            x, shape = x.reshape(1), (1,)
+        category, array = None, x
+        if axis in (0, 1):  # Vi / Vj: x is (M, D) or (N, D)
             if len(shape) != 2:
                 raise ValueError(
                     f"{'Vi' if axis == 0 else 'Vj'} needs a 2D array of shape (rows, dim), got shape {tuple(shape)}"
                 )
-            category, array = ("i" if axis == 0 else "j"), x
+            category = "i" if axis == 0 else "j"
+        elif axis not in (None, 2):
+            raise ValueError(f"axis is 0 (i), 1 (j) or 2 (a parameter), got {axis!r}")
         elif len(shape) == 1:
-            category, array = "p", x
-        elif len(shape) >= 3:  # pykeops shapes, with optional batch dimensions in front
+            category = "p"
+        elif len(shape) >= 3 and axis is None:  # pykeops shapes, with optional batch dimensions in front
             category, array = _pykeops_variable(x, tuple(shape))
-        else:
-            category = None
         if category is None:
             raise ValueError(
                 "LazyTensor needs an array of shape (..., M, 1, D) (an i-variable), (..., 1, N, D) (a j-variable), "
@@ -179,11 +201,23 @@ class LazyTensor:
         self._set(var(0, category, dim), (array,), (category,), dtype)
 
     @classmethod
+    def variable(cls, x: Any, dim: int | None, category: int) -> LazyTensor:
+        """Vi / Vj / Pm: an array (category 0: i, 1: j, 2: a parameter), or with `dim`, the symbolic variable
+        of index x (pykeops' Vi(0, 3))."""
+        if dim is not None:
+            return cls((x, dim, category))
+        if category == 2:
+            return cls.parameter(x)
+        return cls(x, axis=category)
+
+    @classmethod
     def parameter(cls, x: Any) -> LazyTensor:
         """Pm(x): x of shape (D,), or a Python number (a dimension-1 parameter that takes the formula's dtype)."""
         if _is_number(x):
             return cls._new(var(0, "p", 1), (float(x),), ("p",), None)
-        if not cls.adapter.is_array(x) or len(x.shape) != 1:
+        if isinstance(x, list):
+            return cls(x)
+        if not cls.adapter.is_array(x) or len(x.shape) > 1:
             raise ValueError(f"Pm needs a number or a 1D array of shape (D,), got {getattr(x, 'shape', x)!r}")
         return cls(x)
 
@@ -199,9 +233,15 @@ class LazyTensor:
 
     # building formulas ---------------------------------------------------------------------------------
     def _lift(self, other: Any) -> LazyTensor:
+        """other as a LazyTensor, converted as LazyTensor(other) does: a number, a list of numbers, or an array
+        of this front end (0D / 1D: a parameter, pykeops shapes: a variable)."""
         if isinstance(other, LazyTensor):
             return other
-        return self._new(_constant_node(other), (), (), None)
+        if _is_number(other):
+            return self._new(constant(float(other)), (), (), None)
+        if self.adapter.is_array(other) or isinstance(other, list):
+            return type(self)(other)
+        raise TypeError(f"cannot combine a LazyTensor with {type(other).__name__}")
 
     def _combine(self, other: Any, build: Callable[[Node, Node], Node]) -> LazyTensor:
         return self._combine_many([other], build)
@@ -217,9 +257,11 @@ class LazyTensor:
         arrays, categories, dtype = self.arrays, self.categories, self.dtype
         nodes = [self.node]
         for other in others:
-            if not isinstance(other, LazyTensor):  # a number: a constant, no variables
-                nodes.append(_constant_node(other))
-                continue
+            if not isinstance(other, LazyTensor):
+                if _is_number(other):  # a constant, no variables (the common case, kept fast)
+                    nodes.append(constant(float(other)))
+                    continue
+                other = self._lift(other)
             dtype = _merged_dtype(dtype, other.dtype)
             if other.arrays:
                 node, arrays, categories = _renumbered(other, arrays, categories)
@@ -270,15 +312,26 @@ class LazyTensor:
         return self._unary("abs")
 
     def __pow__(self, exponent: Any) -> LazyTensor:
+        """As pykeops: an integer n is Pow (2: Square), 0.5 Sqrt, -0.5 Rsqrt, any other number or a LazyTensor
+        (or array) Powf, x ** y = exp(y log x). An integer-valued float takes the integer route: the same
+        values as C's powf, which pykeops' Powf computes (finite for a negative base)."""
         if isinstance(exponent, numbers.Integral) and not isinstance(exponent, bool):
             return self.square() if exponent == 2 else self._unary("pow", exponent=int(exponent))
-        if exponent == 0.5:
-            return self.sqrt()
-        if exponent == -0.5:
-            return self.rsqrt()
-        if isinstance(exponent, numbers.Real) and float(exponent).is_integer():
-            return self ** int(exponent)
-        raise ValueError(f"keir.pow takes an integer exponent (or 0.5, -0.5), got {exponent!r}")
+        if _is_number(exponent):
+            if exponent == 0.5:
+                return self.sqrt()
+            if exponent == -0.5:
+                return self.rsqrt()
+            if float(exponent).is_integer():
+                return self ** int(exponent)
+            return self.powf(float(exponent))
+        if isinstance(exponent, (LazyTensor, list)) or self.adapter.is_array(exponent):
+            exponent = self._lift(exponent)
+            if exponent.node.dim not in (1, self.node.dim):
+                raise DimensionError(f"the exponent has dimension {exponent.node.dim}; expected 1 or "
+                                     f"{self.node.dim} (the base's)")
+            return self.powf(exponent)
+        raise ValueError(f"the exponent must be a number or a LazyTensor, got {type(exponent).__name__}")
 
     def exp(self) -> LazyTensor:
         return self._unary("exp")
@@ -444,9 +497,10 @@ class LazyTensor:
         return _concat_all([self.elem(r) * other for r in range(self.node.dim)])
 
     def keops_tensordot(self, other: Any, dimfa: tuple, dimfb: tuple, contfa: tuple, contfb: tuple,
-                        *args: Any) -> LazyTensor:
+                        permute: tuple | None = None) -> LazyTensor:
         """numpy.tensordot of self (a tensor of shape dimfa, row-major) and other (shape dimfb) over the axes
-        contfa of self and contfb of other."""
+        contfa of self and contfb of other. The kept axes (self's, then other's) come out in the order
+        argsort(permute), as KeOps' TensorDot writes them (its output index of kept axis permute-sorted)."""
         other = self._lift(other)
         dimfa, dimfb, contfa, contfb = (tuple(int(v) for v in t) for t in (dimfa, dimfb, contfa, contfb))
         if int(np.prod(dimfa)) != self.node.dim or int(np.prod(dimfb)) != other.node.dim:
@@ -456,15 +510,22 @@ class LazyTensor:
             raise DimensionError(f"keops_tensordot: contracted axes {contfa} of {dimfa} and {contfb} of {dimfb} differ")
         keep_a = [k for k in range(len(dimfa)) if k not in contfa]
         keep_b = [k for k in range(len(dimfb)) if k not in contfb]
+        kept = [dimfa[k] for k in keep_a] + [dimfb[k] for k in keep_b]
+        order = list(range(len(kept))) if permute is None else [int(v) for v in np.argsort(permute)]
+        if sorted(order) != list(range(len(kept))):
+            raise DimensionError(f"keops_tensordot: permute {permute} is not a permutation of {len(kept)} axes")
         contracted = [dimfa[k] for k in contfa]
         outputs = []
-        for out_index in np.ndindex(*[dimfa[k] for k in keep_a], *[dimfb[k] for k in keep_b]):
+        for out_index in np.ndindex(*[kept[k] for k in order]):
+            kept_index = [0] * len(kept)
+            for position, axis in enumerate(order):
+                kept_index[axis] = out_index[position]
             terms = []
             for c_index in np.ndindex(*contracted):
                 ia, ib = [0] * len(dimfa), [0] * len(dimfb)
-                for k, v in zip(keep_a, out_index[: len(keep_a)]):
+                for k, v in zip(keep_a, kept_index[: len(keep_a)]):
                     ia[k] = v
-                for k, v in zip(keep_b, out_index[len(keep_a) :]):
+                for k, v in zip(keep_b, kept_index[len(keep_a) :]):
                     ib[k] = v
                 for ka, kb, v in zip(contfa, contfb, c_index):
                     ia[ka], ib[kb] = v, v
@@ -583,11 +644,29 @@ class LazyTensor:
     def nbatchdims(self) -> int:
         return len(self.batch_shape)
 
+    def _nbatch(self) -> int:
+        """nbatchdims, without broadcasting shapes when no variable has batch dimensions (the common case, on
+        every reduction)."""
+        for array, category in zip(self.arrays, self.categories):
+            if not isinstance(array, float) and len(array.shape) > (1 if category == "p" else 2):
+                return self.nbatchdims
+        return 0
+
     @property
-    def shape(self) -> tuple[int, ...]:
-        """(*batch, M, N, D): the virtual tensor's shape; M (N) is 1 without i (j) variables."""
+    def _shape(self) -> tuple[int, ...]:
+        """(*batch, M, N, D): the virtual tensor's full shape; M (N) is 1 without i (j) variables."""
         rows = {c: a.shape[-2] for a, c in zip(self.arrays, self.categories) if c in ("i", "j")}
         return (*self.batch_shape, rows.get("i", 1), rows.get("j", 1), self.node.dim)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """pykeops' shape: _shape without its last axis when D = 1 ((M, N) for a scalar kernel)."""
+        shape = self._shape
+        return shape[:-1] if shape[-1] == 1 else shape
+
+    def dim(self) -> int:
+        """The number of axes of the virtual tensor, len(_shape), as torch's Tensor.dim()."""
+        return len(self._shape)
 
     def t(self) -> LazyTensor:
         """The transposed kernel matrix: i and j variables exchanged."""
@@ -602,109 +681,152 @@ class LazyTensor:
         return f"KeOps LazyTensor\n    formula: {format_formula(self.node)}\n    shape: {self.shape}"
 
     # reductions ---------------------------------------------------------------------------------------
-    def sum(self, axis: int | None = None, dim: int | None = None, call: bool = True, **options: Any) -> Any:
-        """With no axis: the sum of the components (a LazyTensor). With axis=0 (over i) or 1 (over j): the
-        reduction, computed now, or a callable `Reduction` if call=False."""
-        axis = dim if axis is None else axis
-        if axis is None:
-            return self._unary("sum")
-        return self._reduce("sum", axis, call, options)
+    # pykeops' axis rule: with nb batch dimensions the virtual tensor is (*batch, M, N, D); axis nb reduces
+    # over i, nb + 1 over j, and -1 or nb + 2 (the last axis) is the vector dimension, which sum, min, max,
+    # argmin and argmax reduce symbolically (a LazyTensor; their default). `dim` is an alias of `axis`.
 
-    def sum_reduction(self, axis: int = 1, call: bool = True, **options: Any) -> Any:
-        return self._reduce("sum", axis, call, options)
+    def sum(self, axis: int | None = -1, dim: int | None = None, call: bool = True, **options: Any) -> Any:
+        """The sum over i or j (axis nb / nb + 1: computed now, or a callable `Reduction` if call=False), or
+        over the vector's components (axis -1, the default: a LazyTensor)."""
+        return self._vector_or_reduction("sum", _axis(axis, dim), call, options)
 
-    def min(self, axis: int | None = None, dim: int | None = None, call: bool = True, **options: Any) -> Any:
-        """Without axis: the smallest component (a LazyTensor); with axis: the reduction."""
-        return self._vector_or_reduction("min", axis if dim is None else dim, call, options)
+    def min(self, axis: int | None = -1, dim: int | None = None, call: bool = True, **options: Any) -> Any:
+        """The minimum over i or j, or the smallest component (axis -1, the default)."""
+        return self._vector_or_reduction("min", _axis(axis, dim), call, options)
 
-    def max(self, axis: int | None = None, dim: int | None = None, call: bool = True, **options: Any) -> Any:
-        return self._vector_or_reduction("max", axis if dim is None else dim, call, options)
+    def max(self, axis: int | None = -1, dim: int | None = None, call: bool = True, **options: Any) -> Any:
+        return self._vector_or_reduction("max", _axis(axis, dim), call, options)
 
-    def argmin(self, axis: int | None = None, dim: int | None = None, call: bool = True, **options: Any) -> Any:
-        return self._vector_or_reduction("argmin", axis if dim is None else dim, call, options)
+    def argmin(self, axis: int | None = -1, dim: int | None = None, call: bool = True, **options: Any) -> Any:
+        return self._vector_or_reduction("argmin", _axis(axis, dim), call, options)
 
-    def argmax(self, axis: int | None = None, dim: int | None = None, call: bool = True, **options: Any) -> Any:
-        return self._vector_or_reduction("argmax", axis if dim is None else dim, call, options)
+    def argmax(self, axis: int | None = -1, dim: int | None = None, call: bool = True, **options: Any) -> Any:
+        return self._vector_or_reduction("argmax", _axis(axis, dim), call, options)
 
-    def min_argmin(self, axis: int = 1, dim: int | None = None, call: bool = True, **options: Any) -> Any:
+    # The reductions only: axis nb (over i) or nb + 1 (over j). pykeops requires the axis; keir takes j by
+    # default.
+    def sum_reduction(self, axis: int | None = None, dim: int | None = None, call: bool = True,
+                      **options: Any) -> Any:
+        return self._reduce("sum", _axis(axis, dim), call, options)
+
+    def min_reduction(self, axis: int | None = None, dim: int | None = None, call: bool = True,
+                      **options: Any) -> Any:
+        return self._reduce("min", _axis(axis, dim), call, options)
+
+    def max_reduction(self, axis: int | None = None, dim: int | None = None, call: bool = True,
+                      **options: Any) -> Any:
+        return self._reduce("max", _axis(axis, dim), call, options)
+
+    def argmin_reduction(self, axis: int | None = None, dim: int | None = None, call: bool = True,
+                         **options: Any) -> Any:
+        return self._reduce("argmin", _axis(axis, dim), call, options)
+
+    def argmax_reduction(self, axis: int | None = None, dim: int | None = None, call: bool = True,
+                         **options: Any) -> Any:
+        return self._reduce("argmax", _axis(axis, dim), call, options)
+
+    def min_argmin(self, axis: int | None = None, dim: int | None = None, call: bool = True, **options: Any) -> Any:
         """(values, int64 indices) of the minimum over i or j."""
-        return self._reduce("min_argmin", axis if dim is None else dim, call, options)
+        return self._reduce("min_argmin", _axis(axis, dim), call, options)
 
-    def max_argmax(self, axis: int = 1, dim: int | None = None, call: bool = True, **options: Any) -> Any:
-        return self._reduce("max_argmax", axis if dim is None else dim, call, options)
+    def max_argmax(self, axis: int | None = None, dim: int | None = None, call: bool = True, **options: Any) -> Any:
+        return self._reduce("max_argmax", _axis(axis, dim), call, options)
 
-    def Kmin(self, K: int, axis: int = 1, dim: int | None = None, call: bool = True, **options: Any) -> Any:  # noqa: N802,N803
+    def Kmin(self, K: int, axis: int | None = None, dim: int | None = None, call: bool = True,  # noqa: N802,N803
+             **options: Any) -> Any:
         """The K smallest values over i or j, sorted: shape (rows, K), or (rows, K, D) for a vector formula."""
-        return self._reduce("kmin", axis if dim is None else dim, call, {**options, "k": _positive(K)})
+        return self._reduce("kmin", _axis(axis, dim), call, {**options, "k": _positive(K)})
 
-    def argKmin(self, K: int, axis: int = 1, dim: int | None = None, call: bool = True, **options: Any) -> Any:  # noqa: N802,N803
+    def argKmin(self, K: int, axis: int | None = None, dim: int | None = None, call: bool = True,  # noqa: N802,N803
+                **options: Any) -> Any:
         """The int64 indices of the K smallest values (ties: smallest index first); -1 where N < K."""
-        return self._reduce("argkmin", axis if dim is None else dim, call, {**options, "k": _positive(K)})
+        return self._reduce("argkmin", _axis(axis, dim), call, {**options, "k": _positive(K)})
 
-    def Kmin_argKmin(self, K: int, axis: int = 1, dim: int | None = None, call: bool = True, **options: Any) -> Any:  # noqa: N802,N803
-        return self._reduce("kmin_argkmin", axis if dim is None else dim, call, {**options, "k": _positive(K)})
+    def Kmin_argKmin(self, K: int, axis: int | None = None, dim: int | None = None, call: bool = True,  # noqa: N802,N803
+                     **options: Any) -> Any:
+        return self._reduce("kmin_argkmin", _axis(axis, dim), call, {**options, "k": _positive(K)})
 
-    def logsumexp(self, axis: int = 1, dim: int | None = None, weight: Any = None, call: bool = True,
+    def logsumexp(self, axis: int | None = None, dim: int | None = None, weight: Any = None, call: bool = True,
                   **options: Any) -> Any:
         """log sum exp(f) over i or j, with an online maximum (never overflows); with `weight` g (a LazyTensor
         or array indexed like the reduced variable): log sum exp(f) g."""
-        axis = axis if dim is None else dim
         if weight is None:
-            return self._reduce("logsumexp", axis, call, options)
-        return self._weighted("logsumexp_weight", axis, weight, call, options)
+            return self._reduce("logsumexp", _axis(axis, dim), call, options)
+        return self._weighted("logsumexp_weight", _axis(axis, dim), weight, call, options)
 
-    def sumsoftmaxweight(self, weight: Any, axis: int = 1, dim: int | None = None, call: bool = True,
+    def sumsoftmaxweight(self, weight: Any, axis: int | None = None, dim: int | None = None, call: bool = True,
                          **options: Any) -> Any:
         """sum exp(f) g / sum exp(f) over i or j (a softmax-weighted sum), f scalar."""
-        return self._weighted("sumsoftmaxweight", axis if dim is None else dim, weight, call, options)
+        return self._weighted("sumsoftmaxweight", _axis(axis, dim), weight, call, options)
 
-    min_reduction = min
-    max_reduction = max
-    argmin_reduction = argmin
-    argmax_reduction = argmax
+    Kmin_reduction = Kmin  # noqa: N815 (pykeops' names)
+    argKmin_reduction = argKmin  # noqa: N815
+    Kmin_argKmin_reduction = Kmin_argKmin  # noqa: N815
+    min_argmin_reduction = min_argmin
+    max_argmax_reduction = max_argmax
     logsumexp_reduction = logsumexp
     sumsoftmaxweight_reduction = sumsoftmaxweight
 
-    def _weighted(self, kind: str, axis: int, weight: Any, call: bool, options: dict[str, Any]) -> Any:
+    def _weighted(self, kind: str, axis: int | None, weight: Any, call: bool, options: dict[str, Any]) -> Any:
         if self.node.dim != 1:
             raise DimensionError(f"{kind} needs a scalar formula (dimension 1), got dimension {self.node.dim}")
-        if self.adapter.is_array(weight):
-            weight = type(self)(weight, axis=1 if axis % 2 == 1 else 0)
+        index_axis = self._index_axis(axis, kind)
+        if self.adapter.is_array(weight) and len(weight.shape) == 2:  # rows of the reduced variable
+            weight = type(self)(weight, axis=index_axis)
         return self.concat(weight)._reduce(kind, axis, call, options)
 
     def _vector_or_reduction(self, kind: str, axis: int | None, call: bool, options: dict[str, Any]) -> Any:
-        if axis is None:
+        if axis == -1 or axis == self._nbatch() + 2:  # the vector dimension
+            if options.pop("keepdim", True) is not True:  # the result is a LazyTensor of dimension 1
+                raise ValueError(f"{kind} over the vector dimension keeps it (dimension 1): keepdim=False "
+                                 "is not supported")
             return self._unary(kind)
         return self._reduce(kind, axis, call, options)
 
-    def __matmul__(self, other: Any) -> Any:
-        """K @ b: the matrix-vector product sum_j K_ij b_j, b of shape (N,) or (N, D)."""
-        from_vector = False
-        if self.adapter.is_array(other):
-            array = other
-            if len(array.shape) == 1:
-                array, from_vector = array[:, None], True
-            other = type(self)(array, axis=1)
-        elif not isinstance(other, LazyTensor):
-            raise TypeError(f"K @ b needs an array b, got {type(other).__name__}")
+    def _index_axis(self, axis: int | None, kind: str) -> int:
+        """0 (over i) or 1 (over j) from pykeops' axis, which counts the batch dimensions (None: over j)."""
+        if axis is None:
+            return 1
+        batch = self._nbatch()
+        if axis - batch not in (0, 1):
+            raise ValueError(f"{kind}: a reduction's axis is {batch} (over i) or {batch + 1} (over j), got {axis}"
+                             + (" (-1 is the vector dimension, which this reduction does not take)"
+                                if axis == -1 else ""))
+        return axis - batch
+
+    def __matmul__(self, other: Any, **options: Any) -> Any:
+        """K @ v: sum_j K_ij v_j for a scalar K; v of shape (N,) (the result has shape (M,)), (N, C), or with
+        batch dimensions (..., N, C), as in pykeops. `K.__matmul__(v, backend=...)` passes options on."""
         if self.node.dim != 1:
             raise DimensionError(f"K @ b needs a scalar kernel K (dimension 1), got dimension {self.node.dim}")
-        out = (self * other).sum(axis=1)
-        return out[:, 0] if from_vector else out
+        if isinstance(other, LazyTensor):
+            product = self * other
+            return product.sum(product._nbatch() + 1, **options)
+        if not self.adapter.is_array(other):
+            raise TypeError(f"K @ b needs an array b, got {type(other).__name__}")
+        shape = tuple(other.shape)
+        if len(shape) == 1:  # a vector: (1, N, 1), a j-variable of dimension 1
+            columns = type(self)(other.reshape(1, shape[0], 1))
+        else:  # (..., N, C) -> (..., 1, N, C): a j-variable, with the batch dimensions of v
+            columns = type(self)(other.reshape(shape[:-2] + (1,) + shape[-2:]))
+        product = self * columns
+        out = product.sum(product._nbatch() + 1, **options)
+        return out.reshape(-1) if len(shape) == 1 else out
 
-    def _reduce(self, kind: str, axis: int, call: bool, options: dict[str, Any]) -> Any:
-        batch = 0
-        for a in self.arrays:
-            if not isinstance(a, float) and len(a.shape) > 2:
-                batch = self.nbatchdims
-                break
-        index_axis = axis + 2 if axis < 0 else axis - batch  # pykeops counts batch dimensions in `axis`
-        if index_axis not in (0, 1):
-            raise ValueError(
-                f"a reduction's axis is {batch} (over i) or {batch + 1} (over j) (or -2, -1), got {axis}"
-            )
+    def _reduce(self, kind: str, axis: int | None, call: bool, options: dict[str, Any]) -> Any:
+        index_axis = self._index_axis(axis, kind)
+        options.pop("keepdim", None)  # a reduction's result is (*batch, rows, D) either way, as in pykeops
         reduction = Reduction(self, kind, index_axis, **options)
-        return reduction() if call else reduction
+        return reduction() if call and not reduction.symbolic else reduction
+
+    @property
+    def ranges(self) -> None:
+        """pykeops' block-sparse ranges: not supported yet (setting them raises rather than being ignored)."""
+        return None
+
+    @ranges.setter
+    def ranges(self, value: Any) -> None:
+        reject_ranges(value)
 
     def __repr__(self) -> str:
         return f"LazyTensor({self.node!r}, dim={self.node.dim})"

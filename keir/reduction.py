@@ -12,21 +12,49 @@ from keir.compiler.passes import keir_differentiate, keir_trace
 from keir.compiler.pipeline import CompileOptions
 from keir.dialect import algebra
 from keir.dialect.node import Node, interned, make
+from keir.symbolic import bind_symbolic, has_symbolic_variables
 
-_LETTER = {"i": "Vi (i-indexed)", "j": "Vj (j-indexed)"}
 _DTYPES = {name: np.dtype(name) for name in ("float32", "float64")}
 
 
+class BlockSparseNotSupportedError(ValueError):
+    """Raised for pykeops' block-sparse `ranges`, which keir does not implement yet: ignoring them would give
+    the dense reduction, a wrong answer."""
+
+    def __init__(self) -> None:
+        super().__init__("block-sparse ranges are not supported yet (issue 14)")
+
+
+def reject_ranges(ranges: Any) -> None:
+    if ranges is not None:
+        raise BlockSparseNotSupportedError()
+
+
+BACKENDS = ("auto", "CPU", "GPU", "GPU_1D", "GPU_2D")  # pykeops' 1D / 2D GPU schemes are one GPU path here
+# pykeops options that tune its code generation and do not change the result: accepted, nothing to do
+_TUNING_OPTIONS = ("enable_chunks", "use_fast_math", "optional_flags", "keepdim")
+
+
 class Reduction:
-    """`Reduce_{axis} formula`, ready to run. Returned by `.sum(axis=..., call=False)`; call it to compute."""
+    """`Reduce_{axis} formula`, ready to run. Returned by `.sum(axis=..., call=False)`; call it to compute.
+    A formula with symbolic variables (`Vi(0, 3)`, `LazyTensor((0, 3, 0))`) gives a Reduction that is called
+    with their arrays, in the order of their indices: `(Vi(0, 3).sqdist(Vj(1, 3))).sum(axis=1)(x, y)`."""
 
     def __init__(self, lazy: Any, kind: str, axis: int, threads: int | None = None, out: Any = None,
-                 backend: str = "auto", device_id: int = -1, **reduce_attrs: Any):
+                 backend: str = "auto", device_id: int = -1, ranges: Any = None, use_double_acc: bool = False,
+                 rows: dict[str, int] | None = None, **reduce_attrs: Any):
         """reduce_attrs: `k` (the K-min family), `sum_scheme`, `dtype_acc` — see keir.dialect.ops.
         out: an array to write the result into. backend: "auto" (the GPU for CUDA tensors, else the CPU),
-        "CPU" or "GPU"; device_id: the GPU to use."""
-        if backend not in ("auto", "CPU", "GPU"):
-            raise ValueError(f"backend must be 'auto', 'CPU' or 'GPU', got {backend!r}")
+        "CPU" or "GPU" ("GPU_1D", "GPU_2D" as in pykeops); device_id: the GPU to use (-1: the default one).
+        rows: the number of rows ("i") or columns ("j") where the formula has no such variable (default 1,
+        as in pykeops). `ranges` (block-sparse) is not supported yet: it raises."""
+        reject_ranges(ranges)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+        for name in _TUNING_OPTIONS:
+            reduce_attrs.pop(name, None)
+        if use_double_acc:
+            reduce_attrs.setdefault("dtype_acc", "float64")
         self.backend, self.device_id = backend, device_id
         self.lazy = lazy
         self.adapter = lazy.adapter
@@ -34,13 +62,19 @@ class Reduction:
         self.threads = threads
         self.out = out
         self.kind = kind
+        self.rows = rows
+        self.reduce_attrs = reduce_attrs
         if reduce_attrs:
             self.root = make("reduce", lazy.node, kind=kind, axis=axis, **reduce_attrs)
         else:  # the common case, with make()'s sorted attributes spelled out (sorting costs half a µs)
             self.root = interned("reduce", (lazy.node,), (("axis", axis), ("kind", kind)))
         self.k = reduce_attrs.get("k")
         self.dtype = _DTYPES.get(lazy.dtype)
-        self.sizes, batched = _sizes(lazy)
+        self.symbolic = has_symbolic_variables(lazy)
+        if self.symbolic:  # sizes are known once the arrays are given
+            self.sizes, self.batch_shape = {}, ()
+            return
+        self.sizes, batched = _sizes(lazy, rows)
         self.batch_shape = lazy.batch_shape if batched else ()
 
     def compilation(self, options: CompileOptions | None = None):
@@ -91,7 +125,11 @@ class Reduction:
             inputs = self.adapter.numpy_inputs(arrays, self.dtype)
         return (lambda values, m, n, threads: gpu(values, m, n, device_index=device)), inputs
 
-    def __call__(self) -> Any:
+    def __call__(self, *arrays: Any, **call_options: Any) -> Any:
+        """Compute. With symbolic variables: their arrays, in the order of their indices. call_options
+        (backend, device_id, out, ranges, ...) override those the reduction was made with, as in pykeops."""
+        if self.symbolic or arrays or call_options:
+            return self._with(arrays, call_options)()
         arrays = self.lazy.arrays
         like = arrays[0]
         if self.kind == "sum" and self.is_zero:  # e.g. a vanishing second derivative: no kernel
@@ -106,6 +144,15 @@ class Reduction:
         if isinstance(out, tuple):  # values and indices
             return tuple(self.adapter.result(part, like) for part in out)
         return self._into_out(self.adapter.result(out, like))
+
+    def _with(self, arrays: tuple, call_options: dict[str, Any]) -> Reduction:
+        """This reduction with its symbolic variables bound to `arrays` and the options updated."""
+        if arrays and not self.symbolic:
+            raise ValueError(f"this reduction has no symbolic variables: it takes no arrays, got {len(arrays)}")
+        lazy = bind_symbolic(self.lazy, arrays) if self.symbolic else self.lazy
+        options = {"threads": self.threads, "out": self.out, "backend": self.backend, "device_id": self.device_id,
+                   "rows": self.rows, **self.reduce_attrs, **call_options}
+        return Reduction(lazy, self.kind, self.axis, **options)
 
     def _into_out(self, result: Any) -> Any:
         if self.out is None:
@@ -138,9 +185,11 @@ class Reduction:
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
-def _sizes(lazy: Any) -> tuple[dict[str, int], bool]:
+def _sizes(lazy: Any, rows: dict[str, int] | None = None) -> tuple[dict[str, int], bool]:
     """({"i": M, "j": N}, whether any variable has batch dimensions), checking that the i variables agree on M
-    and the j variables on N. One pass over the variables: this runs on every call."""
+    and the j variables on N. A formula without i (j) variables has M = 1 (N = 1) as in pykeops, unless
+    `rows` gives the size (Genred knows it from an alias the formula does not use). One pass over the
+    variables: this runs on every call."""
     sizes: dict[str, int] = {}
     disagree = set()
     batched = False
@@ -154,10 +203,7 @@ def _sizes(lazy: Any) -> tuple[dict[str, int], bool]:
         batched = batched or len(shape) > 2
     for category in ("i", "j"):
         if category not in sizes:
-            raise ValueError(
-                f"a reduction needs a {_LETTER[category]} variable to know its "
-                f"{'number of rows M' if category == 'i' else 'number of columns N'}; this formula has none"
-            )
+            sizes[category] = rows.get(category, 1) if rows else 1
         if category in disagree:
             shapes = [tuple(a.shape) for a, c in zip(lazy.arrays, lazy.categories) if c == category]
             name = "Vi" if category == "i" else "Vj"

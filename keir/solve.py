@@ -42,9 +42,9 @@ def solve(kernel: Any, b: Any, alpha: float = 1e-10, eps: float = 1e-6, max_iter
         b = b.arrays[0]
     if kernel.node.dim != 1:
         raise ValueError(f"solve: the kernel must be scalar (dimension 1), got dimension {kernel.node.dim}")
-    m, n = kernel.shape[-3:-1]
+    m, n = kernel._shape[-3:-1]
     if kernel.nbatchdims or m != n:
-        raise ValueError(f"solve: the kernel matrix must be square and unbatched, got shape {kernel.shape}")
+        raise ValueError(f"solve: the kernel matrix must be square and unbatched, got shape {kernel._shape}")
     if len(b.shape) != 2 or b.shape[0] != m:
         raise ValueError(f"solve: b must have shape ({m}, D), got {tuple(b.shape)}")
     iterations = max_iterations if max_iterations is not None else 10 * m + 10
@@ -62,3 +62,21 @@ def _solve_arrays(kernel: Any, b: Any, alpha: float, eps: float, iterations: int
         return (kernel * lazy_type(p, axis=1)).sum(axis=1) + alpha * p
 
     return conjugate_gradient(matvec, b, eps, iterations)
+
+
+def genred_solve(genred: Any, arrays: tuple, position: int, alpha: float, eps: float, iterations: int,
+                 options: dict[str, Any]) -> Any:
+    """KernelSolve: (alpha Id + K) a = arrays[position], K(v) = genred(arrays with v at `position`)."""
+    if any(type(a).__module__.startswith("torch") for a in arrays):
+        from keir.solve_torch import differentiable_genred_solve
+
+        return differentiable_genred_solve(genred, arrays, position, alpha, eps, iterations, options)
+    return _genred_solve_arrays(genred, arrays, position, alpha, eps, iterations, options)
+
+
+def _genred_solve_arrays(genred: Any, arrays: tuple, position: int, alpha: float, eps: float, iterations: int,
+                         options: dict[str, Any]) -> Any:
+    def matvec(v: Any) -> Any:
+        return genred(*arrays[:position], v, *arrays[position + 1 :], **options) + alpha * v
+
+    return conjugate_gradient(matvec, arrays[position], eps, iterations)

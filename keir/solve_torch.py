@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from keir.solve import _solve_arrays
+from keir.solve import _genred_solve_arrays, _solve_arrays
 
 
 class _KernelSolve(torch.autograd.Function):
@@ -47,3 +47,46 @@ def _with_arrays(kernel: Any, arrays: list[Any]) -> Any:
 
 def differentiable_solve(kernel: Any, b: torch.Tensor, alpha: float, eps: float, iterations: int) -> torch.Tensor:
     return _KernelSolve.apply(kernel, alpha, eps, iterations, b, *kernel.arrays)
+
+
+class _GenredSolve(torch.autograd.Function):
+    """KernelSolve with torch: the same adjoint method as _KernelSolve, K given by a Genred linear in one
+    argument (`position`); the gradient of -lambda^T K(a) reaches every other argument through keir's own
+    differentiable reductions."""
+
+    @staticmethod
+    def forward(ctx: Any, genred: Any, position: int, alpha: float, eps: float, iterations: int,
+                options: dict[str, Any], *arrays: torch.Tensor) -> torch.Tensor:
+        detached = tuple(a.detach() for a in arrays)
+        a = _genred_solve_arrays(genred, detached, position, alpha, eps, iterations, options)
+        ctx.genred, ctx.position, ctx.alpha, ctx.eps, ctx.iterations, ctx.options = (
+            genred, position, alpha, eps, iterations, options)
+        ctx.save_for_backward(a, *arrays)
+        return a
+
+    @staticmethod
+    def backward(ctx: Any, grad_a: torch.Tensor) -> tuple[Any, ...]:
+        a, *arrays = ctx.saved_tensors
+        detached = tuple(t.detach() for t in arrays)
+        lam = _genred_solve_arrays(ctx.genred, (*detached[: ctx.position], grad_a.detach(),
+                                                *detached[ctx.position + 1 :]),
+                                   ctx.position, ctx.alpha, ctx.eps, ctx.iterations, ctx.options)
+        needs = ctx.needs_input_grad[6:]
+        wanted = [k for k in range(len(arrays)) if needs[k] and k != ctx.position]
+        grads: list[Any] = [None] * len(arrays)
+        if wanted:
+            with torch.enable_grad():
+                leaves = [t.detach().requires_grad_(k in wanted) for k, t in enumerate(arrays)]
+                leaves[ctx.position] = a.detach()
+                ka = ctx.genred(*leaves, **ctx.options)
+                found = torch.autograd.grad(-(lam * ka).sum(), [leaves[k] for k in wanted], allow_unused=True)
+            for k, g in zip(wanted, found):
+                grads[k] = g
+        if needs[ctx.position]:
+            grads[ctx.position] = lam
+        return (None, None, None, None, None, None, *grads)
+
+
+def differentiable_genred_solve(genred: Any, arrays: tuple, position: int, alpha: float, eps: float,
+                                iterations: int, options: dict[str, Any]) -> torch.Tensor:
+    return _GenredSolve.apply(genred, position, alpha, eps, iterations, options, *arrays)

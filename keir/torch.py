@@ -11,7 +11,8 @@ from keir import autograd, genred, lazy
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 
-__all__ = ["LazyTensor", "Vi", "Vj", "Pm", "Genred", "generic_sum", "generic_logsumexp", "generic_argkmin"]
+__all__ = ["LazyTensor", "Vi", "Vj", "Pm", "Genred", "KernelSolve", "generic_sum", "generic_logsumexp",
+           "generic_argmin", "generic_argkmin"]
 
 
 class TorchAdapter(lazy.ArrayAdapter):
@@ -49,19 +50,19 @@ class LazyTensor(lazy.LazyTensor):
     adapter = TorchAdapter()
 
 
-def Vi(x: Any) -> LazyTensor:  # noqa: N802 (pykeops' name)
-    """An i-indexed variable: x has shape (M, D)."""
-    return LazyTensor(x, axis=0)
+def Vi(x: Any, dim: int | None = None) -> LazyTensor:  # noqa: N802 (pykeops' name)
+    """An i-indexed variable: x has shape (M, D); or Vi(index, dim), a symbolic variable given at call time."""
+    return LazyTensor.variable(x, dim, 0)
 
 
-def Vj(x: Any) -> LazyTensor:  # noqa: N802
-    """A j-indexed variable: x has shape (N, D)."""
-    return LazyTensor(x, axis=1)
+def Vj(x: Any, dim: int | None = None) -> LazyTensor:  # noqa: N802
+    """A j-indexed variable: x has shape (N, D); or Vj(index, dim), a symbolic variable."""
+    return LazyTensor.variable(x, dim, 1)
 
 
-def Pm(x: Any) -> LazyTensor:  # noqa: N802
-    """A parameter: x has shape (D,), or is a Python number (a parameter of dimension 1)."""
-    return LazyTensor.parameter(x)
+def Pm(x: Any, dim: int | None = None) -> LazyTensor:  # noqa: N802
+    """A parameter: x has shape (D,), or is a number or a list of numbers; or Pm(index, dim), a symbolic one."""
+    return LazyTensor.variable(x, dim, 2)
 
 
 class Genred(genred.Genred):
@@ -69,4 +70,9 @@ class Genred(genred.Genred):
     lazy_class = LazyTensor
 
 
-generic_sum, generic_logsumexp, generic_argkmin = genred.make_generic(Genred)
+class KernelSolve(genred.KernelSolve):
+    __doc__ = genred.KernelSolve.__doc__
+    genred_class = Genred
+
+
+generic_sum, generic_logsumexp, generic_argmin, generic_argkmin = genred.make_generic(Genred)

@@ -32,8 +32,10 @@ def test_mixed_dtypes():
 def test_unsupported_dtype_and_types():
     with pytest.raises(TypeError, match="float32 and float64 arrays, got int64"):
         kn.Vi(np.ones((4, 3), dtype=np.int64))
-    with pytest.raises(TypeError, match="needs a numpy array or a number, got list"):
-        kn.LazyTensor([1.0, 2.0])
+    with pytest.raises(TypeError, match="LazyTensor needs an array, a number, a list of numbers or"):
+        kn.LazyTensor({"a": 1.0})  # (a list of numbers is a constant vector, as in pykeops)
+    with pytest.raises(TypeError, match="got list"):
+        kn.LazyTensor(["a"])
     with pytest.raises(TypeError, match="cannot combine a LazyTensor with str"):
         kn.Vi(np.ones((4, 3))) + "a"
 
@@ -57,18 +59,36 @@ def test_mismatched_lengths():
         (x.sqdist(kn.Vj(np.ones((2, 3)))) + y.sum()).sum(axis=1)
 
 
-def test_reduction_without_i_or_j_variable():
-    with pytest.raises(ValueError, match="needs a Vi \\(i-indexed\\) variable"):
-        kn.Vj(np.ones((5, 3))).sqnorm2().sum(axis=1)
-    with pytest.raises(ValueError, match="needs a Vj \\(j-indexed\\) variable"):
-        kn.Vi(np.ones((5, 3))).sqnorm2().sum(axis=0)
-    with pytest.raises(ValueError, match="axis is 0 \\(over i\\) or 1 \\(over j\\)"):
-        kn.Vi(np.ones((5, 3))).sqdist(kn.Vj(np.ones((5, 3)))).sum(axis=2)
+def test_reduction_axis_errors():
+    # (A formula without i or j variables reduces with M = 1 or N = 1, as in pykeops: see test_pykeops_idioms.)
+    formula = kn.Vi(np.ones((5, 3))).sqdist(kn.Vj(np.ones((5, 3))))
+    with pytest.raises(ValueError, match="axis is 0 \\(over i\\) or 1 \\(over j\\), got 3"):
+        formula.sum(axis=3)
+    with pytest.raises(ValueError, match="-1 is the vector dimension, which this reduction does not take"):
+        formula.logsumexp(axis=-1)
+    with pytest.raises(ValueError, match="got -2"):  # pykeops has no negative axes for i and j
+        formula.sum(axis=-2)
 
 
-def test_non_integer_power():
-    with pytest.raises(ValueError, match="integer exponent"):
-        kn.Vi(np.ones((4, 3))) ** 1.5
+def test_exponents():
+    with pytest.raises(ValueError, match="the exponent must be a number or a LazyTensor, got str"):
+        kn.Vi(np.ones((4, 3))) ** "2"
+    with pytest.raises(DimensionError, match="the exponent has dimension 2; expected 1 or 3"):
+        kn.Vi(np.ones((4, 3))) ** kn.Vj(np.ones((5, 2)))
+
+
+def test_block_sparse_ranges_are_refused():
+    from keir.reduction import BlockSparseNotSupportedError
+
+    x = np.random.rand(4, 3)
+    ranges = tuple(np.zeros((1, 2), dtype=np.int32) for _ in range(6))
+    K = kn.Vi(x).sqdist(kn.Vj(x))
+    for attempt in (lambda: K.sum(axis=1, ranges=ranges),
+                    lambda: kn.Genred("SqDist(x,y)", ["x = Vi(3)", "y = Vj(3)"], axis=1)(x, x, ranges=ranges),
+                    lambda: setattr(K, "ranges", ranges)):
+        with pytest.raises(BlockSparseNotSupportedError, match=r"ranges are not supported yet \(issue 14\)"):
+            attempt()
+    assert issubclass(BlockSparseNotSupportedError, ValueError) and K.ranges is None
 
 
 def test_torch_device_and_dtype():
