@@ -259,12 +259,17 @@ class KMin(Accumulator):
 
 class LogSumExp(Accumulator):
     """logsumexp per component; or, with a weight (operand = concat(f, g)), log sum exp(f) g and
-    sum exp(f) g / sum exp(f). State: running maximum m and sums s scaled by exp(-m)."""
+    sum exp(f) g / sum exp(f). State: running maximum m and sums s scaled by exp(-m); with "kahan_scheme",
+    a carry per sum (what the sum lost, scaled with it); with dtype_acc="float64" on float32, all of it in
+    float64. "block_sum" merges the (m, s) states of blocks of j."""
 
     def __init__(self, options: ReductionOptions, elem: str, lanes: int):
         super().__init__(options, elem, lanes)
         self.weighted = options.kind != "logsumexp"
         self.softmax = options.kind == "sumsoftmaxweight"
+        self.kahan = options.sum_scheme == "kahan_scheme"
+        self.wide = options.dtype_acc == "float64" and elem == "f32"
+        self.acc_elem = "f64" if self.wide else elem
 
     def _groups(self) -> int:
         return 1 if self.weighted else self.options.dim
@@ -274,52 +279,112 @@ class LogSumExp(Accumulator):
             return 1
         return self.options.dim - 1 + (1 if self.softmax else 0)
 
+    def _split(self, state: list[str]) -> tuple[list[str], list[str], list[str]]:
+        """(maxima, sums, carries) of one row's state."""
+        groups, sums = self._groups(), self._groups() * self._sums()
+        return state[:groups], state[groups : groups + sums], state[groups + sums :]
+
+    def _acc(self, b: Builder) -> Builder:
+        """A builder of the accumulator's type that appends to b's lines."""
+        return Builder(b.names, self.acc_elem, b.lanes, b.lines, b.indent, b.once)
+
     def state_types(self) -> list[str]:
-        return [self.vtype] * (self._groups() * (1 + self._sums()))
+        vtype = f"vector<{self.lanes}x{self.acc_elem}>"
+        return [vtype] * (self._groups() + self._groups() * self._sums() * (2 if self.kahan else 1))
 
     def init(self, b):
-        return [self.splat(b, -math.inf)] * self._groups() + [self.splat(b, 0.0)] * (self._groups() * self._sums())
+        a = self._acc(b)
+        zeros = [a.const(0.0)] * (self._groups() * self._sums() * (2 if self.kahan else 1))
+        return [a.const(-math.inf)] * self._groups() + zeros
+
+    def _widened(self, b: Builder, values: list[str]) -> list[str]:
+        if not self.wide:
+            return values
+        wide_type = f"vector<{self.lanes}xf64>" if b.lanes is not None else "f64"
+        return [b.emit(f"arith.extf {v} : {b.type} to {wide_type}") for v in values]
 
     def update(self, b, state, f, mask, j):
         groups, sums = self._groups(), self._sums()
-        maxima, totals = state[:groups], state[groups:]
-        new_maxima, new_totals = [], []
+        a = self._acc(b)
+        f = self._widened(b, f)
+        maxima, totals, carries = self._split(state)
+        new_maxima, new_totals, new_carries = [], [], []
         for g in range(groups):
             value = f[g] if not self.weighted else f[0]
-            weights = [b.const(1.0)] if not self.weighted else list(f[1:])
+            weights = [a.const(1.0)] if not self.weighted else list(f[1:])
             if self.softmax:
-                weights = weights + [b.const(1.0)]
+                weights = weights + [a.const(1.0)]
             m = maxima[g]
-            valid = b.cmp("ogt", value, b.const(-math.inf))  # exp(-inf) adds nothing; skip it (and NaN)
-            valid = self.and_masks(b, valid, mask)
-            d = b.sub(value, m)
-            grows = b.cmp("ogt", d, b.const(0.0))
-            e = mathlib.exp(b, b.neg(b.math("absf", d)))
-            new_maxima.append(b.select(valid, b.max(m, value), m))
-            for w, s in zip(weights, totals[g * sums : (g + 1) * sums]):
-                rescaled = b.fma(s, e, w)  # the maximum moved: old sum scaled down, new term weight 1
-                added = b.fma(e, w, s)
-                new_totals.append(b.select(valid, b.select(grows, rescaled, added), s))
-        return new_maxima + new_totals
+            valid = a.cmp("ogt", value, a.const(-math.inf))  # exp(-inf) adds nothing; skip it (and NaN)
+            valid = self.and_masks(a, valid, mask)
+            d = a.sub(value, m)
+            grows = a.cmp("ogt", d, a.const(0.0))
+            e = mathlib.exp(a, a.neg(a.math("absf", d)))
+            new_maxima.append(a.select(valid, a.max(m, value), m))
+            for k, (w, s) in enumerate(zip(weights, totals[g * sums : (g + 1) * sums])):
+                if not self.kahan:
+                    rescaled = a.fma(s, e, w)  # the maximum moved: old sum scaled down, new term weight 1
+                    added = a.fma(e, w, s)
+                    new_totals.append(a.select(valid, a.select(grows, rescaled, added), s))
+                    continue
+                # Kahan: the carry is scaled with the sum when the maximum moves
+                c = carries[g * sums + k]
+                base, carry = a.select(grows, a.mul(s, e), s), a.select(grows, a.mul(c, e), c)
+                y = a.sub(a.select(grows, w, a.mul(e, w)), carry)
+                t = a.add(base, y)
+                lost = a.sub(a.sub(t, base), y)
+                lost = a.select(a.cmp("ord", lost, lost), lost, a.const(0.0))  # dropped once the sum is inf
+                new_totals.append(a.select(valid, t, s))
+                new_carries.append(a.select(valid, lost, c))
+        return new_maxima + new_totals + new_carries
+
+    def merge(self, b: Builder, outer: list[str], inner: list[str]) -> list[str]:
+        """block_sum: the running state and a block's, row by row: m = max(m1, m2), s = s1 e^(m1-m) + s2 e^(m2-m)."""
+        a = self._acc(b)
+        width = len(self.state_types())
+        merged = []
+        for start in range(0, len(outer), width):
+            (m1, s1, c1), (m2, s2, c2) = (self._split(x[start : start + width]) for x in (outer, inner))
+            maxima, scaled, carried = [], [], []
+            sums = self._sums()
+            for g in range(self._groups()):
+                m = a.max(m1[g], m2[g])
+                # exp(-inf - -inf) is NaN: a side that has seen no term contributes nothing
+                scales = [a.select(a.cmp("oeq", x[g], a.const(-math.inf)), a.const(0.0),
+                                   mathlib.exp(a, a.sub(x[g], m))) for x in (m1, m2)]
+                maxima.append(m)
+                for k in range(g * sums, (g + 1) * sums):
+                    scaled.append(a.fma(s1[k], scales[0], a.mul(s2[k], scales[1])))
+                    if self.kahan:
+                        carried.append(a.fma(c1[k], scales[0], a.mul(c2[k], scales[1])))
+            merged += maxima + scaled + carried
+        return merged
 
     def finish(self, b, state):
         groups, sums = self._groups(), self._sums()
-        vb = Builder(b.names, self.elem, self.lanes, b.lines, b.indent)
+        a = self._acc(b)
+        va = Builder(b.names, self.acc_elem, self.lanes, b.lines, b.indent)
+        vtype = f"vector<{self.lanes}x{self.acc_elem}>"
+        maxima, totals, carries = self._split(state)
+        if self.kahan:
+            totals = [va.sub(s, c) for s, c in zip(totals, carries)]
         out = []
         for g in range(groups):
-            m = state[g]
-            top = self.reduce_lanes(b, "maximumf", m)
-            empty = b.cmp("oeq", top, b.const(-math.inf))
-            safe_top = b.select(empty, b.const(0.0), top)
-            scale = mathlib.exp(vb, vb.sub(m, b.emit(f"vector.broadcast {safe_top} : {self.elem} to {self.vtype}")))
-            group_sums = state[groups + g * sums : groups + (g + 1) * sums]
-            totals = [self.reduce_lanes(b, "add", vb.mul(s, scale)) for s in group_sums]
+            m = maxima[g]
+            top = self.reduce_lanes(a, "maximumf", m, vtype, self.acc_elem)
+            empty = a.cmp("oeq", top, a.const(-math.inf))
+            safe_top = a.select(empty, a.const(0.0), top)
+            scale = mathlib.exp(va, va.sub(m, a.emit(f"vector.broadcast {safe_top} : {self.acc_elem} to {vtype}")))
+            group_sums = totals[g * sums : (g + 1) * sums]
+            group_totals = [self.reduce_lanes(a, "add", va.mul(s, scale), vtype, self.acc_elem) for s in group_sums]
             if self.softmax:  # a term of +inf makes this inf/inf = NaN, as torch.softmax does
-                out += [b.div(t, totals[-1]) for t in totals[:-1]]
+                out += [a.div(t, group_totals[-1]) for t in group_totals[:-1]]
             else:  # no term: -inf; a term of +inf: +inf (the sums are NaN then: exp(inf - inf))
-                infinite = b.cmp("oeq", top, b.const(math.inf))
-                out += [b.select(empty, b.const(-math.inf), b.select(infinite, top, b.add(top, mathlib.log(b, t))))
-                        for t in totals]
+                infinite = a.cmp("oeq", top, a.const(math.inf))
+                out += [a.select(empty, a.const(-math.inf), a.select(infinite, top, a.add(top, mathlib.log(a, t))))
+                        for t in group_totals]
+        if self.wide:
+            out = [b.emit(f"arith.truncf {v} : f64 to f32") for v in out]
         return out, []
 
 

@@ -156,10 +156,16 @@ def _reduce(dims: tuple[int, ...], attrs: Mapping[str, object]) -> int:
     if kind in ("logsumexp_weight", "sumsoftmaxweight") and dims[0] < 2:
         raise DimensionError(f"keir.reduce: kind {kind!r} reduces concat(f, weight); got dimension {dims[0]}")
     scheme = attrs.get("sum_scheme", "direct_sum")
-    if scheme not in SUM_SCHEMES or (scheme != "direct_sum" and kind != "sum"):
-        raise ValueError(f"keir.reduce: sum_scheme {scheme!r} is not one of {SUM_SCHEMES} for a sum")
-    if attrs.get("dtype_acc", "float64") != "float64" or ("dtype_acc" in attrs and kind != "sum"):
-        raise ValueError(f"keir.reduce: dtype_acc may only be 'float64', for a sum; got {attrs.get('dtype_acc')!r}")
+    if scheme not in SUM_SCHEMES:
+        raise ValueError(f"keir.reduce: sum_scheme must be one of {SUM_SCHEMES}, got {scheme!r}")
+    if scheme != "direct_sum" and kind not in SUM_TYPE_KINDS:
+        raise ValueError(f"keir.reduce: sum_scheme {scheme!r} applies to the sum-type reductions "
+                         f"({', '.join(SUM_TYPE_KINDS)}), not to {kind!r}")
+    if attrs.get("dtype_acc", "float64") != "float64":
+        raise ValueError(f"keir.reduce: dtype_acc may only be 'float64', got {attrs.get('dtype_acc')!r}")
+    if "dtype_acc" in attrs and kind not in SUM_TYPE_KINDS:
+        raise ValueError(f"keir.reduce: dtype_acc applies to the sum-type reductions ({', '.join(SUM_TYPE_KINDS)}), "
+                         f"not to {kind!r}")
     floats, indices = reduction_output_widths(kind, dims[0], k)
     return floats + indices
 
@@ -169,6 +175,9 @@ REDUCTION_KINDS = (
     "kmin", "argkmin", "kmin_argkmin", "logsumexp", "logsumexp_weight", "sumsoftmaxweight",
 )
 SUM_SCHEMES = ("direct_sum", "block_sum", "kahan_scheme")
+# The reductions whose accumulator is a sum, to which sum_scheme and dtype_acc apply (as in pykeops: Sum,
+# Max_SumShiftExp and Max_SumShiftExpWeight).
+SUM_TYPE_KINDS = ("sum", "logsumexp", "logsumexp_weight", "sumsoftmaxweight")
 
 
 def reduction_output_widths(kind: str, dim: int, k: int = 1) -> tuple[int, int]:

@@ -401,7 +401,8 @@ REDUCTIONS = [
     ("sum", {"sum_scheme": "kahan_scheme"}), ("sum", {"sum_scheme": "block_sum"}), ("sum", {"dtype_acc": "float64"}),
     ("min", {}), ("max", {}), ("argmin", {}), ("argmax", {}), ("min_argmin", {}), ("max_argmax", {}),
     ("kmin", {"k": 3}), ("argkmin", {"k": 3}), ("kmin_argkmin", {"k": 2}), ("logsumexp", {}),
-    ("logsumexp_weight", {}), ("sumsoftmaxweight", {}),
+    ("logsumexp_weight", {}), ("sumsoftmaxweight", {}), ("logsumexp", {"sum_scheme": "kahan_scheme"}),
+    ("logsumexp_weight", {"dtype_acc": "float64"}), ("sumsoftmaxweight", {"sum_scheme": "kahan_scheme"}),
 ]
 
 

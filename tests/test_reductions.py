@@ -138,3 +138,30 @@ def test_bad_reduction_arguments():
         f.min(axis=1, dtype_acc="float64")
     with pytest.raises(kn.LazyTensor.__module__ and ValueError, match="needs a scalar formula"):
         (kn.Vi(np.ones((3, 2))) - kn.Vj(np.ones((4, 2)))).sumsoftmaxweight(kn.Vj(np.ones((4, 2))), axis=1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("scheme", ["direct_sum", "block_sum", "kahan_scheme"])
+@pytest.mark.parametrize("dtype_acc", [None, "float64"])
+def test_sum_schemes_and_dtype_acc_apply_to_logsumexp(dtype, scheme, dtype_acc):
+    """As in pykeops, sum_scheme and dtype_acc apply to the log-sum-exp family (Max_SumShiftExp[Weight])."""
+    rng = np.random.default_rng(5)
+    m, n = 6, 4100  # several block_sum blocks and a tail
+    x, y = (rng.standard_normal((k, 2)).astype(dtype) * 3 for k in (m, n))
+    w = rng.random((n, 2)).astype(dtype)
+    d = -((x[:, None, :].astype(float) - y[None].astype(float)) ** 2).sum(-1)
+    top = d.max(1, keepdims=True)
+    scaled = np.exp(d - top)
+    options = {"sum_scheme": scheme, **({"dtype_acc": dtype_acc} if dtype_acc else {})}
+    f = -kn.Vi(x).sqdist(kn.Vj(y))
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(f.logsumexp(axis=1, **options), top + np.log(scaled.sum(1, keepdims=True)), atol=tol)
+    np.testing.assert_allclose(f.logsumexp(axis=1, weight=kn.Vj(w), **options), top + np.log(scaled @ w), atol=tol)
+    np.testing.assert_allclose(f.sumsoftmaxweight(kn.Vj(w), axis=1, **options),
+                               (scaled @ w) / scaled.sum(1, keepdims=True), atol=tol)
+
+
+def test_sum_options_are_refused_for_other_kinds_by_name():
+    x = np.random.default_rng(0).random((4, 2))
+    with pytest.raises(ValueError, match="sum_scheme 'kahan_scheme' applies to the sum-type reductions"):
+        kn.Vi(x).sqdist(kn.Vj(x)).min(axis=1, sum_scheme="kahan_scheme")
