@@ -105,7 +105,7 @@ def make(op: str, *args: Node, **attrs: Any) -> Node:
 def interned(op: str, args: tuple[Node, ...], attrs: Attrs) -> Node:
     """Node(op, args, attrs), attrs sorted by name. The usual case, a node that exists, is looked up here:
     calling the class costs as much again (formulas are rebuilt on every call)."""
-    ref = Node._interned.get(_key(op, args, attrs))
+    ref = Node._interned.get((op, args, attrs) if op != "constant" else _key(op, args, attrs))
     node = ref() if ref is not None else None
     return node if node is not None else Node(op, args, attrs)
 
