@@ -8,7 +8,7 @@ import time
 
 from . import report
 from .generate import random_case
-from .pool import run_cases
+from .pool import Pool
 from .shrink import shrink
 from .signatures import signature
 
@@ -26,7 +26,13 @@ def run(cases: int, seed: int, start: int = 0, jobs: int = 2, timeout: float = 1
             print(f"  {done[0]}/{cases} cases, {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
 
     generated = [random_case(seed, index, profile) for index in range(start, start + cases)]
-    results = run_cases(generated, jobs=jobs, timeout=timeout, on_outcome=tick, cache_dir=cache_dir)
+    with Pool(jobs, timeout, cache_dir) as pool:
+        results = pool.run(generated, on_outcome=tick)
+        return _summarise(results, pool, jobs, shrink_budget, began)
+
+
+def _summarise(results: list[tuple[dict, dict]], pool: Pool, jobs: int, shrink_budget: int,
+               began: float) -> tuple[str, list[tuple[dict, dict]], dict]:
     results.sort(key=lambda item: item[0]["index"])
     groups: dict[str, list[tuple[dict, dict]]] = {}
     for case, outcome in report.failures(results):
@@ -34,7 +40,7 @@ def run(cases: int, seed: int, start: int = 0, jobs: int = 2, timeout: float = 1
     shrunk: dict[str, tuple[dict, dict]] = {}
     if shrink_budget > 0:
         def runner(batch: list[dict]) -> list[dict]:
-            finished = {id(c): o for c, o in run_cases(batch, jobs=jobs, timeout=timeout, cache_dir=cache_dir)}
+            finished = {id(c): o for c, o in pool.run(batch)}
             return [finished[id(c)] for c in batch]
 
         for name, members in groups.items():

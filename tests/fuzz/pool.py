@@ -80,60 +80,86 @@ def worker_environment(cache_dir: str) -> dict[str, str]:
     return env
 
 
+class Pool:
+    """Worker processes kept between runs (a worker starts in seconds: imports of torch, keir and MLIR)."""
+
+    def __init__(self, jobs: int = 2, timeout: float = 120.0, cache_dir: str | None = None):
+        self.jobs, self.timeout = jobs, timeout
+        self.env = worker_environment(cache_dir or tempfile.mkdtemp(prefix="keir-fuzz-cache-"))
+        self.workers: list[_Worker] = []
+        self.selector = selectors.DefaultSelector()
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for worker in self.workers:
+            self.selector.unregister(worker.process.stdout)
+            worker.close()
+        self.workers = []
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker(self.env)
+        self.selector.register(worker.process.stdout, selectors.EVENT_READ, worker)
+        self.workers.append(worker)
+        return worker
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        self.selector.unregister(worker.process.stdout)
+        worker.close()
+        self.workers.remove(worker)
+        return self._spawn()
+
+    def run(self, cases: Iterable[dict], on_outcome: Callable[[dict, dict], None] | None = None) -> list[tuple]:
+        """Runs each case in a worker; returns [(case, outcome)] in completion order."""
+        pending = list(cases)
+        pending.reverse()
+        while len(self.workers) < min(self.jobs, max(1, len(pending))):
+            self._spawn()
+        results: list[tuple] = []
+
+        def finish(worker: _Worker, outcome: dict) -> None:
+            outcome["seconds"] = round(time.monotonic() - worker.started, 3)
+            assert worker.case is not None
+            results.append((worker.case, outcome))
+            if on_outcome:
+                on_outcome(worker.case, outcome)
+            worker.case = None
+
+        def feed(worker: _Worker) -> None:
+            if pending:
+                worker.send(pending.pop())
+
+        for worker in self.workers:
+            feed(worker)
+        while any(w.case is not None for w in self.workers):
+            for key, _ in self.selector.select(timeout=0.5):
+                worker = key.data
+                line = worker.process.stdout.readline()
+                if not line:  # the worker died
+                    if worker.case is not None:
+                        finish(worker, _death(worker))
+                    feed(self._replace(worker))
+                elif line.strip() == "START":
+                    worker.announced = True
+                else:
+                    finish(worker, json.loads(line))
+                    feed(worker)
+            now = time.monotonic()
+            for worker in list(self.workers):
+                if worker.case is not None and now - worker.started > self.timeout:
+                    worker.kill()
+                    finish(worker, {"class": "hang", "message": f"no answer after {self.timeout:.0f} s",
+                                    "traceback": worker.stderr_tail()})
+                    feed(self._replace(worker))
+        return results
+
+
 def run_cases(cases: Iterable[dict], jobs: int = 2, timeout: float = 120.0,
               on_outcome: Callable[[dict, dict], None] | None = None, cache_dir: str | None = None) -> list[tuple]:
-    """Runs each case in a worker; returns [(case, outcome)] in completion order."""
-    pending = list(cases)
-    pending.reverse()
-    env = worker_environment(cache_dir or tempfile.mkdtemp(prefix="keir-fuzz-cache-"))
-    workers = [_Worker(env) for _ in range(min(jobs, max(1, len(pending))))]
-    selector = selectors.DefaultSelector()
-    results: list[tuple] = []
-
-    def finish(worker: _Worker, outcome: dict) -> None:
-        outcome["seconds"] = round(time.monotonic() - worker.started, 3)
-        assert worker.case is not None
-        results.append((worker.case, outcome))
-        if on_outcome:
-            on_outcome(worker.case, outcome)
-        worker.case = None
-
-    def feed(worker: _Worker) -> None:
-        if pending:
-            worker.send(pending.pop())
-
-    def replace(worker: _Worker) -> _Worker:
-        selector.unregister(worker.process.stdout)
-        worker.close()
-        fresh = _Worker(env)
-        selector.register(fresh.process.stdout, selectors.EVENT_READ, fresh)
-        workers[workers.index(worker)] = fresh
-        return fresh
-
-    for worker in workers:
-        selector.register(worker.process.stdout, selectors.EVENT_READ, worker)
-        feed(worker)
-    while any(w.case is not None for w in workers):
-        for key, _ in selector.select(timeout=0.5):
-            worker = key.data
-            line = worker.process.stdout.readline()
-            if not line:  # the worker died
-                if worker.case is not None:
-                    finish(worker, _death(worker))
-                feed(replace(worker))
-            elif line.strip() == "START":
-                worker.announced = True
-            else:
-                finish(worker, json.loads(line))
-                feed(worker)
-        now = time.monotonic()
-        for worker in list(workers):
-            if worker.case is not None and now - worker.started > timeout:
-                worker.kill()
-                finish(worker, {"class": "hang", "message": f"no answer after {timeout:.0f} s",
-                                "traceback": worker.stderr_tail()})
-                feed(replace(worker))
-    for worker in workers:
-        selector.unregister(worker.process.stdout)
-        worker.close()
-    return results
+    """Runs each case in a worker of a fresh pool; returns [(case, outcome)] in completion order."""
+    with Pool(jobs, timeout, cache_dir) as pool:
+        return pool.run(cases, on_outcome)
