@@ -452,8 +452,9 @@ class LazyTensor:
         return self.sqnorm2().sqrt()
 
     def norm(self, dim: int = -1) -> LazyTensor:
-        if dim not in (-1, 2):
-            raise ValueError(f"norm reduces the vector dimension (dim=-1 or 2), got dim={dim}")
+        last = self._nbatch() + 2  # pykeops: the norm is over the last axis only, -1 or len(_shape) - 1
+        if dim not in (-1, last):
+            raise ValueError(f"norm reduces the vector dimension (dim=-1 or {last}), got dim={dim}")
         return self.norm2()
 
     def normalize(self) -> LazyTensor:
@@ -749,7 +750,8 @@ class LazyTensor:
     def logsumexp(self, axis: int | None = None, dim: int | None = None, weight: Any = None, call: bool = True,
                   **options: Any) -> Any:
         """log sum exp(f) over i or j, with an online maximum (never overflows); with `weight` g (a LazyTensor
-        or array indexed like the reduced variable): log sum exp(f) g."""
+        or array indexed like the reduced variable): log sum exp(f) g. pykeops also spells weight `other`."""
+        weight = options.pop("other", None) if weight is None else weight
         if weight is None:
             return self._reduce("logsumexp", _axis(axis, dim), call, options)
         return self._weighted("logsumexp_weight", _axis(axis, dim), weight, call, options)

@@ -55,6 +55,9 @@ class Reduction:
             reduce_attrs.pop(name, None)
         if use_double_acc:
             reduce_attrs.setdefault("dtype_acc", "float64")
+        unknown = set(reduce_attrs) - {"k", "sum_scheme", "dtype_acc"}
+        if unknown:
+            raise TypeError(f"a reduction got unexpected option(s) {', '.join(sorted(unknown))}")
         self.backend, self.device_id = backend, device_id
         self.lazy = lazy
         self.adapter = lazy.adapter

@@ -277,3 +277,13 @@ def test_generic_argmin_and_pickle():
     assert np.array_equal(argmin(_X, _Y)[:, 0], _sqdist(_X, _Y).argmin(1))
     again = pickle.loads(pickle.dumps(argmin))
     assert np.array_equal(again(_X, _Y), argmin(_X, _Y))
+
+
+def test_logsumexp_weight_spellings():
+    x, y, b = rng.random((8, 2)), rng.random((10, 2)), rng.random((10, 1)) + 0.5
+    f = -kn.Vi(x).sqdist(kn.Vj(y))
+    want = np.log((np.exp(-_sqdist(x, y)) * b.T).sum(1, keepdims=True))
+    assert relative_error(f.logsumexp(dim=1, weight=kn.Vj(b)), want) < 1e-13
+    assert relative_error(f.logsumexp(axis=1, other=kn.Vj(b)), want) < 1e-13  # pykeops passes it on as `other`
+    with pytest.raises(TypeError, match="unexpected option"):
+        f.sum(axis=1, frobnicate=True)

@@ -5,7 +5,8 @@ At collection time the pykeops 2.3 source distribution is fetched from the packa
 are collected, and `pykeops`, `pykeops.numpy`, `pykeops.torch` (and the few submodules those files import)
 are aliased to keir's modules in `sys.modules`, so that `from pykeops.torch import LazyTensor` gives keir's.
 `pykeops.numpy.utils` is pykeops' own file (NumPy reference kernels used by the tests), loaded from the
-download. Without network access or pip, the suite is skipped with the reason.
+download. Without network access or pip, the suite is skipped with the reason; KEIR_SKIP_CONFORMANCE=1
+skips it on purpose (it takes a few minutes).
 
 `python tests/conformance/parity_table.py` runs this suite and prints the per-test parity table.
 """
@@ -46,7 +47,15 @@ SKIPPED_TESTS = {
 
 # Tests that fail with keir today, with the reason: marked xfail(strict), so that a fix shows up as XPASS and
 # this list must be updated (`tests/conformance/parity_table.py` prints the current table).
-KNOWN_FAILURES: dict[str, str] = {}
+_NO_VMAP = "torch.func.vmap over keir's reduction (autograd.Function) has no vmap rule yet"
+_NO_JVP = "torch.func forward mode: keir's reduction (autograd.Function) has no jvp rule yet"
+KNOWN_FAILURES: dict[str, str] = {
+    **{f"{file}::TestCase::test_torch_func_{name}": reason
+       for file in ("test_torch_func.py", "test_torch_func_logsumexp.py")
+       for name, reason in (("vmap", _NO_VMAP), ("jvp", _NO_JVP), ("jacrev", _NO_VMAP + " (jacrev vmaps)"),
+                            ("jacfwd", _NO_VMAP + " (jacfwd vmaps)"), ("hessian", _NO_VMAP + " (hessian vmaps)"))},
+    **{f"test_vmap.py::TestCase::test_vmap_{k}": _NO_VMAP for k in range(3)},
+}
 
 
 def _download_dir() -> Path:
@@ -173,6 +182,9 @@ class PykeopsSuite(pytest.Module):
     """Collects pykeops' test files from the download in place of the placeholder module."""
 
     def collect(self):  # noqa: ANN201 (pytest's collector protocol)
+        if os.environ.get("KEIR_SKIP_CONFORMANCE") == "1":  # it takes minutes: a quick local run may opt out
+            yield SkippedFile.from_parent(self, name="suite", reason="KEIR_SKIP_CONFORMANCE=1")
+            return
         try:
             package = fetch_pykeops()
         except (OSError, RuntimeError, subprocess.SubprocessError, tarfile.TarError) as err:
