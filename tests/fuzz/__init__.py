@@ -9,6 +9,7 @@ Modules, one job each:
   generate.py    random cases (formula tree, variables and their arrays, the reduction) as plain JSON data
   program.py     a case as Python source using the public API (what the worker runs and what a reproducer shows)
   semantics.py   the dense float64 meaning of each op, with an error bound carried alongside (interval style)
+  dense.py       the case's arrays as dense (*batch, M, N, D) Bounds; the terms of the reduction
   reductions.py  the dense meaning of each reduction and the check of keir's answer against it
   gradients.py   first and second derivatives against torch autograd on the dense form
   execute.py     one case in this process: run, check, classify
@@ -17,4 +18,7 @@ Modules, one job each:
   signatures.py  failures grouped by a signature without numbers
   shrink.py      smaller cases with the same signature, for the reproducers
   report.py      the summary
+  driver.py      a run: generate, run in workers, group, shrink, summarise
+Tests: test_fuzz_slice.py (the CI slice: 300 cases, profile "ci", must find nothing), test_checker.py (the checks
+catch wrong answers), test_pool.py (an abort and a hang are classified and the run goes on).
 """
