@@ -37,7 +37,7 @@ def _pykeops_variable(x: Any, shape: tuple[int, ...]) -> tuple[str | None, Any]:
     return None, x
 
 
-def _non_array(x: Any, axis: int | None) -> tuple[Node, tuple, tuple, str | None]:
+def _non_array(x: Any, axis: int | None, front: str) -> tuple[Node, tuple, tuple, str | None]:
     """(node, arrays, categories, dtype) of a LazyTensor made from a number, a list of numbers or a symbolic
     variable's (index, dim, category) triplet."""
     if isinstance(x, tuple):
@@ -52,7 +52,7 @@ def _non_array(x: Any, axis: int | None) -> tuple[Node, tuple, tuple, str | None
     if isinstance(x, list) and x and all(_is_number(v) for v in x):
         # pykeops makes a parameter of the formula's dtype; constants compute the same values
         return functools.reduce(lambda a, b: make("concat", a, b), [constant(float(v)) for v in x]), (), (), None
-    raise TypeError(f"LazyTensor needs an array, a number, a list of numbers or (index, dim, category), "
+    raise TypeError(f"LazyTensor needs a {front} array, a number, a list of numbers or (index, dim, category), "
                     f"got {type(x).__name__}")
 
 
@@ -169,7 +169,7 @@ class LazyTensor:
         """x: an array (pykeops shapes, or 2D with axis=0 / 1, or 0D / 1D: a parameter), a number, a list of
         numbers (a constant vector), or a triplet (index, dim, category) of integers: a symbolic variable."""
         if not self.adapter.is_array(x):
-            self._set(*_non_array(x, axis))
+            self._set(*_non_array(x, axis, self.adapter.name))
             return
         shape = x.shape
         if len(shape) == 0:  # a 0D array is a parameter of dimension 1, as in pykeops

@@ -32,7 +32,7 @@ def test_mixed_dtypes():
 def test_unsupported_dtype_and_types():
     with pytest.raises(TypeError, match="float32 and float64 arrays, got int64"):
         kn.Vi(np.ones((4, 3), dtype=np.int64))
-    with pytest.raises(TypeError, match="LazyTensor needs an array, a number, a list of numbers or"):
+    with pytest.raises(TypeError, match="LazyTensor needs a numpy array, a number, a list of numbers or"):
         kn.LazyTensor({"a": 1.0})  # (a list of numbers is a constant vector, as in pykeops)
     with pytest.raises(TypeError, match="got list"):
         kn.LazyTensor(["a"])
