@@ -145,7 +145,7 @@ class Reduction:
             return self._into_out(autograd.reduce(self))
         out = self.compute(arrays)
         if isinstance(out, tuple):  # values and indices
-            return tuple(self.adapter.result(part, like) for part in out)
+            return self._into_out(tuple(self.adapter.result(part, like) for part in out))
         return self._into_out(self.adapter.result(out, like))
 
     def _with(self, arrays: tuple, call_options: dict[str, Any]) -> Reduction:
@@ -160,6 +160,8 @@ class Reduction:
     def _into_out(self, result: Any) -> Any:
         if self.out is None:
             return result
+        if isinstance(result, tuple):  # refused rather than ignored
+            raise ValueError(f"out= takes one array; a {self.kind} reduction returns {len(result)} (values, indices)")
         if tuple(self.out.shape) != tuple(result.shape):
             raise ValueError(f"out has shape {tuple(self.out.shape)}, the result has shape {tuple(result.shape)}")
         self.out[...] = result

@@ -287,3 +287,9 @@ def test_logsumexp_weight_spellings():
     assert relative_error(f.logsumexp(axis=1, other=kn.Vj(b)), want) < 1e-13  # pykeops passes it on as `other`
     with pytest.raises(TypeError, match="unexpected option"):
         f.sum(axis=1, frobnicate=True)
+
+
+def test_out_is_refused_for_two_results():
+    f = kn.Vi(_X).sqdist(kn.Vj(_Y))
+    with pytest.raises(ValueError, match="out= takes one array"):
+        f.min_argmin(axis=1, out=np.empty((9, 1)))
