@@ -387,8 +387,8 @@ class Simplifier:
         if outside.factors and not self.assume_finite:  # H inf and a + h > 0: H (a + h) = inf but H a + H h = NaN
             return None
         inner = self.terms(sums[0])
-        if sum(self.term_level(u) == 2 for u in inner) != 1:
-            return None
+        if sum(self.term_level(u) == 2 for u in inner) != 1 or any(f is sums[0] for u in inner for f in u.factors):
+            return None  # (a sum that reads as itself is a kept x - x: see _merge)
         # H may be wider than the scalar sum (a dimension-D factor times a scalar): the spread sum is as wide
         dim = max([sums[0].dim] + [f.dim for f in (*numerator, *denominator) if self.level(f) < 2])
         spread = self.settle(self.build_sum([self.product(outside, u) for u in inner], dim))
