@@ -130,7 +130,8 @@ def _selected_pairs(plan: _Plan, inputs: list[Any], variable: Any) -> Node:
     detached = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in inputs)
     lazy = plan.lazy_type._new(plan.root.args[0], detached, plan.categories, plan.dtype)
     index = Reduction(lazy, SELECTING_ARG[plan.root.attr("kind")], axis, plan.threads)()
-    size = next(a.shape[-2] for a, c in zip(inputs, plan.categories) if c == reduced_category)
+    # the reduced axis' size; 1 when no variable is indexed by it (pykeops' rule for a missing size)
+    size = next((a.shape[-2] for a, c in zip(inputs, plan.categories) if c == reduced_category), 1)
     dtype = getattr(torch, plan.dtype)
     positions = torch.arange(size, device=index.device).reshape(*[1] * (index.dim() - 2), size, 1)
     matches = [

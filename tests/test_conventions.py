@@ -196,3 +196,17 @@ def test_batched_parameter_gradients_stay_in_their_batch():
     for g, w in zip(got, want):
         assert g.shape == w.shape
         torch.testing.assert_close(g, w)
+
+
+def test_min_max_gradients_of_a_formula_with_a_missing_size():
+    """No variable indexed by the reduced axis: its size is 1 (pykeops' rule), the only pair is selected."""
+    p = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
+    from keir.torch import Pm
+
+    out = Pm(p).min(axis=0)
+    torch.testing.assert_close(out[0], p.detach())
+    (g,) = torch.autograd.grad(out.sum(), p)
+    torch.testing.assert_close(g, torch.ones(2, dtype=torch.float64))
+    (g,) = torch.autograd.grad((Vi(x) * 2.0).max(axis=1).sum(), x)
+    torch.testing.assert_close(g, torch.full((4, 2), 2.0, dtype=torch.float64))
