@@ -833,3 +833,22 @@ class LazyTensor:
     def __repr__(self) -> str:
         return f"LazyTensor({self.node!r}, dim={self.node.dim})"
 
+
+def variable_constructors(cls: type[LazyTensor], module: str) -> tuple[Callable[..., LazyTensor], ...]:
+    """pykeops' Vi, Vj and Pm for a front end's LazyTensor class, as functions of that front end's module."""
+
+    def Vi(x: Any, dim: int | None = None) -> LazyTensor:  # noqa: N802 (pykeops' name)
+        """An i-indexed variable: x has shape (M, D); or Vi(index, dim), a symbolic variable given at call time."""
+        return cls.variable(x, dim, 0)
+
+    def Vj(x: Any, dim: int | None = None) -> LazyTensor:  # noqa: N802
+        """A j-indexed variable: x has shape (N, D); or Vj(index, dim), a symbolic variable."""
+        return cls.variable(x, dim, 1)
+
+    def Pm(x: Any, dim: int | None = None) -> LazyTensor:  # noqa: N802
+        """A parameter: x has shape (D,), or is a number or a list of numbers; or Pm(index, dim), a symbolic one."""
+        return cls.variable(x, dim, 2)
+
+    for function in (Vi, Vj, Pm):
+        function.__module__, function.__qualname__ = module, function.__name__
+    return Vi, Vj, Pm

@@ -50,19 +50,7 @@ class LazyTensor(lazy.LazyTensor):
     adapter = TorchAdapter()
 
 
-def Vi(x: Any, dim: int | None = None) -> LazyTensor:  # noqa: N802 (pykeops' name)
-    """An i-indexed variable: x has shape (M, D); or Vi(index, dim), a symbolic variable given at call time."""
-    return LazyTensor.variable(x, dim, 0)
-
-
-def Vj(x: Any, dim: int | None = None) -> LazyTensor:  # noqa: N802
-    """A j-indexed variable: x has shape (N, D); or Vj(index, dim), a symbolic variable."""
-    return LazyTensor.variable(x, dim, 1)
-
-
-def Pm(x: Any, dim: int | None = None) -> LazyTensor:  # noqa: N802
-    """A parameter: x has shape (D,), or is a number or a list of numbers; or Pm(index, dim), a symbolic one."""
-    return LazyTensor.variable(x, dim, 2)
+Vi, Vj, Pm = lazy.variable_constructors(LazyTensor, __name__)
 
 
 class Genred(genred.Genred):
