@@ -63,7 +63,8 @@ def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument("input", nargs="?", default="-", help="input file (default: stdin)")
     parser.add_argument("-o", dest="output", default="-", help="output file (default: stdout)")
-    parser.add_argument("--pass-pipeline", default=None, help="e.g. 'builtin.module(keir-cse)'")
+    parser.add_argument("--pass-pipeline", default=None,
+                        help="e.g. 'builtin.module(keir-cse)'; options in braces: keir-simplify{assume-finite=true}")
     parser.add_argument("--print-ir-after-all", action="store_true", help="print the IR after each pass (stderr)")
     parser.add_argument("--split-input-file", action="store_true", help="process chunks split at '// -----'")
     args, rest = parser.parse_known_args(argv)
