@@ -14,7 +14,7 @@ an autograd.Function. There is no vmap rule: the forward runs compiled code on N
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,7 +121,7 @@ def _input_gradient(plan: _Plan, inputs: list[Any], k: int, grad_output: torch.T
 _INDEX_SPLIT = 4096
 
 
-def _selected_pairs(plan: _Plan, inputs: list[Any], variable: Any) -> Node:
+def _selected_pairs(plan: _Plan, inputs: list[Any], variable: Callable[[Any, str], Node]) -> Node:
     """For a min or max reduction: the indicator of the pair each output component was taken from, per
     component, from the indices of the arg-reduction of the same formula (see SELECTING_ARG): exact where a
     comparison of the recomputed formula with the output is not."""

@@ -157,7 +157,8 @@ def test_distinct_formulas_loaded_from_the_cache_cost_a_bounded_amount_each(comp
 
 
 @pytest.mark.xfail(strict=True, reason="llvmlite 0.50's O3 pipeline (LLVMPY_RunNewModulePassManager) keeps ~200 KiB "
-                   "per run, so each compile in compiler/codegen.py leaks that much; see the report of issue 11")
+                   "per run (its pass builder's instrumentation callbacks are never freed), so each compile in "
+                   "compiler/codegen.py leaks that much: an upstream leak, not keir's")
 def test_distinct_formulas_compiled_in_process_cost_a_bounded_amount_each(compiled_distinct_formulas):
     """The same bound for kernels compiled in the process (MLIR and LLVM run each time)."""
     _, figures = compiled_distinct_formulas
