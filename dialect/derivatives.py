@@ -16,6 +16,7 @@ is replaced by a variable holding the forward output.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from keir.dialect import algebra as A
@@ -282,3 +283,38 @@ def reduction_gradient(reduction: Node, wrt: Node, cotangent: Node, output: Node
     category = wrt.attr("category")
     gradient_axis = 1 - axis if category == reduced_category else axis
     return make("reduce", formula, kind="sum", axis=gradient_axis), category == "p"
+
+
+def reduction_tangent(reduction: Node, tangents: dict[Node, Node], placeholder: Node, output: Node,
+                      selected: Node | None = None) -> Node:
+    """The forward-mode derivative (JVP) of reduction (a keir.reduce) along `tangents`, which maps input
+    variables to variables of the same category and dimension holding their tangents: a new keir.reduce over
+    the same axis, whose rows are the output rows' tangents.
+
+    It is the transpose of the VJP, built from the same rules, so forward mode needs no second rule per op:
+    with R(u) the cotangent of the formula f at (i, j) for an output cotangent u (REDUCTION_VJP, linear in
+    u), the tangent of row i is  sum_j d/du <sum_k grad(f, x_k, R(u)), t_k>,  a derivative of an expression
+    linear in u, so that u -- `placeholder`, an output-indexed variable like `output` -- disappears when
+    keir-differentiate expands the grads. `output` and `selected` are as for reduction_gradient."""
+    if reduction.op != "reduce":
+        raise ValueError(f"reduction_tangent needs a keir.reduce, got keir.{reduction.op}")
+    kind = reduction.attr("kind")
+    reduction_rule(kind)
+    cotangent = placeholder
+    if kind in SELECTING_ARG:
+        if selected is None or selected.dim != reduction.dim:
+            raise ValueError(f"the tangent of a {kind} reduction needs the indicator of the selected pairs, "
+                             f"of dimension {reduction.dim}")
+        cotangent = A.mul(cotangent, selected)
+    (formula_cotangent,) = vjp_rule("reduce")(reduction, cotangent)
+    formula_cotangent = substitute(formula_cotangent, {reduction: output})
+    formula = reduction.args[0]
+    terms = []
+    for wrt, tangent in tangents.items():
+        if wrt.op != "var" or tangent.op != "var" or (wrt.attr("category"), wrt.dim) != (
+                tangent.attr("category"), tangent.dim):
+            raise ValueError(f"a tangent is a keir.var of its variable's category and dimension; got {tangent!r} "
+                             f"for {wrt!r}")
+        terms.append(A.dot(make("grad", formula, wrt, formula_cotangent), tangent))
+    linear = functools.reduce(A.add, terms, constant(0.0))
+    return make("reduce", make("grad", linear, placeholder, constant(1.0)), kind="sum", axis=reduction.attr("axis"))

@@ -8,8 +8,13 @@ tensors. That reduction goes through `KeirReduction.apply` in its turn, so a gra
 again: `torch.autograd.grad(..., create_graph=True)` to any order, `torch.func.grad` of `torch.func.grad`.
 Each gradient kernel is compiled once and cached like any other kernel.
 
-`forward` takes no ctx and `setup_context` saves what `backward` needs, which is what `torch.func` asks of
-an autograd.Function. There is no vmap rule: the forward runs compiled code on NumPy arrays.
+`forward` takes no ctx and `setup_context` saves what `backward` and `jvp` need, which is what `torch.func`
+asks of an autograd.Function. The two other torch.func rules:
+
+- `vmap`: the batched dimension of each input becomes a leading batch dimension of the reduction (keir
+  broadcasts batch dimensions as pykeops does), so a vmapped reduction is the same kernel, run per batch.
+- `jvp` (forward mode): one keir reduction, the transpose of the VJP (`reduction_tangent`), whose formula
+  keir-differentiate expands like any gradient; `jacfwd` and `hessian` are vmaps of it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 import torch
 
 from keir.dialect import algebra
-from keir.dialect.derivatives import SELECTING_ARG, reduction_gradient
+from keir.dialect.derivatives import SELECTING_ARG, reduction_gradient, reduction_tangent
 from keir.dialect.node import Node, make, var, variables
 from keir.reduction import Reduction
 
@@ -50,11 +55,19 @@ class _Plan:
     dtype: str
     threads: int | None
     lazy_type: type
+    # sum_scheme and dtype_acc, which the gradient and tangent reductions (sums) keep
+    sum_options: tuple[tuple[str, str], ...]
 
     @classmethod
     def of(cls, reduction: Reduction) -> _Plan:
         lazy = reduction.lazy
-        return cls(reduction.root, lazy.categories, lazy.dtype, reduction.threads, type(lazy))
+        sum_options = tuple((k, v) for k, v in reduction.reduce_attrs.items() if k in ("sum_scheme", "dtype_acc"))
+        return cls(reduction.root, lazy.categories, lazy.dtype, reduction.threads, type(lazy), sum_options)
+
+    def sum(self, formula: Node, arrays: list[Any], categories: list[str], axis: int) -> Reduction:
+        """A sum reduction of formula over these arrays, with this reduction's dtype and options."""
+        lazy = self.lazy_type._new(formula, tuple(arrays), tuple(categories), self.dtype)
+        return Reduction(lazy, "sum", axis, self.threads, **dict(self.sum_options))
 
 
 class KeirReduction(torch.autograd.Function):
@@ -72,19 +85,85 @@ class KeirReduction(torch.autograd.Function):
         ctx.mark_non_differentiable(*(out for out in outputs if not out.is_floating_point()))
         ctx.plan = _Plan.of(reduction)
         ctx.numbers = {k: a for k, a in enumerate(arrays) if not isinstance(a, torch.Tensor)}
+        ctx.integer_outputs = len(outputs) - 1
         # the output too: rules such as logsumexp's use the output row's value
-        ctx.save_for_backward(*(a for a in arrays if isinstance(a, torch.Tensor)), outputs[0])
+        saved = (*(a for a in arrays if isinstance(a, torch.Tensor)), outputs[0])
+        ctx.save_for_backward(*saved)
+        ctx.save_for_forward(*saved)
 
     @staticmethod
     def backward(ctx: Any, *grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        *tensors, output = ctx.saved_tensors
-        tensors = iter(tensors)
-        count = len(ctx.plan.categories)
-        inputs = [ctx.numbers[k] if k in ctx.numbers else next(tensors) for k in range(count)]
+        inputs, output = _saved(ctx, ctx.saved_tensors)
         grads: list[torch.Tensor | None] = [None]  # the Reduction argument
         for k, needed in enumerate(ctx.needs_input_grad[1:]):
             grads.append(_input_gradient(ctx.plan, inputs, k, grad_outputs[0], output) if needed else None)
         return tuple(grads)
+
+    @staticmethod
+    def jvp(ctx: Any, _: None, *tangents: torch.Tensor | None) -> Any:
+        inputs, output = _saved(ctx, ctx.saved_tensors)
+        if not output.is_floating_point():  # indices only (argmin, argkmin): constant almost everywhere
+            return None
+        tangent = _output_tangent(ctx.plan, inputs, tangents, output)
+        if ctx.integer_outputs:  # (values, indices): indices have no tangent
+            return (tangent,) + (None,) * ctx.integer_outputs
+        return tangent
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None, ...], reduction: Reduction, *inputs: Any) -> tuple[Any, Any]:
+        output = reduction.over(_batched_first(reduction.lazy.categories, inputs, in_dims[1:]))()
+        return output, (0,) * len(output) if isinstance(output, tuple) else 0
+
+
+def _saved(ctx: Any, saved: tuple[torch.Tensor, ...]) -> tuple[list[Any], torch.Tensor]:
+    """The reduction's inputs (numbers among them put back in place) and its first output."""
+    *tensors, output = saved
+    tensors = iter(tensors)
+    count = len(ctx.plan.categories)
+    return [ctx.numbers[k] if k in ctx.numbers else next(tensors) for k in range(count)], output
+
+
+def _batched_first(categories: tuple[str, ...], inputs: tuple[Any, ...],
+                   in_dims: tuple[int | None, ...]) -> list[Any]:
+    """vmap's inputs with the vmapped dimension moved in front of each batched input's batch dimensions, and
+    size-1 dimensions after it where the input has fewer batch dimensions than the others, so that keir's
+    right-aligned broadcasting of batch dimensions lines the vmapped dimensions up."""
+
+    def own_batch_dims(array: Any, category: str, vmapped: bool) -> int:
+        return array.dim() - vmapped - (1 if category == "p" else 2) if isinstance(array, torch.Tensor) else 0
+
+    depth = max(own_batch_dims(a, c, d is not None) for a, c, d in zip(inputs, categories, in_dims))
+    moved = []
+    for array, category, dim in zip(inputs, categories, in_dims):
+        if dim is not None:
+            array = array.movedim(dim, 0)
+            padding = depth - own_batch_dims(array, category, True)
+            array = array.reshape(array.shape[0], *(1,) * padding, *array.shape[1:])
+        moved.append(array)
+    return moved
+
+
+def _output_tangent(plan: _Plan, inputs: list[Any], tangents: tuple[torch.Tensor | None, ...],
+                    output: torch.Tensor) -> torch.Tensor | None:
+    """The tangent of the reduction's (first) output along the inputs' tangents, as one keir reduction of
+    torch tensors (differentiable again, and vmappable); None where no input has a tangent."""
+    output_category = "i" if plan.root.attr("axis") == 1 else "j"
+    arrays, categories = list(inputs), list(plan.categories)
+
+    def variable(array: Any, category: str) -> Node:
+        arrays.append(array)
+        categories.append(category)
+        return var(len(arrays) - 1, category, array.shape[-1])
+
+    wrt = {var(k, plan.categories[k], inputs[k].shape[-1]): variable(t, plan.categories[k])
+           for k, t in enumerate(tangents) if t is not None and isinstance(inputs[k], torch.Tensor)}
+    if not wrt:
+        return None
+    selected = _selected_pairs(plan, inputs, variable) if plan.root.attr("kind") in SELECTING_ARG else None
+    placeholder = variable(torch.zeros_like(output), output_category)  # vanishes from the expanded formula
+    output_var = variable(output, output_category)
+    tangent = reduction_tangent(plan.root, wrt, placeholder, output_var, selected)
+    return plan.sum(tangent.args[0], arrays, categories, tangent.attr("axis"))()
 
 
 def _input_gradient(plan: _Plan, inputs: list[Any], k: int, grad_output: torch.Tensor,
@@ -107,8 +186,7 @@ def _input_gradient(plan: _Plan, inputs: list[Any], k: int, grad_output: torch.T
     gradient, sum_rows = reduction_gradient(plan.root, wrt, cotangent, output_var, selected)
     if output_var in variables(gradient):  # only then: else the output would get a (zero) gradient too
         variable(output, output_category)
-    lazy = plan.lazy_type._new(gradient.args[0], tuple(arrays), tuple(categories), plan.dtype)
-    reduction = Reduction(lazy, gradient.attr("kind"), gradient.attr("axis"), plan.threads)
+    reduction = plan.sum(gradient.args[0], arrays, categories, gradient.attr("axis"))
     if reduction.is_zero:
         return None
     rows = reduction()

@@ -46,16 +46,8 @@ SKIPPED_TESTS = {
 }
 
 # Tests that fail with keir today, with the reason: marked xfail(strict), so that a fix shows up as XPASS and
-# this list must be updated (`tests/conformance/parity_table.py` prints the current table).
-_NO_VMAP = "torch.func.vmap over keir's reduction (autograd.Function) has no vmap rule yet"
-_NO_JVP = "torch.func forward mode: keir's reduction (autograd.Function) has no jvp rule yet"
-KNOWN_FAILURES: dict[str, str] = {
-    **{f"{file}::TestCase::test_torch_func_{name}": reason
-       for file in ("test_torch_func.py", "test_torch_func_logsumexp.py")
-       for name, reason in (("vmap", _NO_VMAP), ("jvp", _NO_JVP), ("jacrev", _NO_VMAP + " (jacrev vmaps)"),
-                            ("jacfwd", _NO_VMAP + " (jacfwd vmaps)"), ("hessian", _NO_VMAP + " (hessian vmaps)"))},
-    **{f"test_vmap.py::TestCase::test_vmap_{k}": _NO_VMAP for k in range(3)},
-}
+# this list must be updated (`tests/conformance/parity_table.py` prints the current table). None today.
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 def _download_dir() -> Path:
