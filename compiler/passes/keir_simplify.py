@@ -5,7 +5,7 @@ rational coefficient (`fractions.Fraction`) times a product of factors with inte
 written back out. Reading and writing the normal form does the arithmetic rewrites:
 
     constant folding, exactly       x / 3 * 3 => x             2 * (0.5 * x) => x        (x / 10) * 5 => 0.5 * x
-    zero and one propagation        x * 0 => 0    x + 0 => x    x - x => 0    x * 1 => x    pow(x, 0) => 1
+    zero and one propagation        x * 0 => 0    x + 0 => x    x - x => 0 (finite x)    x * 1 => x    pow(x, 0) => 1
     sign pulling                    (-a) * b => -(a * b)        a - (-b) => a + b      -a - b => -(a + b)
                                     (a sign joins the factors computed outside the inner loop, if any)
     like terms and powers           x + x => 2 * x              x * x => square(x)     square(x) * x => pow(x, 3)
@@ -28,10 +28,12 @@ Structural rules (one table entry per op, `RULES`):
     mul/add/sum/dot of a concat with a zero piece are split at the concat, so zeros fold away
     the folding smart constructors of `keir.dialect.algebra` (exp(0) => 1, elem(concat(a, b), 0) => a, ...)
 
-Every rewrite keeps the formula's value (up to float rounding, and except where the original divides
-0 by 0 or multiplies 0 by infinity: x * 0 => 0 as in differentiation). Division by a per-pair factor
-is never cancelled (x / x stays), so no NaN or infinity is lost there. The rewrites run bottom-up, to a
-fixed point.
+Every rewrite keeps the formula's value (up to float rounding, and except where the original multiplies
+a literal 0 by infinity or NaN: x * 0 => 0 as in differentiation). Nothing that is NaN for NaN or infinite
+values becomes a number: terms that cancel (x - x) and sqdist(x, x) stay, and division is never cancelled
+(x / x stays; s^2 / s^4 for a parameter s too, being NaN at 0), unless the pass may assume finite values
+(`assume_finite`, keir-simplify{assume-finite=true}), which lets them fold (per-pair quotients excepted).
+The rewrites run bottom-up, to a fixed point.
 
     %s = "keir.var"() {category = "p", index = 2 : i64}        %s = "keir.var"() {category = "p", index = 2 : i64}
     %t = "keir.mul"(%two, %s)                                   %q = "keir.square"(%s)
@@ -271,8 +273,13 @@ class Simplifier:
                                _combine(a.denominator, b.denominator))
 
     def _cancelled(self, coefficient: Fraction, numerator: dict[Node, int], denominator: dict[Node, int]) -> Term:
-        """The term, with powers of a parameter (or parameter-only factor) in both numerator and denominator
-        cancelled: s^2 / s^4 => 1 / s^2. Other factors are not cancelled (x / x is NaN at 0)."""
+        """The term; where the formula may assume finite values, with powers of a parameter (or parameter-only
+        factor) in both numerator and denominator cancelled: s^2 / s^4 => 1 / s^2. Otherwise nothing is
+        cancelled: s / s is NaN at s = 0 or inf, and s^2 / s^4 is NaN at 0 where 1 / s^2 is inf. (Per-pair
+        factors are never cancelled: x / x stays.)"""
+        if not self.assume_finite:
+            return Term(coefficient, self._factors({f: k for f, k in numerator.items() if k}),
+                        self._factors({f: k for f, k in denominator.items() if k}))
         for f in [f for f in numerator if f in denominator and self.level(f) == 0]:
             common = min(numerator[f], denominator[f])
             numerator[f] -= common
@@ -705,7 +712,13 @@ def _sqnorm2(s: Simplifier, node: Node) -> Node | None:
 
 
 def _sqdist(s: Simplifier, node: Node) -> Node | None:
-    return A.sqdist(*node.args)
+    """The smart constructor's folds, except sqdist(x, x) => 0: like x - x, it is NaN where x is NaN or
+    infinite, so it stays unless the formula may assume finite values (a 0 there would let a product with it
+    fold: powf(y, sqdist(x, x)) = exp(sqdist(x, x) log y) is NaN for y < 0, not exp(0) = 1)."""
+    a, b = node.args
+    if a is b and not s.assume_finite:
+        return None
+    return A.sqdist(a, b)
 
 
 def _elem(s: Simplifier, node: Node) -> Node | None:
