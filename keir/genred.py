@@ -16,7 +16,7 @@ from typing import Any
 from keir.dialect.node import var
 from keir.formula_parser import VariableSpec, parse_alias, parse_formula
 from keir.reduction import reject_ranges
-from keir.symbolic import SymbolicVariable, bind_symbolic, check_argument, has_symbolic_variables
+from keir.symbolic import SymbolicVariable, batch_dims, bind_symbolic, check_argument, has_symbolic_variables
 
 
 def _sum_t(x: Any, dim: int) -> Any:
@@ -168,14 +168,16 @@ class Genred:
         reject_ranges(ranges)
         if len(arrays) != self.arity:
             raise ValueError(f"this Genred takes {self.arity} arrays (one per variable index), got {len(arrays)}")
+        batch = batch_dims(arrays, self.variables)
         for index, variable in self.variables.items():
-            check_argument(index, arrays[index], variable)
+            check_argument(index, arrays[index], variable, batch)
         options = {**self.options, "backend": backend, "device_id": device_id, "out": out,
                    "rows": self._rows(arrays)}
         lazy = self._bind(self.lazy, arrays)
+        axis = self.axis + lazy._nbatch()  # Genred's axis is 0 or 1; a LazyTensor's counts batch dimensions
         if self.weight is None:
-            return lazy._reduce(self.kind, self.axis, True, options)
-        return lazy._weighted(self.kind, self.axis, self._bind(self.weight, arrays), True, options)
+            return lazy._reduce(self.kind, axis, True, options)
+        return lazy._weighted(self.kind, axis, self._bind(self.weight, arrays), True, options)
 
     def _rows(self, arrays: tuple) -> dict[str, int]:
         """M and N from every i- and j-argument, used or not by the formula (pykeops takes them from the
@@ -183,7 +185,7 @@ class Genred:
         rows = {}
         for index, variable in self.variables.items():
             if variable.category != "p":
-                rows.setdefault(variable.category, arrays[index].shape[0])
+                rows.setdefault(variable.category, arrays[index].shape[-2])
         return rows
 
     def _bind(self, lazy: Any, arrays: tuple) -> Any:

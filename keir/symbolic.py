@@ -44,13 +44,27 @@ def has_symbolic_variables(lazy: Any) -> bool:
     return False
 
 
-def check_argument(index: int, array: Any, variable: SymbolicVariable) -> None:
-    """The array given for `variable` has its shape: (rows, dim) for i and j variables, (dim,) for parameters."""
-    expected = 1 if variable.category == "p" else 2
+def batch_dims(arrays: tuple, variables: dict[int, SymbolicVariable]) -> int:
+    """The number of batch dimensions of a call, read as pykeops does from the first i- or j-argument: each
+    i/j argument is then (batch..., rows, dim) and each parameter (batch..., dim), batch dimensions of size
+    1 broadcasting."""
+    for index in sorted(variables):
+        if variables[index].category != "p":
+            return max(len(getattr(arrays[index], "shape", ())) - 2, 0)
+    return 0
+
+
+def check_argument(index: int, array: Any, variable: SymbolicVariable, batch: int = 0) -> None:
+    """The array given for `variable` has its shape: (batch..., rows, dim) for i and j variables, (batch...,
+    dim) for parameters, with `batch` batch dimensions."""
+    expected = (1 if variable.category == "p" else 2) + batch
     shape = tuple(getattr(array, "shape", ()))
     if len(shape) != expected or shape[-1] != variable.dim:
-        wanted = f"({variable.dim},)" if expected == 1 else f"(rows, {variable.dim})"
-        raise ValueError(f"argument {index} ({variable.category}-variable) must have shape {wanted}, got {shape}")
+        batch_text = "batch..., " * (batch > 0)
+        wanted = f"({batch_text}{variable.dim},)" if variable.category == "p" else f"({batch_text}rows, {variable.dim})"
+        also = f" (this call has {batch} batch dimension(s), read from its first i or j argument)" if batch else ""
+        raise ValueError(f"argument {index} ({variable.category}-variable) must have shape {wanted}, got "
+                         f"{shape}{also}")
 
 
 def bind_symbolic(lazy: Any, arrays: tuple, count: int | None = None) -> Any:
@@ -60,8 +74,9 @@ def bind_symbolic(lazy: Any, arrays: tuple, count: int | None = None) -> Any:
     count = max(variables) + 1 if count is None else count
     if len(arrays) != count:
         raise ValueError(f"this reduction takes {count} arrays (one per variable index), got {len(arrays)}")
+    batch = batch_dims(arrays, variables)
     for index, variable in variables.items():
-        check_argument(index, arrays[index], variable)
+        check_argument(index, arrays[index], variable, batch)
     bound = tuple(arrays[a.index] if type(a) is SymbolicVariable else a for a in lazy.arrays)
     dtypes = {lazy.adapter.dtype_name(a) for a in bound if not isinstance(a, float)}
     if len(dtypes) > 1:
