@@ -1,9 +1,14 @@
 """First and second derivatives of a reduction (torch API) against torch autograd on the dense float64 form.
 
 Each variable enters the dense formula as its own leaf broadcast over all (i, j) pairs, so autograd gives the
-per-pair contributions: summed they are the gradient, summed in absolute value they give the scale the
-tolerance is relative to (a sum of contributions of both signs can cancel; a correct float64 result is within
-~1e-16 * that scale times the conditioning, and the fuzzer only checks well-conditioned cases).
+per-pair contributions: summed they are the gradient. The tolerance is relative to two scales:
+  - the sum of the per-pair contributions in absolute value (contributions of both signs can cancel);
+  - the magnitude of everything the derivative is computed from: the same backward sweep with every local
+    derivative and cotangent taken in absolute value (`magnitudes`), the condition-number bound of the
+    rounding of any implementation. Where terms cancel exactly -- the derivative of x / x, of normalize(x)
+    for a 1-vector, a second derivative of a log-sum-exp over one term -- the true derivative is 0 and a
+    correct result is rounding noise of that size, which the first scale (0) would call wrong.
+The fuzzer only checks well-conditioned cases (forward terms known to ~1e-9).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from .semantics import Bound, Precision
 
 Tensor = torch.Tensor
 RELATIVE = 1e-6
+# A derivative may differ from the float64 reference by ROUNDING unit roundoffs of the case's dtype times its
+# magnitudes: the roundings along one path of the sweep and in sums of up to ~10^3 pairs.
+ROUNDING = 2.0**14
 EXACT = Precision(0.0, float("inf"), 0.0)  # no error tracking: values only, differentiable
 
 
@@ -35,11 +43,12 @@ def _reference_reduction(kind: str, k: int | None, terms: Tensor, weight: Tensor
     if kind == "logsumexp":
         return (m + torch.log(torch.exp(terms - m).sum(-2, keepdim=True))).squeeze(-2)
     assert weight is not None
-    if kind == "logsumexp_weight":
-        return (m + torch.log((torch.exp(terms - m) * weight).sum(-2, keepdim=True))).squeeze(-2)
+    if kind == "logsumexp_weight":  # operands broadcast first: see magnitudes()
+        e, w = torch.broadcast_tensors(torch.exp(terms - m), weight)
+        return (m + torch.log((e * w).sum(-2, keepdim=True))).squeeze(-2)
     if kind == "sumsoftmaxweight":
-        e = torch.exp(terms - m)
-        return (e * weight).sum(-2) / e.sum(-2)
+        e, w = torch.broadcast_tensors(torch.exp(terms - m), weight)
+        return (e * w).sum(-2) / e.sum(-2)
     raise ValueError(f"the fuzzer has no reference for reduction kind {kind!r}")
 
 
@@ -54,23 +63,55 @@ def _to_array(per_pair: Tensor, variable: dict, case: dict) -> Tensor:
     return g
 
 
-def _compare(got: object, expected: Tensor, scale: Tensor, shape: tuple, what: str) -> int:
+def magnitudes(output: Tensor, leaves: list[Tensor]) -> list[Tensor]:
+    """The backward sweep of `output` (a scalar) with every node's result taken in absolute value: the sum over
+    the paths from output to each leaf of |the product of the local derivatives along it|, where autograd
+    gives the sum of the signed products. Exact for graphs of elementwise ops on operands of one shape (the
+    dense evaluator broadcasts operands before each op) and of sums, broadcasts, slices, concatenations and
+    gathers, whose local derivatives are >= 0; that is what the dense reference is made of."""
+    seen, stack, handles = set(), [output.grad_fn], []
+
+    def absolute(grad_inputs: tuple, grad_outputs: tuple) -> tuple:
+        return tuple(None if g is None else g.abs() for g in grad_inputs)
+
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        handles.append(node.register_hook(absolute))
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    try:
+        found = torch.autograd.grad(output, leaves, retain_graph=True, allow_unused=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [torch.zeros_like(leaf) if g is None else g for leaf, g in zip(leaves, found)]
+
+
+def _compare(got: object, expected: Tensor, scale: Tensor, magnitude: Tensor, unit: float, shape: tuple,
+             what: str) -> int:
+    """got against expected, within RELATIVE of the scales (see the module docstring): `scale` the sum of the
+    per-pair contributions in absolute value, `magnitude` the absolute backward sweep, `unit` the roundoff of
+    the case's dtype."""
     expected_np = expected.detach().reshape(shape).numpy()
     scale_np = scale.detach().reshape(shape).numpy()
+    magnitude_np = magnitude.detach().reshape(shape).numpy()
     got_np = np.zeros(shape) if got is None else as_numpy(got).astype(np.float64)
     if got_np.shape != tuple(shape):
         raise Mismatch(f"{what}: shape {got_np.shape}, expected {tuple(shape)}")
-    known = np.isfinite(expected_np) & np.isfinite(scale_np)
-    tolerance = RELATIVE * (scale_np + np.abs(expected_np)) + 1e-300
-    with np.errstate(invalid="ignore"):
-        bad = known & ~(np.abs(got_np - expected_np) <= tolerance)
+    known = np.isfinite(expected_np) & np.isfinite(scale_np) & ~np.isnan(magnitude_np)
+    with np.errstate(invalid="ignore", over="ignore"):
+        reference = scale_np + np.abs(expected_np) + (ROUNDING * unit / RELATIVE) * magnitude_np + 1e-300
+        bad = known & ~(np.abs(got_np - expected_np) <= RELATIVE * reference)
     if bad.any():
         at = tuple(int(v) for v in np.argwhere(bad)[0])
         with np.errstate(all="ignore"):
-            ratios = np.where(bad, np.abs(got_np - expected_np) / (scale_np + 1e-300), 0)
+            ratios = np.where(bad, np.abs(got_np - expected_np) / reference, 0)
         relative = float(ratios.max()) if np.isfinite(ratios).all() else float("inf")
         raise Mismatch(f"{what}{list(at)}: got {got_np[at]!r}, expected {expected_np[at]!r} "
-                       f"(scale {scale_np[at]:.3g}; {int(bad.sum())} of {bad.size} entries differ)", relative)
+                       f"(scale {scale_np[at]:.3g}, magnitude {magnitude_np[at]:.3g}; {int(bad.sum())} of "
+                       f"{bad.size} entries differ)", relative)
     return int(known.sum())
 
 
@@ -117,25 +158,31 @@ def check(case: dict, namespace: dict) -> int:
     if not bool(torch.isfinite(expected).all()):
         return 0  # e.g. the log of a negative weighted sum: the forward is NaN, no derivative to compare
     cotangent = dense.as_float64(namespace["cotangent"])
-    loss = (expected * cotangent).sum()
+    loss = torch.mul(*torch.broadcast_tensors(expected, cotangent)).sum()
     order = case["grad"]["order"]
-    per_pair = torch.autograd.grad(loss, leaves, create_graph=order == 2, allow_unused=True)
+    unit = Precision.of(case["dtype"]).unit
+    per_pair = torch.autograd.grad(loss, leaves, create_graph=order == 2, retain_graph=True, allow_unused=True)
+    sizes = magnitudes(loss, leaves)
     checked = 0
     grads = []
-    for variable, leaf, g, got in zip(variables, leaves, per_pair, namespace["grads"]):
+    for variable, leaf, g, size, got in zip(variables, leaves, per_pair, sizes, namespace["grads"]):
         g = torch.zeros_like(leaf) if g is None else g
         shape = tuple(namespace[array_name(variable)].shape)
         grad = _to_array(g, variable, case)
         grads.append(grad.reshape(shape))
-        checked += _compare(got, grad, _to_array(g.abs(), variable, case), shape, f"grad[{variable['name']}]")
+        checked += _compare(got, grad, _to_array(g.abs(), variable, case), _to_array(size, variable, case), unit,
+                            shape, f"grad[{variable['name']}]")
     if order == 2:
         cotangents2 = [dense.as_float64(c) for c in namespace["cotangents2"]]
         second = sum((g * c).sum() for g, c in zip(grads, cotangents2))
-        per_pair2 = torch.autograd.grad(second, leaves, allow_unused=True) if second.requires_grad else \
-            [None] * len(leaves)
-        for variable, leaf, g, got in zip(variables, leaves, per_pair2, namespace["grads2"]):
+        if second.requires_grad:
+            per_pair2 = torch.autograd.grad(second, leaves, retain_graph=True, allow_unused=True)
+            sizes2 = magnitudes(second, leaves)
+        else:
+            per_pair2, sizes2 = [None] * len(leaves), [torch.zeros_like(leaf) for leaf in leaves]
+        for variable, leaf, g, size, got in zip(variables, leaves, per_pair2, sizes2, namespace["grads2"]):
             g = torch.zeros_like(leaf) if g is None else g
             shape = tuple(namespace[array_name(variable)].shape)
-            checked += _compare(got, _to_array(g, variable, case), _to_array(g.abs(), variable, case), shape,
-                                f"grad2[{variable['name']}]")
+            checked += _compare(got, _to_array(g, variable, case), _to_array(g.abs(), variable, case),
+                                _to_array(size, variable, case), unit, shape, f"grad2[{variable['name']}]")
     return checked

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from . import reductions
+from . import gradients, reductions
 from .reductions import Mismatch
 from .semantics import Bound, Evaluator, Precision
 
@@ -63,3 +63,46 @@ def test_nan_and_inf_are_compared_exactly() -> None:
     assert reductions.check("sum", None, np.array([[np.inf], [np.nan]]), terms, None, F32) == 2
     with pytest.raises(Mismatch):
         reductions.check("sum", None, np.array([[np.inf], [3.0]]), terms, None, F32)
+
+
+# ---- gradients: rounding noise of an exactly cancelling derivative passes, a wrong derivative fails ------------
+def _quotient_case() -> tuple[dict, dict]:
+    """sum_j y_j * (x_i / x_i), float64: d/dx is 1/x - x/x^2, exactly 0, computed as rounding noise."""
+    data = {"dist": "normal", "layout": "c", "readonly": False, "specials": []}
+    case = {"seed": 0, "index": 0, "api": "torch", "dtype": "float64", "batch": [], "M": 5, "N": 3,
+            "vars": [{"name": "x0", "category": "i", "dim": 1, "spelling": "V", "batch": [], "data": data},
+                     {"name": "y1", "category": "j", "dim": 1, "spelling": "V", "batch": [], "data": data}],
+            "formula": {"op": "mul", "attrs": {}, "args": [
+                {"op": "var", "name": "y1"},
+                {"op": "div", "attrs": {}, "args": [{"op": "var", "name": "x0"}, {"op": "var", "name": "x0"}]}]},
+            "reduction": {"kind": "sum", "axis": 1, "spelling": 0, "options": {}}, "grad": {"order": 1}}
+    rng = np.random.default_rng(3)
+    x, y = torch.from_numpy(rng.uniform(0.3, 3, (5, 1))), torch.from_numpy(rng.standard_normal((3, 1)))
+    cotangent = torch.from_numpy(rng.standard_normal((5, 1)))
+    exact_y = torch.full((3, 1), float(cotangent.sum()))  # d/dy_j sum_i c_i y_j = sum_i c_i
+    return case, {"a0": x, "a1": y, "cotangent": cotangent, "grads": (torch.zeros(5, 1), exact_y)}
+
+
+def test_gradient_rounding_noise_passes_and_a_wrong_gradient_fails() -> None:
+    case, namespace = _quotient_case()
+    x, (zero, exact_y) = namespace["a0"], namespace["grads"]
+    noise = 1e-15 * torch.sign(torch.randn(5, 1, generator=torch.Generator().manual_seed(0))) / x
+    assert gradients.check(case, {**namespace, "grads": (noise, exact_y * (1 + 1e-12))}) == 8
+    with pytest.raises(Mismatch, match=r"grad\[y1\]"):
+        gradients.check(case, {**namespace, "grads": (noise, exact_y * 1.01)})
+    with pytest.raises(Mismatch, match=r"grad\[x0\]"):  # beyond rounding of the terms (~1/x): wrong
+        gradients.check(case, {**namespace, "grads": (zero + 1e-7, exact_y)})
+
+
+def test_magnitudes_are_the_absolute_backward_sweep() -> None:
+    """d/dx (x rsqrt(x x)) = rsqrt(x^2) - x^2 rsqrt(x^2)^3 = 0; its terms have magnitude 2 / |x|."""
+    x = torch.tensor([0.7, -0.3], dtype=torch.float64, requires_grad=True)
+    normalized = x * torch.rsqrt(x * x)
+    cotangent = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    loss = (normalized * cotangent).sum()
+    (signed,) = torch.autograd.grad(loss, [x], retain_graph=True)
+    (size,) = gradients.magnitudes(loss, [x])
+    assert signed.abs().max() < 1e-15
+    torch.testing.assert_close(size, 2 * cotangent.abs() / x.abs().detach())
+    (again,) = torch.autograd.grad(loss, [x])  # the hooks are gone: autograd's own answer again
+    assert again.abs().max() < 1e-15
