@@ -18,14 +18,16 @@ def summary(results: list[tuple[dict, dict]], groups: dict[str, list[tuple[dict,
             shrunk: dict[str, tuple[dict, dict]], seconds: float) -> str:
     counts = Counter(outcome["class"] for _, outcome in results)
     vacuous = sum(1 for _, o in results if o["class"] == "ok" and o.get("checked") == 0)
-    lines = [f"{len(results)} cases in {seconds:.1f} s: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-             + f" (ok with nothing checkable: {vacuous})"]
+    rate = f"{len(results) / seconds:.2f} cases/s, " if seconds > 0 else ""
+    lines = [f"{len(results)} cases in {seconds:.1f} s ({rate}shrinking not counted): "
+             + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f" (ok with nothing checkable: {vacuous})"]
     failures = sorted(groups.items(), key=lambda item: -len(item[1]))
     lines.append(f"{len(failures)} failure signatures")
     for name, members in failures:
         case, outcome = shrunk.get(name, members[0])
+        which = "shrunk reproducer" if name in shrunk else "reproducer (not shrunk)"
         lines += ["", "=" * 100, f"[{len(members)}x] {name}", f"  e.g. {members[0][1].get('message', '')[:300]}",
-                  "  cases: " + " ".join(str(c["index"]) for c, _ in members[:12]), "-" * 100,
+                  "  cases: " + " ".join(str(c["index"]) for c, _ in members[:12]), "-" * 40 + f" {which} ",
                   reproducer(case, outcome).rstrip()]
     return "\n".join(lines)
 

@@ -8,6 +8,7 @@ that order) that still fails with the same signature; stop when nothing smaller 
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Iterator
 
 from .signatures import signature
@@ -117,11 +118,12 @@ def candidates(case: dict) -> Iterator[dict]:
             yield smaller
 
 
-def shrink(case: dict, wanted: str, run: Runner, budget: int, batch: int = 2) -> dict:
-    """The smallest case found (within `budget` runs) that still fails with signature `wanted`."""
+def shrink(case: dict, wanted: str, run: Runner, budget: int, batch: int = 2, deadline: float = float("inf")) -> dict:
+    """The smallest case found (within `budget` runs, and before time.monotonic() passes `deadline`) that still
+    fails with signature `wanted`."""
     best = case
     spent = 0
-    while spent < budget:
+    while spent < budget and time.monotonic() < deadline:
         progress = False
         pool = list(candidates(best))
         for start in range(0, len(pool), batch):
@@ -133,7 +135,7 @@ def shrink(case: dict, wanted: str, run: Runner, budget: int, batch: int = 2) ->
                 if signature(candidate, outcome) == wanted and _size(candidate) <= _size(best):
                     best, progress = candidate, True
                     break
-            if progress or spent >= budget:
+            if progress or spent >= budget or time.monotonic() >= deadline:
                 break
         if not progress:
             break
