@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 BASE_STAMP := $(VENV)/.installed-base
 TEST_STAMP := $(VENV)/.installed-test
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: demo test pytest lit bench lint fuzz clean
 
@@ -15,6 +16,10 @@ $(BASE_STAMP): pyproject.toml
 
 $(TEST_STAMP): $(BASE_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(BENCH_STAMP): $(TEST_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
 demo: $(BASE_STAMP)
@@ -39,10 +44,11 @@ SEED ?= 0
 fuzz: $(TEST_STAMP)
 	$(BIN)/python -m tests.fuzz --cases $(CASES) --seed $(SEED)
 
-bench: $(TEST_STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/cpu.py
 	$(BIN)/python benchmarks/grad.py
 	$(BIN)/python benchmarks/laplacian.py
+	$(BIN)/python benchmarks/gpu_static.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

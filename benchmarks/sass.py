@@ -1,0 +1,207 @@
+"""Static GPU analysis: the SASS instructions of a kernel's steady-state j loop, per (i, j) pair, by class.
+
+keir's GPU kernels stream j-tiles through shared memory; the inner loop over the j of a tile is what runs
+N times per row, so its instruction count per pair predicts the speed of these issue-bound kernels (see
+`predicted_pairs_per_second`). The loop is found in the SASS that `nvdisasm` prints for the cubin `ptxas`
+makes of keir's PTX:
+
+- a loop is a backward branch (`@P0 BRA .L_x_7` after the label `.L_x_7:`); the steady-state loop is the
+  innermost loop with the most shared-memory traffic;
+- ptxas unrolls it: the unroll factor is the bytes its shared loads bring per iteration, divided by the
+  bytes the PTX loop loads per iteration (keir's PTX handles one j per iteration; LLVM does not unroll it).
+
+Tools come from NVIDIA's pip wheels (`pip install 'keir[bench]'`: nvidia-cuda-nvcc for ptxas,
+nvidia-cuda-nvdisasm) or a CUDA toolkit on PATH; no GPU is needed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Instruction classes, by opcode (the part before the first '.').
+_CLASSES = {
+    "FP32": {"FADD", "FMUL", "FFMA", "FMNMX", "FSETP", "FSEL", "FCHK", "FRND", "FSET", "HFMA2", "HADD2", "HMUL2"},
+    "FP64": {"DADD", "DMUL", "DFMA", "DSETP", "DMNMX", "DSET"},
+    "MUFU": {"MUFU"},
+    "shared loads": {"LDS", "LDSM"},
+    "branches": {"BRA", "BRX", "BSSY", "BSYNC", "WARPSYNC", "EXIT", "RET", "CALL", "BREAK"},
+}
+CLASSES = (*_CLASSES, "uniform", "integer/other")
+
+_INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[T0-9]\s+)?([A-Z][A-Z0-9_]*)(\S*)\s*(.*?)\s*;")
+_LABEL = re.compile(r"^\s*(\.L_x_\d+):")
+_TARGET = re.compile(r"`\((\.L_x_\d+)\)")
+_PTX_LABEL = re.compile(r"^(\$L__BB\d+_\d+):")
+_PTX_BRANCH = re.compile(r"\bbra(?:\.uni)?\s+(\$L__BB\d+_\d+);")
+_PTX_SHARED_LOAD = re.compile(r"\bld\.shared((?:\.v[248])?)\.[a-z]?(\d+)\b")
+_LDS_WIDTH = re.compile(r"\.[US]?(\d+)")
+
+
+def instruction_class(opcode: str) -> str:
+    for name, opcodes in _CLASSES.items():
+        if opcode in opcodes:
+            return name
+    if opcode.startswith("U") and opcode not in ("UNKNOWN",):  # uniform datapath: UMOV, UIADD3, ULDC, ...
+        return "uniform"
+    return "integer/other"
+
+
+@dataclass
+class Instruction:
+    address: int
+    opcode: str
+    modifiers: str
+    operands: str
+
+    @property
+    def shared_bytes(self) -> int:
+        """Bytes a shared-memory load brings (LDS: 4, LDS.64: 8, LDS.128: 16); 0 for anything else."""
+        if self.opcode != "LDS":
+            return 0
+        widths = _LDS_WIDTH.findall(self.modifiers)
+        return int(widths[-1]) // 8 if widths else 4
+
+
+@dataclass
+class Loop:
+    label: str
+    body: list[Instruction]
+    unroll: int = 1
+    counts: Counter = field(default_factory=Counter)
+
+    @property
+    def shared_bytes(self) -> int:
+        return sum(i.shared_bytes for i in self.body)
+
+    def per_pair(self, name: str | None = None) -> float:
+        """Instructions per (i, j) pair: all of them, or one class."""
+        total = len(self.body) if name is None else self.counts[name]
+        return total / self.unroll
+
+
+def parse_sass(text: str) -> tuple[list[Instruction], dict[str, int]]:
+    """The instructions of an nvdisasm listing (one kernel) and the address of each label."""
+    instructions, labels, pending = [], {}, []
+    for line in text.splitlines():
+        label = _LABEL.match(line)
+        if label:
+            pending.append(label.group(1))
+            continue
+        match = _INSTRUCTION.search(line)
+        if match:
+            address = int(match.group(1), 16)
+            for name in pending:
+                labels[name] = address
+            pending = []
+            instructions.append(Instruction(address, match.group(2), match.group(3), match.group(4)))
+    return instructions, labels
+
+
+def sass_loops(text: str) -> list[Loop]:
+    """Every innermost loop (a backward branch whose body holds no other backward branch)."""
+    instructions, labels = parse_sass(text)
+    spans = []
+    for position, instruction in enumerate(instructions):
+        target = _TARGET.search(instruction.operands)
+        if instruction.opcode == "BRA" and target and labels.get(target.group(1), 1 << 62) <= instruction.address:
+            start = next(k for k, i in enumerate(instructions) if i.address == labels[target.group(1)])
+            spans.append((start, position, target.group(1)))
+    loops = []
+    for start, end, label in spans:
+        if any(start <= s and e <= end and (s, e) != (start, end) for s, e, _ in spans):
+            continue  # holds an inner loop
+        body = instructions[start : end + 1]
+        loops.append(Loop(label, body, counts=Counter(instruction_class(i.opcode) for i in body)))
+    return loops
+
+
+def ptx_loop_shared_bytes(ptx: str) -> int:
+    """Bytes of shared memory that the PTX's innermost loop with shared loads reads per iteration."""
+    lines = ptx.splitlines()
+    labels = {m.group(1): k for k, line in enumerate(lines) if (m := _PTX_LABEL.match(line.strip()))}
+    best = 0
+    spans = [(labels[m.group(1)], k) for k, line in enumerate(lines)
+             if (m := _PTX_BRANCH.search(line)) and m.group(1) in labels and labels[m.group(1)] <= k]
+    for start, end in spans:
+        if any(start <= s and e <= end and (s, e) != (start, end) for s, e in spans):
+            continue
+        loaded = 0
+        for line in lines[start : end + 1]:
+            load = _PTX_SHARED_LOAD.search(line)
+            if load:
+                lanes = int(load.group(1)[2:]) if load.group(1) else 1
+                loaded += lanes * int(load.group(2)) // 8
+        best = max(best, loaded)
+    return best
+
+
+def steady_state_loop(ptx: str, sass: str) -> Loop:
+    """The j loop of a kernel, with its unroll factor."""
+    loops = [loop for loop in sass_loops(sass) if loop.shared_bytes]
+    if not loops:
+        raise ValueError("no loop with shared-memory loads in the SASS")
+    loop = max(loops, key=lambda candidate: (candidate.shared_bytes, len(candidate.body)))
+    per_iteration = ptx_loop_shared_bytes(ptx)
+    if not per_iteration or loop.shared_bytes % per_iteration:
+        raise ValueError(f"the SASS loop loads {loop.shared_bytes} bytes per iteration, not a multiple of the "
+                         f"PTX loop's {per_iteration}")
+    loop.unroll = loop.shared_bytes // per_iteration
+    return loop
+
+
+@dataclass(frozen=True)
+class Machine:
+    """An issue model: each scheduler issues one warp instruction per clock."""
+
+    name: str
+    sms: int
+    schedulers_per_sm: int
+    clock_hz: float
+
+    def pairs_per_second(self, instructions_per_pair: float) -> float:
+        return self.sms * self.schedulers_per_sm * self.clock_hz * 32 / instructions_per_pair
+
+
+MACHINES = {"sm_90": Machine("H200", 132, 4, 1.98e9), "sm_80": Machine("A100", 108, 4, 1.41e9)}
+
+
+def tool(name: str) -> str | None:
+    """A CUDA tool from NVIDIA's pip wheels in this environment (pinned, so counts are reproducible), else
+    from PATH."""
+    for bin_dir in sorted(Path(sysconfig.get_paths()["purelib"]).glob("nvidia/*/bin")):
+        if (bin_dir / name).exists():
+            return str(bin_dir / name)
+    return shutil.which(name)
+
+
+@dataclass
+class Assembly:
+    registers: int
+    spilled_bytes: int
+    shared_bytes: int
+    sass: str
+
+
+def assemble(ptx: str, arch: str) -> Assembly:
+    """ptxas (with -v) then nvdisasm: resources and the SASS listing."""
+    ptxas, nvdisasm = tool("ptxas"), tool("nvdisasm")
+    if not ptxas or not nvdisasm:
+        raise RuntimeError("ptxas and nvdisasm are needed: pip install 'keir[bench]' (NVIDIA's wheels)")
+    with tempfile.TemporaryDirectory() as work:
+        source, cubin = Path(work) / "kernel.ptx", Path(work) / "kernel.cubin"
+        source.write_text(ptx)
+        result = subprocess.run([ptxas, f"-arch={arch}", "-v", "-o", str(cubin), str(source)],
+                                capture_output=True, text=True, check=True)
+        sass = subprocess.run([nvdisasm, "-c", str(cubin)], capture_output=True, text=True, check=True).stdout
+    info = result.stderr
+    registers = int(re.search(r"Used (\d+) registers", info).group(1))
+    spills = sum(int(v) for v in re.findall(r"(\d+) bytes spill (?:stores|loads)", info))
+    shared = re.search(r"(\d+) bytes smem", info)
+    return Assembly(registers, spills, int(shared.group(1)) if shared else 0, sass)

@@ -1,0 +1,81 @@
+"""benchmarks/sass.py finds a kernel's steady-state j loop and its unroll factor honestly.
+
+On a hand-written listing (always), and on keir's Gaussian kernel assembled by ptxas (where ptxas and
+nvdisasm are installed: nvdisasm comes with the test extra, ptxas with a CUDA toolkit or `keir[bench]`),
+where the unroll factor is checked against an independent count: each pair needs D = 3 subtractions
+x_i - y_j, so the loop holds 3 x unroll of them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "sass.py"
+_SPEC = importlib.util.spec_from_file_location("keir_bench_sass", _PATH)
+sass = importlib.util.module_from_spec(_SPEC)
+sys.modules[_SPEC.name] = sass  # dataclasses look their module up there
+_SPEC.loader.exec_module(sass)
+
+LISTING = """
+        /*0000*/                   MOV R1, c[0x0][0x28] ;
+.L_x_0:
+        /*0010*/                   LDS R4, [UR4] ;
+.L_x_1:
+        /*0020*/                   LDS.64 R6, [UR5] ;
+        /*0030*/                   LDS.64 R8, [UR5+0x8] ;
+        /*0040*/                   FADD R9, R2, -R6 ;
+        /*0050*/                   FFMA R10, R9, R9, R10 ;
+        /*0060*/                   MUFU.EX2 R11, R10 ;
+        /*0070*/                   UIADD3 UR5, UR5, 0x20, URZ ;
+        /*0080*/               @P1 BRA `(.L_x_1) ;
+        /*0090*/              @!P0 BRA `(.L_x_0) ;
+        /*00a0*/                   EXIT ;
+"""
+PTX = """
+$L__BB0_3:
+\tld.shared.b32 \t%r1, [%rd1];
+\tld.shared.b32 \t%r2, [%rd1+4];
+\t@%p1 bra \t$L__BB0_3;
+$L__BB0_4:
+\tld.shared.b32 \t%r3, [%rd2];
+\tbra.uni \t$L__BB0_4;
+"""
+
+
+def test_the_innermost_loop_of_a_listing_and_its_unroll():
+    loop = sass.steady_state_loop(PTX, LISTING)
+    assert loop.label == ".L_x_1"
+    assert [i.opcode for i in loop.body] == ["LDS", "LDS", "FADD", "FFMA", "MUFU", "UIADD3", "BRA"]
+    assert loop.shared_bytes == 16 and loop.unroll == 2  # 16 bytes per iteration, 8 per j in the PTX
+    counts = loop.counts
+    assert (counts["shared loads"], counts["FP32"], counts["MUFU"], counts["uniform"], counts["branches"]) == (
+        2, 2, 1, 1, 1)
+
+
+def test_a_loop_loading_a_fraction_of_the_ptx_iteration_is_refused():
+    with pytest.raises(ValueError, match="not a multiple"):
+        sass.steady_state_loop(PTX.replace("[%rd1+4]", "[%rd1+4];\n\tld.shared.b32 \t%r9, [%rd1+8]"), LISTING)
+
+
+def test_the_issue_model():
+    assert sass.MACHINES["sm_90"].pairs_per_second(33.25) == pytest.approx(1.006e12, rel=1e-3)
+
+
+@pytest.mark.skipif(not (sass.tool("ptxas") and sass.tool("nvdisasm")),
+                    reason="ptxas or nvdisasm not installed (CUDA toolkit, or pip install 'keir[bench]')")
+def test_keirs_gaussian_loop_is_found_with_its_unroll():
+    import keir.numpy as kn
+    from keir import gpu_kernels
+
+    x, y, b = (np.ones((4, d), dtype=np.float32) for d in (3, 3, 1))
+    root = ((-kn.Vi(x).sqdist(kn.Vj(y))).exp() * kn.Vj(b)).sum(axis=1, call=False).root
+    ptx = gpu_kernels.gpu_ptx(root, np.dtype("float32"), arch="sm_90")
+    loop = sass.steady_state_loop(ptx, sass.assemble(ptx, "sm_90").sass)
+    assert sass.ptx_loop_shared_bytes(ptx) == 16  # y_j (3 floats) and b_j (1) per j
+    subtractions = sum(1 for i in loop.body if i.opcode == "FADD" and ", -R" in i.operands)
+    assert loop.unroll >= 1 and subtractions == 3 * loop.unroll
