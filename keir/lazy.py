@@ -67,7 +67,7 @@ def _renumbered(lazy: LazyTensor, arrays: tuple, categories: tuple) -> tuple[Nod
             arrays += (array,)
             categories += (category,)
         if position != k:
-            dim = 1 if isinstance(array, float) else array.shape[-1]
+            dim = 1 if isinstance(array, float) else int(array.shape[-1])
             renumber[var(k, category, dim)] = var(position, category, dim)
     node = lazy.node
     if not renumber:
@@ -146,6 +146,11 @@ class ArrayAdapter:
         """Whether a reduction over these inputs must be recorded for autograd."""
         return False
 
+    def tracing(self, arrays: tuple) -> bool:
+        """Whether a compiler of this front end (torch.compile, torch.export) traces the call instead of
+        running it."""
+        return False
+
     def result(self, out: np.ndarray, like: Any) -> Any:
         return out
 
@@ -195,7 +200,7 @@ class LazyTensor:
         dtype = self.adapter.dtype_name(array)
         if dtype not in SUPPORTED_DTYPES:
             raise TypeError(f"keir works on float32 and float64 arrays, got {dtype}")
-        dim = shape[-1]
+        dim = int(shape[-1])  # a plain int even where torch.compile traces with symbolic sizes
         if dim == 0:
             raise ValueError(f"a variable needs at least one component, got shape {tuple(shape)}")
         self._set(var(0, category, dim), (array,), (category,), dtype)

@@ -134,6 +134,10 @@ class Reduction:
         if self.symbolic or arrays or call_options:
             return self._with(arrays, call_options)()
         arrays = self.lazy.arrays
+        if self.adapter.tracing(arrays):  # torch.compile / torch.export: a custom op in the graph
+            from keir import torch_ops
+
+            return self._into_out(torch_ops.reduce(self))
         like = arrays[0]
         if self.kind == "sum" and self.is_zero:  # e.g. a vanishing second derivative: no kernel
             rows = self.sizes["i" if self.axis == 1 else "j"]

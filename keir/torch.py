@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from keir import autograd, genred, lazy
+from keir import autograd, genred, lazy, torch_ops
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 
@@ -37,6 +37,7 @@ class TorchAdapter(lazy.ArrayAdapter):
         return False
 
     needs_autograd = staticmethod(autograd.needs_autograd)
+    tracing = staticmethod(torch_ops.tracing)
 
     def result(self, out: Any, like: Any) -> Any:
         if isinstance(out, torch.Tensor):  # computed on the GPU, already a tensor on the right device
@@ -48,6 +49,27 @@ class TorchAdapter(lazy.ArrayAdapter):
 class LazyTensor(lazy.LazyTensor):
     __slots__ = ()
     adapter = TorchAdapter()
+
+    # Built by a function that torch.compile runs rather than traces (see keir.torch_ops.make_traceable).
+    def __new__(cls, *args: Any, **kwargs: Any) -> LazyTensor:
+        return _construct(*args, **kwargs) if cls is LazyTensor else _build(cls, *args, **kwargs)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass  # __new__ built it
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: tuple, args: tuple = (), kwargs: dict | None = None) -> Any:
+        return torch_ops.torch_function(func, args, kwargs)
+
+
+def _build(cls: type, *args: Any, **kwargs: Any) -> LazyTensor:
+    self = object.__new__(cls)
+    lazy.LazyTensor.__init__(self, *args, **kwargs)
+    return self
+
+
+_construct = torch._dynamo.nonstrict_trace(lambda *args, **kwargs: _build(LazyTensor, *args, **kwargs))
+torch_ops.make_traceable(LazyTensor)
 
 
 Vi, Vj, Pm = lazy.variable_constructors(LazyTensor, __name__)

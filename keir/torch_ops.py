@@ -1,0 +1,225 @@
+"""keir reductions as one torch custom op, `keir::reduce`, so that `torch.compile(fullgraph=True)` and
+`torch.export` put them in their graphs.
+
+Eager torch runs a reduction through `keir.autograd.KeirReduction`, an autograd.Function that Dynamo cannot
+trace (its forward runs compiled code on NumPy arrays). While torch traces (Dynamo, AOTAutograd, export),
+`Reduction.__call__` calls this op instead:
+
+    keir::reduce(kernel: str, categories: str, rows_i: int, rows_j: int, inputs: Tensor[]) -> Tensor[]
+
+`kernel` is the reduction as keir IR text (`compiler.emit`), the same canonical text that keys the artifact
+cache: the graph holds a string constant, the formula is rebuilt from it (`compiler.importer`, once per
+process and text), so an exported program carries its formulas with it. The fake implementation gives the
+output shapes and dtypes from the formula and the input shapes, without compiling, and with symbolic sizes:
+keir's kernels are size-generic, so a new M or N needs no new kernel and, with `dynamic=True`, no re-trace.
+The backward (`register_autograd`) builds the same gradient reductions as the eager path
+(`keir.autograd._input_gradient`), which call this op again: gradients are differentiable to any order.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensor
+from torch._subclasses.functional_tensor import FunctionalTensor
+
+from keir.compiler.emit import emit_module
+from keir.compiler.importer import parse_module
+from keir.compiler.kernel import DTYPES, Kernel
+from keir.dialect.node import Node
+from keir.dialect.ops import reduction_output_widths
+
+_NAMES = {"f32": "float32", "f64": "float64"}
+
+
+def tracing(arrays: tuple) -> bool:
+    """Whether torch is tracing this call (torch.compile, AOTAutograd, torch.export) rather than running it:
+    the inputs are fake or functional tensors then. Plain tensors are recognised first, by type: this runs on
+    every call."""
+    for a in arrays:
+        kind = type(a)
+        if kind is torch.Tensor or kind is float or kind is torch.nn.Parameter:
+            continue
+        if isinstance(a, (FakeTensor, FunctionalTensor)) or torch._is_functional_tensor(a):
+            return True
+    return torch.compiler.is_compiling()
+
+
+def reduce(reduction: Any) -> Any:
+    """reduction() through the custom op: a tensor, or (values, indices)."""
+    lazy = reduction.lazy
+    like = next(a for a in lazy.arrays if isinstance(a, torch.Tensor))
+    inputs = [torch.tensor([a], dtype=like.dtype, device=like.device) if isinstance(a, float) else a
+              for a in lazy.arrays]
+    rows = reduction.rows or {}
+    outputs = torch.ops.keir.reduce(_kernel_text(reduction.root, lazy.dtype), "".join(lazy.categories),
+                                    rows.get("i", -1), rows.get("j", -1), inputs)
+    return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+@torch.compiler.assume_constant_result
+def _kernel_text(root: Node, dtype: str) -> str:
+    """The reduction's IR text: computed when Dynamo traces, a constant of the graph."""
+    return _text(root, dtype)
+
+
+@functools.lru_cache(maxsize=1024)
+def _text(root: Node, dtype: str) -> str:
+    return emit_module([Kernel("keir_reduce", root, DTYPES[dtype])])
+
+
+@functools.lru_cache(maxsize=1024)
+def _kernel(text: str) -> Kernel:
+    (kernel,) = parse_module(text)
+    return kernel
+
+
+def _reduction(text: str, categories: str, rows_i: int, rows_j: int, inputs: list[torch.Tensor]) -> Any:
+    """The keir Reduction that the op's arguments describe."""
+    from keir.reduction import Reduction
+    from keir.torch import LazyTensor
+
+    kernel = _kernel(text)
+    root = kernel.result
+    lazy = LazyTensor._new(root.args[0], tuple(inputs), tuple(categories), _NAMES[kernel.dtype])
+    attrs = {k: v for k, v in root.attrs if k not in ("kind", "axis")}
+    rows = {c: r for c, r in (("i", rows_i), ("j", rows_j)) if r >= 0} or None
+    return Reduction(lazy, root.attr("kind"), root.attr("axis"), rows=rows, **attrs)
+
+
+@torch.library.custom_op("keir::reduce", mutates_args=())
+def reduce_op(kernel: str, categories: str, rows_i: int, rows_j: int,
+              inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    outputs = _reduction(kernel, categories, rows_i, rows_j, inputs)()
+    return list(outputs) if isinstance(outputs, tuple) else [outputs]
+
+
+@reduce_op.register_fake
+def _fake(kernel: str, categories: str, rows_i: int, rows_j: int,
+          inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    root = _kernel(kernel).result
+    axis, kind, k = root.attr("axis"), root.attr("kind"), dict(root.attrs).get("k")
+    output_category = "i" if axis == 1 else "j"
+    batch = torch.broadcast_shapes(*(a.shape[: a.dim() - (1 if c == "p" else 2)]
+                                     for a, c in zip(inputs, categories)))
+    sizes = [a.shape[-2] for a, c in zip(inputs, categories) if c == output_category]
+    rows = sizes[0] if sizes else max((rows_i if output_category == "i" else rows_j), 1)
+    dim = root.args[0].dim
+    floats, indices = reduction_output_widths(kind, dim, k or 1)
+
+    def shape(width: int) -> tuple:
+        if k is not None and dim > 1:  # (rows, K, D), as Reduction.compute gives
+            return (*batch, rows, k, dim)
+        return (*batch, rows, width)
+
+    dtype = inputs[0].dtype if inputs else torch.float32
+    outputs = []
+    if floats:
+        outputs.append(inputs[0].new_empty(shape(floats), dtype=dtype))
+    if indices:
+        outputs.append(inputs[0].new_empty(shape(indices), dtype=torch.int64))
+    return outputs
+
+
+def _setup_context(ctx: Any, inputs: tuple, output: list[torch.Tensor]) -> None:
+    kernel, categories, rows_i, rows_j, tensors = inputs
+    ctx.arguments = (kernel, categories, rows_i, rows_j)
+    ctx.save_for_backward(*tensors, output[0])
+
+
+def _backward(ctx: Any, grads: list[torch.Tensor | None]) -> tuple:
+    from keir.autograd import _input_gradient, _Plan
+
+    *tensors, output = ctx.saved_tensors
+    reduction = _reduction(*ctx.arguments, list(tensors))
+    plan = _Plan.of(reduction)
+    needed = ctx.needs_input_grad[4]
+    if grads[0] is None or not output.is_floating_point():
+        return None, None, None, None, [None] * len(tensors)
+    input_grads = [_input_gradient(plan, list(tensors), k, grads[0], output) if need else None
+                   for k, need in enumerate(needed if isinstance(needed, (list, tuple)) else [needed] * len(tensors))]
+    return None, None, None, None, input_grads
+
+
+reduce_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# ---- LazyTensor formulas inside torch.compile --------------------------------------------------------------------
+# Dynamo cannot trace keir's formula building (hash-consed nodes, caches), and need not: a formula is built once
+# per trace. So every LazyTensor method runs outside Dynamo, as `nonstrict_trace` functions (plain Python on
+# fake tensors, which the reduction's custom op records), LazyTensors cross into Dynamo as pytrees (their
+# arrays are the leaves; the formula node, categories and dtype the context) and formula nodes as opaque value
+# objects (constants of the graph, compared by identity: nodes are interned).
+
+def _node_from_text(text: str) -> Node:
+    return _kernel(text).result
+
+
+def _node_fx_repr(node: Node) -> tuple[str, dict[str, Any]]:
+    """How FX code rebuilds a node: from its keir IR text."""
+    return f"keir_node({_text(node, 'float64')!r})", {"keir_node": _node_from_text}
+
+
+def _register_node() -> None:
+    from torch._library.opaque_object import is_opaque_type, register_opaque_type
+
+    if not is_opaque_type(Node):
+        Node.__fx_repr__ = _node_fx_repr
+        register_opaque_type(Node, typ="value")
+
+
+# pykeops-style code mixes LazyTensors with tensors: `K * torch.tensor([s])`, `K @ b`. Dynamo turns such a
+# Python operator into the tensor function below, with the operands in this order (it swaps them, and
+# for matmul calls `b.matmul(K)` for `K @ b`); eager torch calls the same __torch_function__ for `tensor * K`.
+_OPERATORS = {
+    torch.Tensor.__mul__: ("mul", False), torch.Tensor.__rmul__: ("mul", True), torch._C.TensorBase.mul: ("mul", False),
+    torch.Tensor.__add__: ("add", False), torch.Tensor.__radd__: ("add", True), torch._C.TensorBase.add: ("add", False),
+    torch.Tensor.__sub__: ("sub", False), torch.Tensor.__rsub__: ("sub", True), torch._C.TensorBase.sub: ("sub", False),
+    torch.Tensor.__truediv__: ("truediv", False), torch.Tensor.__rtruediv__: ("truediv", True),
+    torch.Tensor.__rdiv__: ("truediv", True), torch._C.TensorBase.div: ("truediv", False),
+    torch.Tensor.__pow__: ("pow", False), torch.Tensor.__rpow__: ("pow", True), torch._C.TensorBase.pow: ("pow", False),
+}
+
+
+def torch_function(func: Any, args: tuple, kwargs: dict | None) -> Any:
+    """A LazyTensor's __torch_function__: the arithmetic operators with a tensor operand; NotImplemented (a
+    TypeError from torch) for anything else."""
+    from keir.lazy import LazyTensor
+
+    if kwargs or len(args) != 2:
+        return NotImplemented
+    if func is torch._C.TensorBase.matmul and torch.compiler.is_compiling() and isinstance(args[1], LazyTensor):
+        return args[1].__matmul__(args[0])  # Dynamo's spelling of `K @ b` (eager `b @ K` raises: no __rmatmul__)
+    operator = _OPERATORS.get(func)
+    if operator is None:
+        return NotImplemented
+    name, reflected = operator
+    left, right = (args[1], args[0]) if reflected else args
+    if isinstance(left, LazyTensor):
+        return getattr(left, f"__{name}__")(right)
+    return getattr(right, f"__r{name}__")(left)
+
+
+def make_traceable(cls: type) -> None:
+    """Let torch.compile(fullgraph=True) trace code that builds and reduces `cls` (a LazyTensor class)."""
+    import torch.utils._pytree as pytree
+
+    _register_node()
+    pytree.register_pytree_node(
+        cls, lambda lazy: (list(lazy.arrays), (lazy.node, lazy.categories, lazy.dtype)),
+        lambda arrays, context: cls._new(context[0], tuple(arrays), context[1], context[2]))
+    for klass in reversed(cls.__mro__[:-1]):
+        for name, method in list(vars(klass).items()):
+            public = not name.startswith("_") or (name.startswith("__") and name not in _NOT_WRAPPED)
+            if public and callable(method) and not isinstance(method, (type, staticmethod, classmethod)):
+                setattr(cls, name, torch._dynamo.nonstrict_trace(method))
+
+
+# Dunders that must stay what they are: construction, attribute access, representation, the torch hook.
+_NOT_WRAPPED = {"__init__", "__new__", "__getattribute__", "__getattr__", "__setattr__", "__delattr__",
+                "__repr__", "__str__", "__init_subclass__", "__torch_function__", "__class_getitem__",
+                "__subclasshook__", "__reduce__", "__reduce_ex__", "__getstate__", "__setstate__", "__sizeof__",
+                "__format__", "__dir__", "__hash__", "__eq__", "__ne__", "__bool__", "__len__", "__iter__",
+                "__slots__"}
