@@ -20,9 +20,12 @@ An error names the problem and points at the offending token:
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from keir.dialect.ops import OPS
 
 _TOKEN = re.compile(r"\s*(?:(?P<number>\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+(?:[eE][-+]?\d+)?)"
                     r"|(?P<name>[A-Za-z_][A-Za-z_0-9]*)|(?P<op>\*\*|[-+*/|(),=\[\]]))")
@@ -256,8 +259,42 @@ _KEOPS_NAMES = {
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "dot": "|"}
 
 
+# Formulas that keir builds out of several ops for one KeOps op (BSpline, SoftDTW_SqDist, ...): node ->
+# (KeOps name, arguments: nodes or numbers). format_formula writes such a node as the call, which reads back
+# to the same node, instead of its expansion (whose text, written as a tree, can grow exponentially with a
+# DAG's depth: soft-DTW's recursion). Weak keys: an entry lives as long as its formula.
+COMPOSITES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def name_composite(node: Any, name: str, *args: Any) -> Any:
+    """Remember that `node` is the KeOps call name(*args); returns node."""
+    COMPOSITES[node] = (name, args)
+    return node
+
+
+def carry_composite_names(root: Any, transform: Callable[[Any], Any]) -> None:
+    """After a formula is rebuilt by `transform` (a substitution of its variables: renumbering, i <-> j), name
+    the images of the composite calls inside it as the originals were named."""
+    if not COMPOSITES:
+        return
+    from keir.dialect.node import Node, topological
+
+    for node in topological(root):
+        entry = COMPOSITES.get(node)
+        if entry is not None:
+            image = transform(node)
+            if image is not node and image not in COMPOSITES:
+                name, args = entry
+                COMPOSITES[image] = (name, tuple(transform(a) if isinstance(a, Node) else a for a in args))
+
+
 def format_formula(node: Any) -> str:
     """A formula node in KeOps' syntax, e.g. Exp(-SqDist(Vi(0,3), Vj(1,3))) * Vj(2,1)."""
+    if COMPOSITES:
+        entry = COMPOSITES.get(node)
+        if entry is not None:
+            name, args = entry
+            return f"{name}({', '.join(format_formula(a) if hasattr(a, 'op') else str(a) for a in args)})"
     if node.op == "var":
         head = {"i": "Vi", "j": "Vj", "p": "Pm"}[node.attr("category")]
         return f"{head}({node.attr('index')},{node.dim})"
@@ -269,5 +306,7 @@ def format_formula(node: Any) -> str:
         return f"({args[0]} {_INFIX[node.op]} {args[1]})"
     if node.op == "neg":
         return f"-{args[0]}"
-    attrs = [str(value) for key, value in node.attrs]
+    spec = OPS[node.op]  # attributes in the op's declared order (KeOps': Extract(x, start, length))
+    given = dict(node.attrs)
+    attrs = [str(given[key]) for key in (*spec.attrs, *spec.optional_attrs) if key in given]
     return f"{_KEOPS_NAMES.get(node.op, node.op)}({', '.join(args + attrs)})"
