@@ -72,7 +72,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "SqNormIso": lambda s, x: x.weightedsqnorm(s), "SqNormDiag": lambda s, x: x.weightedsqnorm(s),
     "SymSqNorm": lambda a, x: x.weightedsqnorm(a),
     "Elem": lambda x, k: x.elem(_integer(k, "Elem")),
-    "ElemT": lambda x, k, d: _placed(x, _integer(k, "ElemT"), _integer(d, "ElemT")),
+    "ElemT": lambda x, d, k: _placed(x, _integer(k, "ElemT"), _integer(d, "ElemT")),  # ElemT(f, N, M): length N
     "Extract": lambda x, start, length: x.extract(_integer(start, "Extract"), _integer(length, "Extract")),
     "ExtractT": lambda x, start, d: _placed(x, _integer(start, "ExtractT"), _integer(d, "ExtractT")),
     "Concat": lambda x, y: x.concat(y), "OneHot": lambda x, d: x.one_hot(_integer(d, "OneHot")),
@@ -87,7 +87,16 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "TensorDot": _tensordot,
     "Grad": lambda f, x, e: f.grad(x, e), "Laplacian": lambda f, x: f.laplacian(x),
     "Divergence": lambda f, x: f.divergence(x), "TraceOperator": lambda f, v: f.trace_operator(v),
+    "Diff": lambda f, x, e: f.diff(x, e), "GradMatrix": lambda f, v: f.grad_matrix(v),
+    "Factorize": lambda f, g: f.factorize(g), "AutoFactorize": lambda f: f.auto_factorize(),
+    "BSpline": lambda knots, x, k: knots.bspline(x, _integer(k, "BSpline")),
+    "SoftDTW_SqDist": lambda x, y, gamma: x.softdtw_sqdist(y, gamma),
+    "DifferenceMatrix": lambda x, y: x.difference_matrix(y),  # pykeops 2.3 emits it; keopscore lacks it
+    "RatCst": lambda p, q: _integer(p, "RatCst") / _integer(q, "RatCst"),
+    "DiffClampInt": lambda x, a, b: (x >= _integer(a, "DiffClampInt")) * (x <= _integer(b, "DiffClampInt")),
 }
+# Functions whose first argument is a number, not a formula (the others lift a number there: Concat(0, x)).
+_NUMBER_FIRST = ("IntInv", "RatCst", "Zero")
 
 REDUCTIONS = {
     "Sum": "sum", "Min": "min", "Max": "max", "ArgMin": "argmin", "ArgMax": "argmax",
@@ -153,15 +162,30 @@ class Genred:
         variable = SymbolicVariable(spec.index, spec.category, spec.dim)
         if known is not None and known != variable:
             raise ValueError(f"variable {spec.index} is declared twice, as {known} and {variable}")
-        self.variables[spec.index] = variable
+        # one object per index: LazyTensors merge variables by identity, so that Vi(0,3) written twice in a
+        # formula is one kernel input, not two
+        variable = self.variables.setdefault(spec.index, variable)
         return self.lazy_class._new(var(0, spec.category, spec.dim), (variable,), (spec.category,), None)
 
     def _parse(self, text: str, names: dict[str, Any]) -> Any:
-        functions = {**FUNCTIONS, "Zero": lambda d: self.lazy_class([0.0] * _integer(d, "Zero"))}
+        functions = {name: function if name in _NUMBER_FIRST else self._lifting_first(function)
+                     for name, function in FUNCTIONS.items()}
+        functions["Zero"] = lambda d: self.lazy_class([0.0] * _integer(d, "Zero"))
         lazy = parse_formula(text, functions, names, self._variable, lambda value: value)
         if not isinstance(lazy, self.lazy_class):
             lazy = self.lazy_class(lazy)  # a formula of constants: M = N = 1
         return lazy
+
+    def _lifting_first(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """function, with a number as first argument made a constant LazyTensor (str() writes constant vectors
+        as Concat(1, 0), and a formula may start with a number: Exp(2) * x)."""
+
+        def lifted(*args: Any) -> Any:
+            if args and isinstance(args[0], (int, float)):
+                args = (self.lazy_class(float(args[0])), *args[1:])
+            return function(*args)
+
+        return lifted
 
     def __call__(self, *arrays: Any, backend: str = "auto", device_id: int = -1, ranges: Any = None,
                  out: Any = None, **ignored: Any) -> Any:

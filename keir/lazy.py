@@ -15,11 +15,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from keir.dialect.node import Node, constant, interned, make, substitute, swap_i_j, var
+from keir.compiler.passes import keir_differentiate, keir_trace
+from keir.dialect.node import Node, constant, interned, make, substitute, swap_i_j, var, variables
 from keir.dialect.ops import DimensionError
-from keir.formula_parser import format_formula
+from keir.formula_parser import carry_composite_names, format_formula, name_composite
 from keir.reduction import Reduction, reject_ranges  # which loads the runtime (and llvmlite) with the API
-from keir.symbolic import symbolic_variable
+from keir.symbolic import SymbolicVariable, symbolic_variable
 
 SUPPORTED_DTYPES = ("float32", "float64")
 
@@ -80,7 +81,10 @@ def _renumbered(lazy: LazyTensor, arrays: tuple, categories: tuple) -> tuple[Nod
 @functools.lru_cache(maxsize=1024)
 def _substituted(node: Node, renaming: tuple[tuple[Node, Node], ...]) -> Node:
     """substitute(), remembered: rebuilding a formula renames the variables of the same subformulas each time."""
-    return substitute(node, dict(renaming))
+    mapping = dict(renaming)
+    renamed = substitute(node, mapping)  # first: it holds the images that carry_composite_names names weakly
+    carry_composite_names(node, lambda part: substitute(part, mapping))
+    return renamed
 
 
 def _position(array: Any, category: str, arrays: tuple, categories: tuple) -> int:
@@ -117,6 +121,76 @@ def _positive(k: Any) -> int:
     if not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"K must be a positive integer, got {k!r}")
     return int(k)
+# Composite ops of pykeops' surface, built from keir ops (the KeOps op each one mirrors is named) --------------
+def _concat_nodes(parts: list[Node]) -> Node:
+    return functools.reduce(lambda a, b: make("concat", a, b), parts)
+
+
+def _bspline_node(knots: Node, x: Node, order: int) -> Node:
+    """KeOps' BSpline(knots, x, order): the len(knots) - order - 1 B-spline basis functions of the given order
+    at the scalar x, by Cox-de Boor's recursion as KeOps runs it. Order 0 is the indicator of
+    t_j <= x < t_{j+1} (half-open: 0 at the last knot); each order combines neighbours with the ratios
+    w_{a,b} = (x - t_a) / (t_b - t_a), taken as 0 unless t_a < t_b (repeated knots), so that
+    B_i <- w_{i,i+k} B_i + (1 - w_{i+1,i+k+1}) B_{i+1}. The ratio's denominator is replaced by 1 where the
+    ratio is not used, so that gradients never see a division by zero."""
+    t = [make("elem", knots, index=j) for j in range(knots.dim)]
+    one, zero, half = constant(1.0), constant(0.0), constant(0.5)
+    basis = [make("mul", make("le", t[j], x), make("lt", x, t[j + 1])) for j in range(knots.dim - 1)]
+
+    def ratio(a: int, b: int) -> Node:
+        used = make("sub", make("lt", t[a], t[b]), half)  # >= 0 exactly where t_a < t_b (not for NaN)
+        denominator = make("ifelse", used, make("sub", t[b], t[a]), one)
+        return make("ifelse", used, make("div", make("sub", x, t[a]), denominator), zero)
+
+    for k in range(1, order + 1):
+        left = ratio(0, k)
+        for i in range(knots.dim - 1 - k):
+            right = ratio(i + 1, i + 1 + k)
+            basis[i] = make("add", make("mul", left, basis[i]), make("mul", make("sub", one, right), basis[i + 1]))
+            left = right
+    return _concat_nodes(basis[: knots.dim - order - 1])
+
+
+def _softdtw_sqdist_node(x: Node, y: Node, gamma: Node) -> Node:
+    """KeOps' SoftDTW_SqDist(x, y, gamma): the soft-DTW discrepancy between the series x (length n = x.dim)
+    and y (length m), with cost (x_i - y_j)^2, unrolled into the formula. r_{0,0} = c_{0,0}; along the first
+    row and column only one predecessor exists, so r is a running sum there; elsewhere
+    r_{i,j} = c_{i,j} + softmin(r_{i-1,j-1}, r_{i-1,j}, r_{i,j-1}), with
+    softmin(a, b, c) = mu - gamma log(exp((mu - a)/gamma) + exp((mu - b)/gamma) + exp((mu - c)/gamma)),
+    mu = min(a, b, c) (never overflows for gamma > 0). The result is r_{n-1,m-1}."""
+    xs = [make("elem", x, index=i) for i in range(x.dim)]
+    ys = [make("elem", y, index=j) for j in range(y.dim)]
+
+    def cost(i: int, j: int) -> Node:
+        return make("square", make("sub", xs[i], ys[j]))
+
+    def softmin(diagonal: Node, left: Node, up: Node) -> Node:
+        mu = make("min", _concat_nodes([diagonal, up, left]))
+        terms = [make("exp", make("div", make("sub", mu, r), gamma)) for r in (diagonal, left, up)]
+        total = make("add", make("add", terms[0], terms[1]), terms[2])
+        return make("sub", mu, make("mul", gamma, make("log", total)))
+
+    previous: list[Node] = []  # column j - 1: r_{i, j-1}
+    for j in range(y.dim):
+        column: list[Node] = []
+        for i in range(x.dim):
+            if i == 0 and j == 0:
+                column.append(cost(0, 0))
+            elif j == 0:
+                column.append(make("add", cost(i, 0), column[i - 1]))
+            elif i == 0:
+                column.append(make("add", cost(0, j), previous[0]))
+            else:
+                column.append(make("add", cost(i, j), softmin(previous[i - 1], column[i - 1], previous[i])))
+        previous = column
+    return previous[-1]
+
+
+def _difference_matrix_node(x: Node, y: Node) -> Node:
+    """DifferenceMatrix(x, y): the n*m differences x_i - y_j, component j*n + i (n = x.dim, m = y.dim)."""
+    return _concat_nodes([make("sub", x, make("elem", y, index=j)) for j in range(y.dim)])
+
+
 _NUMPY_DTYPE_NAMES = {np.dtype(name): name for name in SUPPORTED_DTYPES}  # dtype.name is slow (µs)
 
 
@@ -150,7 +224,6 @@ class ArrayAdapter:
         """Whether a compiler of this front end (torch.compile, torch.export) traces the call instead of
         running it."""
         return False
-
     def result(self, out: np.ndarray, like: Any) -> Any:
         return out
 
@@ -391,8 +464,9 @@ class LazyTensor:
     def floor(self) -> LazyTensor:
         return self._unary("floor")
 
-    def round(self, decimals: int = 0) -> LazyTensor:
-        return self._unary("round", digits=int(decimals))
+    def round(self, other: int = 0) -> LazyTensor:
+        """Rounded to `other` decimals (pykeops' name for the number of digits)."""
+        return self._unary("round", digits=int(other))
 
     def xlogx(self) -> LazyTensor:
         return self._unary("xlogx")
@@ -407,8 +481,8 @@ class LazyTensor:
     def inv(self) -> LazyTensor:
         return 1.0 / self
 
-    def power(self, exponent: Any) -> LazyTensor:
-        return self**exponent
+    def power(self, other: Any) -> LazyTensor:
+        return self**other
 
     pow = power
 
@@ -416,21 +490,22 @@ class LazyTensor:
         """self ** exponent for a positive base and any (LazyTensor or number) exponent: exp(exponent log self)."""
         return (self._lift(exponent) * self.log()).exp()
 
-    def clamp(self, low: Any, high: Any) -> LazyTensor:
-        return self._ternary("clamp", low, high)
+    def clamp(self, other1: Any, other2: Any) -> LazyTensor:
+        """self clamped to [other1, other2]."""
+        return self._ternary("clamp", other1, other2)
 
     clampint = clamp
 
-    def ifelse(self, if_nonnegative: Any, otherwise: Any) -> LazyTensor:
-        """if_nonnegative where self >= 0, otherwise elsewhere."""
-        return self._ternary("ifelse", if_nonnegative, otherwise)
+    def ifelse(self, other1: Any, other2: Any) -> LazyTensor:
+        """other1 where self >= 0, other2 elsewhere."""
+        return self._ternary("ifelse", other1, other2)
 
     def mod(self, modulus: Any, offset: Any = 0) -> LazyTensor:
         """self - modulus * floor((self - offset) / modulus): values in [offset, offset + modulus)."""
         return self - modulus * ((self - offset) / modulus).floor()
 
-    def one_hot(self, dim: int) -> LazyTensor:
-        return self._unary("one_hot", dim=int(dim))
+    def one_hot(self, D: int) -> LazyTensor:  # noqa: N803 (pykeops' name)
+        return self._unary("one_hot", dim=int(D))
 
     def __lt__(self, other: Any) -> LazyTensor:
         return self._binary("lt", other)
@@ -465,9 +540,9 @@ class LazyTensor:
     def normalize(self) -> LazyTensor:
         return self * self.sqnorm2().rsqrt()
 
-    def weightedsqnorm(self, weight: Any) -> LazyTensor:
-        """|self|^2 weighted by s: s of dimension 1 (s |x|^2), D (sum s_k x_k^2) or D*D (x^T S x)."""
-        weight = self._lift(weight)
+    def weightedsqnorm(self, other: Any) -> LazyTensor:
+        """|self|^2 weighted by s = other: s of dimension 1 (s |x|^2), D (sum s_k x_k^2) or D*D (x^T S x)."""
+        weight = self._lift(other)
         d, w = self.node.dim, weight.node.dim
         if w in (1, d):
             return (weight * self.square()).sum() if w == d else weight * self.sqnorm2()
@@ -475,21 +550,23 @@ class LazyTensor:
             return self | weight.matvecmult(self)
         raise DimensionError(f"weightedsqnorm: the weight has dimension {w}; expected 1, {d} or {d * d}")
 
-    def weightedsqdist(self, other: Any, weight: Any) -> LazyTensor:
-        return (self - other).weightedsqnorm(weight)
+    def weightedsqdist(self, g: Any, s: Any) -> LazyTensor:
+        """|self - g|^2 weighted by s (see weightedsqnorm)."""
+        return (self - g).weightedsqnorm(s)
 
-    def matvecmult(self, vector: Any) -> LazyTensor:
-        """self is an n x m matrix (row-major, dimension n*m), vector has dimension m: the product, of dimension n."""
-        vector = self._lift(vector)
+    def matvecmult(self, other: Any) -> LazyTensor:
+        """self is an n x m matrix (row-major, dimension n*m), other a vector of dimension m: the product, of
+        dimension n."""
+        vector = self._lift(other)
         m = vector.node.dim
         if self.node.dim % m:
             raise DimensionError(f"matvecmult: a matrix of dimension {self.node.dim} cannot multiply a vector of {m}")
         rows = [self.extract(r * m, m) | vector for r in range(self.node.dim // m)]
         return _concat_all(rows)
 
-    def vecmatmult(self, matrix: Any) -> LazyTensor:
-        """self has dimension n, matrix is n x m (row-major): self^T matrix, of dimension m."""
-        matrix = self._lift(matrix)
+    def vecmatmult(self, other: Any) -> LazyTensor:
+        """self has dimension n, other is an n x m matrix (row-major): self^T other, of dimension m."""
+        matrix = self._lift(other)
         n = self.node.dim
         if matrix.node.dim % n:
             raise DimensionError(f"vecmatmult: a vector of dimension {n} cannot multiply a matrix of {matrix.node.dim}")
@@ -541,10 +618,10 @@ class LazyTensor:
             outputs.append(functools.reduce(lambda a, b: a + b, terms))
         return _concat_all(outputs)
 
-    def keops_kron(self, other: Any, dimfa: tuple, dimfb: tuple) -> LazyTensor:
-        """The Kronecker product of self (a tensor of shape dimfa) and other (shape dimfb)."""
+    def keops_kron(self, other: Any, dimfself: tuple, dimfother: tuple) -> LazyTensor:
+        """The Kronecker product of self (a tensor of shape dimfself) and other (shape dimfother)."""
         other = self._lift(other)
-        dimfa, dimfb = tuple(int(v) for v in dimfa), tuple(int(v) for v in dimfb)
+        dimfa, dimfb = tuple(int(v) for v in dimfself), tuple(int(v) for v in dimfother)
         if len(dimfa) != len(dimfb) or int(np.prod(dimfa)) != self.node.dim or int(np.prod(dimfb)) != other.node.dim:
             raise DimensionError(f"keops_kron: shapes {dimfa} and {dimfb} do not match dimensions "
                                  f"{self.node.dim} and {other.node.dim}")
@@ -569,11 +646,16 @@ class LazyTensor:
     def __or__(self, other: Any) -> LazyTensor:  # pykeops spells the scalar product (x | y)
         return self.dot(other)
 
-    def elem(self, index: int) -> LazyTensor:
-        return self._unary("elem", index=int(index))
+    def __ror__(self, other: Any) -> LazyTensor:
+        """y | x for y not a LazyTensor (a list of numbers, an array, a number): the scalar product (y | x)."""
+        return self._rbinary("dot", other)
 
-    def extract(self, start: int, length: int) -> LazyTensor:
-        return self._unary("extract", start=int(start), length=int(length))
+    def elem(self, i: int) -> LazyTensor:
+        return self._unary("elem", index=int(i))
+
+    def extract(self, i: int, d: int) -> LazyTensor:
+        """Components i .. i + d - 1."""
+        return self._unary("extract", start=int(i), length=int(d))
 
     def concat(self, other: Any) -> LazyTensor:
         return self._binary("concat", other)
@@ -589,9 +671,9 @@ class LazyTensor:
             return self.extract(start, stop - start)
         raise TypeError(f"LazyTensor indices are integers or slices, got {type(key).__name__}")
 
-    def grad(self, other: LazyTensor, e: Any) -> LazyTensor:
+    def grad(self, other: LazyTensor, gradin: Any) -> LazyTensor:
         """The gradient of this formula with respect to the variable `other` (a Vi, Vj or Pm), contracted
-        with `e` (a LazyTensor of this formula's dimension): e . d self / d other, of other's dimension.
+        with `gradin` = e (a LazyTensor of this formula's dimension): e . d self / d other, of other's dimension.
         Symbolic (a keir.grad op, expanded by the keir-differentiate pass), so it can be reduced or
         differentiated again."""
         if not isinstance(other, LazyTensor) or other.node.op != "var":
@@ -603,7 +685,7 @@ class LazyTensor:
             return formula
 
         with_other = self._combine(other, keep)
-        return with_other._combine(e, lambda formula, e_node: make("grad", formula, renumbered[0], e_node))
+        return with_other._combine(gradin, lambda formula, e_node: make("grad", formula, renumbered[0], e_node))
 
     def _with_respect_to(self, other: LazyTensor, op: str) -> LazyTensor:
         """make(op, self, other) for a variable `other` (a keir derivative request, expanded by keir-trace)."""
@@ -611,18 +693,133 @@ class LazyTensor:
             raise TypeError(f"LazyTensor.{op} is taken with respect to a variable (Vi, Vj or Pm)")
         return self._combine(other, lambda formula, variable: make(op, formula, variable))
 
-    def laplacian(self, x: LazyTensor) -> LazyTensor:
+    def laplacian(self, var: LazyTensor) -> LazyTensor:
         """The Laplacian sum_k d^2 self / dx_k^2 of this scalar formula with respect to the variable x, computed
         symbolically (a trace pushed through the formula, never the Hessian): as fast as a hand-written one."""
-        return self._with_respect_to(x, "laplacian")
+        return self._with_respect_to(var, "laplacian")
 
-    def divergence(self, x: LazyTensor) -> LazyTensor:
-        """sum_k d self_k / dx_k, for a formula of x's dimension."""
-        return self._with_respect_to(x, "divergence")
+    def divergence(self, var: LazyTensor) -> LazyTensor:
+        """sum_k d self_k / dx_k (x = var), for a formula of x's dimension."""
+        return self._with_respect_to(var, "divergence")
 
-    def trace_operator(self, v: LazyTensor) -> LazyTensor:
-        """The trace of the linear map v -> self (self must be linear in the variable v, of v's dimension)."""
-        return self._with_respect_to(v, "trace")
+    def trace_operator(self, var: LazyTensor) -> LazyTensor:
+        """The trace of the linear map v -> self (self must be linear in the variable v = var, of v's
+        dimension)."""
+        return self._with_respect_to(var, "trace")
+
+    def diff(self, other: LazyTensor, diffin: Any) -> LazyTensor:
+        """KeOps' Diff: the differential of this formula with respect to the variable `other` (Vi, Vj or Pm),
+        applied to `diffin` = e (of other's dimension): J e, of this formula's dimension (forward mode).
+
+        Built as the transpose of the gradient: with u an auxiliary variable of this formula's dimension,
+        J e = d/du <grad(self, other, u), e>, an expression linear in u whose derivative no longer holds u.
+        The grads are expanded here (by keir-differentiate's expansion), so u never reaches a kernel and no
+        array stands for it; the result is a plain formula, which can be reduced or differentiated again."""
+        if not isinstance(other, LazyTensor) or other.node.op != "var":
+            raise TypeError("LazyTensor.diff differentiates with respect to a variable (Vi, Vj or Pm)")
+        (f, v, e), arrays, categories, dtype = self._merge([other, diffin])
+        if e.dim != v.dim:
+            raise DimensionError(f"diff: the direction has dimension {e.dim}, but the variable has dimension "
+                                 f"{v.dim}")
+        u = var(len(arrays), "p", f.dim)  # an index no variable of the formula has
+        linear = make("dot", make("grad", f, v, u), e)
+        node = keir_differentiate.expand(keir_trace.expand(make("grad", linear, u, constant(1.0))))
+        assert u not in variables(node), "diff: the auxiliary variable did not vanish"
+        return self._new(node, arrays, categories, dtype)
+
+    def grad_matrix(self, other: LazyTensor) -> LazyTensor:
+        """KeOps' GradMatrix: the transposed Jacobian of this formula (dimension n) with respect to the variable
+        `other` (dimension m), flattened: component k*m + l is d self_k / d other_l, i.e. the gradients of
+        self_0, self_1, ... one after the other (grads with one-hot cotangents)."""
+        if not isinstance(other, LazyTensor) or other.node.op != "var":
+            raise TypeError("LazyTensor.grad_matrix differentiates with respect to a variable (Vi, Vj or Pm)")
+        n = self.node.dim
+        basis = [1.0] if n == 1 else [[1.0 if k == l else 0.0 for l in range(n)] for k in range(n)]
+        return _concat_all([self.grad(other, e) for e in basis])
+
+    def factorize(self, other: Any) -> LazyTensor:
+        """KeOps' Factorize(self, other): a code-generation hint (compute the subexpression `other` once) that
+        does not change the value. keir's CSE and hoisting passes already compute every shared subexpression
+        once, so this returns the same formula (with other's variables joined, as pykeops does)."""
+        return self._combine(other, lambda formula, _: formula)
+
+    def auto_factorize(self) -> LazyTensor:
+        """KeOps' AutoFactorize: a code-generation hint that does not change the value; keir's CSE and hoisting
+        passes already share subexpressions, so this returns the same formula."""
+        return self._new(self.node, self.arrays, self.categories, self.dtype)
+
+    def bspline(self, x: Any, k: int = 0) -> LazyTensor:
+        """KeOps' BSpline: the vector of the D - k - 1 B-spline basis functions of order k for the knots
+        self (dimension D), evaluated at the scalar x (dimension 1). As in KeOps, B_j of order 0 is 1 on
+        [t_j, t_{j+1}) (so every function is 0 at the last knot), and ratios over repeated knots are 0.
+        Differentiable (with respect to x and the knots, away from the knots)."""
+        if not isinstance(k, numbers.Integral) or isinstance(k, bool):
+            raise TypeError(f"bspline: the order k must be an integer, got {k!r}")
+        if k < 0:
+            raise ValueError(f"bspline: the order of a B-spline must be >= 0, got {k}")
+        x = self._lift(x)
+        if x.node.dim != 1:
+            raise DimensionError(f"bspline: B-splines are sampled at scalar values, got x of dimension {x.node.dim}")
+        if self.node.dim < k + 2:
+            raise DimensionError(f"bspline: B-splines of order {k} need at least {k + 2} knots, got "
+                                 f"{self.node.dim}")
+        return self._combine(x, lambda knots, point: name_composite(_bspline_node(knots, point, int(k)), "BSpline",
+                                                                    knots, point, int(k)))
+
+    def softdtw_sqdist(self, other: Any, gamma: Any) -> LazyTensor:
+        """KeOps' SoftDTW_SqDist: the soft-DTW discrepancy between the series self (dimension n) and other
+        (dimension m), with squared differences as cost and smoothing gamma (a number or a LazyTensor of
+        dimension 1, e.g. Pm(0.1)); a scalar. Computed as KeOps does (the min subtracted inside the
+        log-sum-exp); gamma must be > 0 (gamma = 0 divides by zero, NaN, as in KeOps). Differentiable with
+        respect to x, y and gamma."""
+        gamma = self._lift(gamma)
+        if gamma.node.dim != 1:
+            raise DimensionError(f"softdtw_sqdist: gamma must be a scalar (dimension 1), got dimension "
+                                 f"{gamma.node.dim}")
+        return self._combine_many([other, gamma], lambda x, y, g: name_composite(
+            _softdtw_sqdist_node(x, y, g), "SoftDTW_SqDist", x, y, g))
+
+    def difference_matrix(self, other: Any) -> LazyTensor:
+        """DifferenceMatrix (pykeops 2.3's difference_matrix): the n*m differences self_i - other_j, component
+        j*n + i, n = self's dimension, m = other's."""
+        return self._combine(other, lambda x, y: name_composite(_difference_matrix_node(x, y), "DifferenceMatrix",
+                                                                x, y))
+
+    @staticmethod
+    def concatenate(tuple_of_lt: tuple, axis: int = -1) -> LazyTensor:
+        """The concatenation of a tuple of LazyTensors along the vector dimension, the only axis LazyTensors
+        concatenate on: axis is -1 or len(x._shape) - 1 for the first x."""
+        if not isinstance(tuple_of_lt, tuple):
+            raise ValueError("LazyTensor.concatenate is implemented on *tuples* of LazyTensors, got "
+                             f"{type(tuple_of_lt).__name__}")
+        if not tuple_of_lt:
+            raise ValueError("LazyTensor.concatenate received an empty tuple of LazyTensors")
+        first = tuple_of_lt[0]
+        if not isinstance(first, LazyTensor):
+            raise TypeError(f"LazyTensor.concatenate needs LazyTensors, got {type(first).__name__} first")
+        last = len(first._shape) - 1
+        if axis not in (-1, last):
+            raise ValueError(f"LazyTensor only supports concatenation along the last axis (-1 or {last}), "
+                             f"got axis={axis}")
+        return functools.reduce(lambda a, b: a.concat(b), tuple_of_lt)
+
+    @staticmethod
+    def cat(tuple_of_lt: tuple, dim: int) -> LazyTensor:
+        """torch's spelling of concatenate: the last dimension only."""
+        return LazyTensor.concatenate(tuple_of_lt, dim)
+
+    # pykeops' named arithmetic (what its operators call); rversion swaps the operands
+    def addop(self, other: Any, rversion: bool = False) -> LazyTensor:
+        return self._rbinary("add", other) if rversion else self._binary("add", other)
+
+    def subop(self, other: Any, rversion: bool = False) -> LazyTensor:
+        return self._rbinary("sub", other) if rversion else self._binary("sub", other)
+
+    def mulop(self, other: Any, rversion: bool = False) -> LazyTensor:
+        return self._rbinary("mul", other) if rversion else self._binary("mul", other)
+
+    def divop(self, other: Any, rversion: bool = False) -> LazyTensor:
+        return self._rbinary("div", other) if rversion else self._binary("div", other)
 
     def solve(self, b: Any, alpha: float = 1e-10, eps: float = 1e-6, max_iterations: int | None = None) -> Any:
         """The solution a of (alpha Id + K) a = b, K = self a symmetric scalar kernel matrix, by conjugate
@@ -635,6 +832,41 @@ class LazyTensor:
     def ndim(self) -> int:
         """The formula's vector dimension D (pykeops' ndim)."""
         return self.node.dim
+
+    @property
+    def formula(self) -> str:
+        """The formula in KeOps' syntax, variables numbered as in this LazyTensor (as str() shows it)."""
+        return format_formula(self.node)
+
+    @property
+    def variables(self) -> tuple[Any, ...]:
+        """The arrays (and number parameters) the formula's variables stand for, in index order; symbolic
+        variables are in symbolic_variables."""
+        return tuple(a for a in self.arrays if not isinstance(a, SymbolicVariable))
+
+    @property
+    def symbolic_variables(self) -> tuple[tuple[int, int, int], ...]:
+        """The symbolic variables (Vi(0, 3), ...) as pykeops' (index, dim, category) triplets, category 0 (i),
+        1 (j) or 2 (a parameter)."""
+        return tuple((a.index, a.dim, "ijp".index(a.category)) for a in self.arrays
+                     if isinstance(a, SymbolicVariable))
+
+    @property
+    def ni(self) -> int | None:
+        """M, the number of i rows; None without i variables (pykeops)."""
+        return next((a.shape[-2] for a, c in zip(self.arrays, self.categories) if c == "i"), None)
+
+    @property
+    def nj(self) -> int | None:
+        """N, the number of j columns; None without j variables (pykeops)."""
+        return next((a.shape[-2] for a, c in zip(self.arrays, self.categories) if c == "j"), None)
+
+    @property
+    def batchdims(self) -> tuple[int, ...] | None:
+        """The broadcast batch dimensions, None without any (pykeops)."""
+        return self.batch_shape or None
+
+    is_complex: ClassVar[bool] = False  # keir's LazyTensors are real
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
@@ -677,7 +909,9 @@ class LazyTensor:
     def t(self) -> LazyTensor:
         """The transposed kernel matrix: i and j variables exchanged."""
         swapped = tuple({"i": "j", "j": "i"}.get(c, c) for c in self.categories)
-        return self._new(swap_i_j(self.node), self.arrays, swapped, self.dtype)
+        transposed = swap_i_j(self.node)
+        carry_composite_names(self.node, swap_i_j)
+        return self._new(transposed, self.arrays, swapped, self.dtype)
 
     @property
     def T(self) -> LazyTensor:  # noqa: N802 (pykeops' name)
@@ -766,6 +1000,12 @@ class LazyTensor:
         """sum exp(f) g / sum exp(f) over i or j (a softmax-weighted sum), f scalar."""
         return self._weighted("sumsoftmaxweight", _axis(axis, dim), weight, call, options)
 
+    def __min__(self, **kwargs: Any) -> Any:  # pykeops' aliases
+        return self.min(**kwargs)
+
+    def __max__(self, **kwargs: Any) -> Any:
+        return self.max(**kwargs)
+
     Kmin_reduction = Kmin  # noqa: N815 (pykeops' names)
     argKmin_reduction = argKmin  # noqa: N815
     Kmin_argKmin_reduction = Kmin_argKmin  # noqa: N815
@@ -801,24 +1041,32 @@ class LazyTensor:
                                 if axis == -1 else ""))
         return axis - batch
 
-    def __matmul__(self, other: Any, **options: Any) -> Any:
+    def __matmul__(self, v: Any, **options: Any) -> Any:
         """K @ v: sum_j K_ij v_j for a scalar K; v of shape (N,) (the result has shape (M,)), (N, C), or with
         batch dimensions (..., N, C), as in pykeops. `K.__matmul__(v, backend=...)` passes options on."""
         if self.node.dim != 1:
             raise DimensionError(f"K @ b needs a scalar kernel K (dimension 1), got dimension {self.node.dim}")
-        if isinstance(other, LazyTensor):
-            product = self * other
+        if isinstance(v, LazyTensor):
+            product = self * v
             return product.sum(product._nbatch() + 1, **options)
-        if not self.adapter.is_array(other):
-            raise TypeError(f"K @ b needs an array b, got {type(other).__name__}")
-        shape = tuple(other.shape)
+        if not self.adapter.is_array(v):
+            raise TypeError(f"K @ b needs an array b, got {type(v).__name__}")
+        shape = tuple(v.shape)
         if len(shape) == 1:  # a vector: (1, N, 1), a j-variable of dimension 1
-            columns = type(self)(other.reshape(1, shape[0], 1))
+            columns = type(self)(v.reshape(1, shape[0], 1))
         else:  # (..., N, C) -> (..., 1, N, C): a j-variable, with the batch dimensions of v
-            columns = type(self)(other.reshape(shape[:-2] + (1,) + shape[-2:]))
+            columns = type(self)(v.reshape(shape[:-2] + (1,) + shape[-2:]))
         product = self * columns
         out = product.sum(product._nbatch() + 1, **options)
         return out.reshape(-1) if len(shape) == 1 else out
+
+    def matvec(self, v: Any) -> Any:
+        """self @ v, for scipy.sparse.linalg.aslinearoperator(K) (with K.shape and K.dtype)."""
+        return self @ v
+
+    def rmatvec(self, v: Any) -> Any:
+        """self.T @ v, the transposed product (scipy's rmatvec)."""
+        return self.T @ v
 
     def _reduce(self, kind: str, axis: int | None, call: bool, options: dict[str, Any]) -> Any:
         index_axis = self._index_axis(axis, kind)
