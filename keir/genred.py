@@ -119,9 +119,11 @@ class Genred:
     def __init__(self, formula: str, aliases: list[str], reduction_op: str = "Sum", axis: int = 0,
                  dtype: Any = None, opt_arg: int | None = None, formula2: str | None = None,
                  dtype_acc: str = "auto", use_double_acc: bool = False, sum_scheme: str = "auto",
-                 **ignored: Any):
-        """pykeops' arguments; `dtype` (taken from the arrays) and pykeops' code generation switches
-        (enable_chunks, use_fast_math, optional_flags, rec_multVar_highdim) change nothing here."""
+                 cuda_type: Any = None, enable_chunks: bool = True, rec_multVar_highdim: Any = False,  # noqa: N803
+                 use_fast_math: bool = True):
+        """pykeops' arguments; `dtype` and `cuda_type` (taken from the arrays) and pykeops' code generation
+        switches (enable_chunks, rec_multVar_highdim, use_fast_math) change nothing here. Any other keyword is
+        a TypeError, as in pykeops."""
         self._arguments = (formula, list(aliases), reduction_op, axis, opt_arg, formula2, dtype_acc,
                            use_double_acc, sum_scheme)
         if reduction_op not in REDUCTIONS:
@@ -188,7 +190,7 @@ class Genred:
         return lifted
 
     def __call__(self, *arrays: Any, backend: str = "auto", device_id: int = -1, ranges: Any = None,
-                 out: Any = None, **ignored: Any) -> Any:
+                 out: Any = None) -> Any:
         reject_ranges(ranges)
         if len(arrays) != self.arity:
             raise ValueError(f"this Genred takes {self.arity} arrays (one per variable index), got {len(arrays)}")
@@ -236,7 +238,9 @@ class KernelSolve:
 
     def __init__(self, formula: str, aliases: list[str], varinvalias: str, axis: int = 0, dtype: Any = None,
                  opt_arg: int | None = None, dtype_acc: str = "auto", use_double_acc: bool = False,
-                 sum_scheme: str = "auto", **ignored: Any):
+                 sum_scheme: str = "auto", cuda_type: Any = None, enable_chunks: bool = True,
+                 rec_multVar_highdim: Any = None, use_fast_math: bool = True):  # noqa: N803
+        """pykeops' arguments; dtype, cuda_type and the code generation switches change nothing here."""
         self.genred = self.genred_class(formula, aliases, reduction_op="Sum", axis=axis, dtype_acc=dtype_acc,
                                         use_double_acc=use_double_acc, sum_scheme=sum_scheme)
         positions = {parse_alias(alias, k)[0]: parse_alias(alias, k)[1] for k, alias in enumerate(aliases)}

@@ -148,3 +148,15 @@ def test_batch_dimensions_must_agree(arguments, message):
     routine = kn.Genred("SqDist(x, y)", ["x = Vi(3)", "y = Vj(3)"], reduction_op="Min", axis=1)
     with pytest.raises(ValueError, match=message):
         routine(*arguments(x, y))
+
+
+def test_an_unknown_keyword_is_refused_not_ignored():
+    """pykeops' code generation switches are accepted (they change nothing in keir); anything else raises."""
+    routine = kn.Genred("SqDist(x, y)", ["x = Vi(3)", "y = Vj(3)"], reduction_op="Min", axis=1,
+                        enable_chunks=False, use_fast_math=False, rec_multVar_highdim=True, cuda_type="float64")
+    with pytest.raises(TypeError, match="bogus"):
+        routine(X, Y, bogus=1)
+    with pytest.raises(TypeError, match="bogus"):
+        kn.Genred("SqDist(x, y)", ["x = Vi(3)", "y = Vj(3)"], bogus=2)
+    with pytest.raises(TypeError, match="bogus"):
+        kn.KernelSolve("SqDist(x, y) * b", ["x = Vi(3)", "y = Vj(3)", "b = Vj(1)"], "b", bogus=3)
