@@ -11,10 +11,18 @@ formula's value at lanes j..j+L-1, and at the end folds the lanes into the row's
     kmin, argkmin, kmin_argkmin   the K smallest, sorted, per component (insertion network per lane)
     logsumexp      online maximum: m = max(m, f), s = s * exp(m_old - m) + exp(f - m), one exp per pair
     logsumexp_weight, sumsoftmaxweight   operand = concat(f, g): log sum exp(f) g,  sum exp(f) g / sum exp(f)
+
+A formula of large dimension (lower_cpu's component loops) splits the state into a head, carried by the j
+loop, and one slice per component of the formula from `head_dims` on, kept in memory and updated in a loop
+over the components: the `head_*` and `component_*` methods. By default the head is empty and each component
+is a reduction of dimension 1 (every kind treats its components independently but the weighted log-sum-exp,
+whose head is the running maximum of f).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -75,6 +83,46 @@ class Accumulator(ABC):
 
     def and_masks(self, b: Builder, x: str, y: str | None) -> str:
         return x if y is None else b.emit(f"arith.andi {x}, {y} : vector<{self.lanes}xi1>", "m")
+
+    # wide formulas: a head and one slice per component (see the module docstring) -----------------------
+    head_dims = 0  # leading components of the formula that the head takes
+
+    @functools.cached_property
+    def per_component(self) -> Accumulator:
+        return type(self)(dataclasses.replace(self.options, dim=1), self.elem, self.lanes)
+
+    def head_types(self) -> list[str]:
+        return []
+
+    def head_init(self, b: Builder) -> list[str]:
+        return []
+
+    def component_types(self) -> list[str]:
+        return self.per_component.state_types()
+
+    def component_init(self, b: Builder) -> list[str]:
+        return self.per_component.init(b)
+
+    def head_update(self, b: Builder, head: list[str], f: list[str], mask: str | None,
+                    j: str | None) -> tuple[list[str], object]:
+        """The new head, and what the components' updates share."""
+        return [], None
+
+    def component_update(self, b: Builder, context: object, state: list[str], f: str, mask: str | None,
+                         j: str | None) -> list[str]:
+        return self.per_component.update(b, state, [f], mask, j)
+
+    def head_merge(self, b: Builder, outer: list[str], inner: list[str]) -> tuple[list[str], object]:
+        return [], None
+
+    def component_merge(self, b: Builder, context: object, outer: list[str], inner: list[str]) -> list[str]:
+        return self.per_component.merge(b, outer, inner)
+
+    def head_finish(self, b: Builder, head: list[str]) -> object:
+        return None
+
+    def component_finish(self, b: Builder, context: object, state: list[str]) -> tuple[list[str], list[str]]:
+        return self.per_component.finish(b, state)
 
 
 class Sum(Accumulator):
@@ -314,29 +362,50 @@ class LogSumExp(Accumulator):
             weights = [a.const(1.0)] if not self.weighted else list(f[1:])
             if self.softmax:
                 weights = weights + [a.const(1.0)]
-            m = maxima[g]
-            valid = a.cmp("ogt", value, a.const(-math.inf))  # exp(-inf) adds nothing; skip it (and NaN)
-            valid = self.and_masks(a, valid, mask)
-            d = a.sub(value, m)
-            grows = a.cmp("ogt", d, a.const(0.0))
-            e = mathlib.exp(a, a.neg(a.math("absf", d)))
-            new_maxima.append(a.select(valid, a.max(m, value), m))
+            new_m, context = self._context(a, maxima[g], value, mask)
+            new_maxima.append(new_m)
             for k, (w, s) in enumerate(zip(weights, totals[g * sums : (g + 1) * sums])):
-                if not self.kahan:
-                    rescaled = a.fma(s, e, w)  # the maximum moved: old sum scaled down, new term weight 1
-                    added = a.fma(e, w, s)
-                    new_totals.append(a.select(valid, a.select(grows, rescaled, added), s))
-                    continue
-                # Kahan: the carry is scaled with the sum when the maximum moves
-                c = carries[g * sums + k]
-                base, carry = a.select(grows, a.mul(s, e), s), a.select(grows, a.mul(c, e), c)
-                y = a.sub(a.select(grows, w, a.mul(e, w)), carry)
-                t = a.add(base, y)
-                lost = a.sub(a.sub(t, base), y)
-                lost = a.select(a.cmp("ord", lost, lost), lost, a.const(0.0))  # dropped once the sum is inf
-                new_totals.append(a.select(valid, t, s))
-                new_carries.append(a.select(valid, lost, c))
+                new_s, new_c = self._add_term(a, context, w, s, carries[g * sums + k] if self.kahan else None)
+                new_totals.append(new_s)
+                if self.kahan:
+                    new_carries.append(new_c)
         return new_maxima + new_totals + new_carries
+
+    def _context(self, a: Builder, m: str, value: str, mask: str | None) -> tuple[str, tuple[str, str, str]]:
+        """The new maximum after term `value`, and (valid, grows, e) for the sums' updates."""
+        valid = a.cmp("ogt", value, a.const(-math.inf))  # exp(-inf) adds nothing; skip it (and NaN)
+        valid = self.and_masks(a, valid, mask)
+        d = a.sub(value, m)
+        grows = a.cmp("ogt", d, a.const(0.0))
+        e = mathlib.exp(a, a.neg(a.math("absf", d)))
+        return a.select(valid, a.max(m, value), m), (valid, grows, e)
+
+    def _add_term(self, a: Builder, context: tuple[str, str, str], w: str, s: str,
+                  c: str | None) -> tuple[str, str | None]:
+        """One sum (and its Kahan carry) after a term of weight w."""
+        valid, grows, e = context
+        if not self.kahan:
+            rescaled = a.fma(s, e, w)  # the maximum moved: old sum scaled down, new term weight 1
+            added = a.fma(e, w, s)
+            return a.select(valid, a.select(grows, rescaled, added), s), None
+        # Kahan: the carry is scaled with the sum when the maximum moves
+        base, carry = a.select(grows, a.mul(s, e), s), a.select(grows, a.mul(c, e), c)
+        y = a.sub(a.select(grows, w, a.mul(e, w)), carry)
+        t = a.add(base, y)
+        lost = a.sub(a.sub(t, base), y)
+        lost = a.select(a.cmp("ord", lost, lost), lost, a.const(0.0))  # dropped once the sum is inf
+        return a.select(valid, t, s), a.select(valid, lost, c)
+
+    def _merge_context(self, a: Builder, m1: str, m2: str) -> tuple[str, list[str]]:
+        m = a.max(m1, m2)
+        # exp(-inf - -inf) is NaN: a side that has seen no term contributes nothing
+        scales = [a.select(a.cmp("oeq", x, a.const(-math.inf)), a.const(0.0), mathlib.exp(a, a.sub(x, m)))
+                  for x in (m1, m2)]
+        return m, scales
+
+    @staticmethod
+    def _merge_sum(a: Builder, scales: list[str], x1: str, x2: str) -> str:
+        return a.fma(x1, scales[0], a.mul(x2, scales[1]))
 
     def merge(self, b: Builder, outer: list[str], inner: list[str]) -> list[str]:
         """block_sum: the running state and a block's, row by row: m = max(m1, m2), s = s1 e^(m1-m) + s2 e^(m2-m)."""
@@ -348,15 +417,12 @@ class LogSumExp(Accumulator):
             maxima, scaled, carried = [], [], []
             sums = self._sums()
             for g in range(self._groups()):
-                m = a.max(m1[g], m2[g])
-                # exp(-inf - -inf) is NaN: a side that has seen no term contributes nothing
-                scales = [a.select(a.cmp("oeq", x[g], a.const(-math.inf)), a.const(0.0),
-                                   mathlib.exp(a, a.sub(x[g], m))) for x in (m1, m2)]
+                m, scales = self._merge_context(a, m1[g], m2[g])
                 maxima.append(m)
                 for k in range(g * sums, (g + 1) * sums):
-                    scaled.append(a.fma(s1[k], scales[0], a.mul(s2[k], scales[1])))
+                    scaled.append(self._merge_sum(a, scales, s1[k], s2[k]))
                     if self.kahan:
-                        carried.append(a.fma(c1[k], scales[0], a.mul(c2[k], scales[1])))
+                        carried.append(self._merge_sum(a, scales, c1[k], c2[k]))
             merged += maxima + scaled + carried
         return merged
 
@@ -386,6 +452,99 @@ class LogSumExp(Accumulator):
         if self.wide:
             out = [b.emit(f"arith.truncf {v} : f64 to f32") for v in out]
         return out, []
+
+    # wide formulas: with a weight, the head is the running maximum m of f (and sumsoftmaxweight's denominator,
+    # the sum of weight 1), each weight component has its sum (and carry)
+    @property
+    def head_dims(self) -> int:
+        return 1 if self.weighted else 0
+
+    def _vtype(self) -> str:
+        return f"vector<{self.lanes}x{self.acc_elem}>"
+
+    def head_types(self) -> list[str]:
+        if not self.weighted:
+            return []
+        return [self._vtype()] * (1 + ((2 if self.kahan else 1) if self.softmax else 0))
+
+    def head_init(self, b: Builder) -> list[str]:
+        if not self.weighted:
+            return []
+        a = self._acc(b)
+        return [a.const(-math.inf)] + [a.const(0.0)] * (len(self.head_types()) - 1)
+
+    def component_types(self) -> list[str]:
+        return super().component_types() if not self.weighted else [self._vtype()] * (2 if self.kahan else 1)
+
+    def component_init(self, b: Builder) -> list[str]:
+        if not self.weighted:
+            return super().component_init(b)
+        return [self._acc(b).const(0.0)] * len(self.component_types())
+
+    def head_update(self, b, head, f, mask, j):
+        if not self.weighted:
+            return super().head_update(b, head, f, mask, j)
+        a = self._acc(b)
+        new_m, context = self._context(a, head[0], self._widened(b, f)[0], mask)
+        if not self.softmax:
+            return [new_m], context
+        total, carry = self._add_term(a, context, a.const(1.0), head[1], head[2] if self.kahan else None)
+        return [new_m, total] + ([carry] if self.kahan else []), context
+
+    def component_update(self, b, context, state, f, mask, j):
+        if not self.weighted:
+            return super().component_update(b, context, state, f, mask, j)
+        a = self._acc(b)
+        total, carry = self._add_term(a, context, self._widened(b, [f])[0], state[0], state[1] if self.kahan else None)
+        return [total] + ([carry] if self.kahan else [])
+
+    def head_merge(self, b, outer, inner):
+        if not self.weighted:
+            return super().head_merge(b, outer, inner)
+        a = self._acc(b)
+        m, scales = self._merge_context(a, outer[0], inner[0])
+        return [m] + [self._merge_sum(a, scales, x, y) for x, y in zip(outer[1:], inner[1:])], scales
+
+    def component_merge(self, b, context, outer, inner):
+        if not self.weighted:
+            return super().component_merge(b, context, outer, inner)
+        a = self._acc(b)
+        return [self._merge_sum(a, context, x, y) for x, y in zip(outer, inner)]
+
+    def _total(self, b: Builder, scale: str, state: list[str]) -> str:
+        """The lanes of a sum (less its carry), scaled to the row's maximum, added up."""
+        va = Builder(b.names, self.acc_elem, self.lanes, b.lines, b.indent)
+        s = va.sub(state[0], state[1]) if self.kahan else state[0]
+        return self.reduce_lanes(self._acc(b), "add", va.mul(s, scale), self._vtype(), self.acc_elem)
+
+    def head_finish(self, b, head):
+        if not self.weighted:
+            return super().head_finish(b, head)
+        a = self._acc(b)
+        va = Builder(b.names, self.acc_elem, self.lanes, b.lines, b.indent)
+        m = head[0]
+        top = self.reduce_lanes(a, "maximumf", m, self._vtype(), self.acc_elem)
+        empty = a.cmp("oeq", top, a.const(-math.inf))
+        safe_top = a.select(empty, a.const(0.0), top)
+        scale = mathlib.exp(va, va.sub(m, a.emit(f"vector.broadcast {safe_top} : {self.acc_elem} to {self._vtype()}")))
+        if self.softmax:
+            return scale, self._total(b, scale, head[1:])
+        return scale, (top, empty, a.cmp("oeq", top, a.const(math.inf)))
+
+    def component_finish(self, b, context, state):
+        if not self.weighted:
+            return super().component_finish(b, context, state)
+        a = self._acc(b)
+        scale, rest = context
+        total = self._total(b, scale, state)
+        if self.softmax:
+            out = a.div(total, rest)
+        else:
+            top, empty, infinite = rest
+            out = a.select(empty, a.const(-math.inf), a.select(infinite, top, a.add(top, mathlib.log(a, total))))
+        if self.wide:
+            out = b.emit(f"arith.truncf {out} : f64 to f32")
+        return [out], []
 
 
 _CLASSES = {"sum": Sum, "kmin": KMin, "argkmin": KMin, "kmin_argkmin": KMin, "logsumexp": LogSumExp,
