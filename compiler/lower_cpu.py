@@ -18,16 +18,34 @@ j*D + d*L, and a block is one contiguous stream whatever D is. A wide one (D >= 
 vector per block, |y_j|^2 (the runtime computes it with the copy), and a stride of D + 1 vectors; the
 products x_i.y_j and |x_i - y_j|^2 of wide variables run as a matrix product's micro-kernel (`wide_product`).
 A dimension-1 j-variable is used as it is.
-A reduction over i (axis 0) is the same loop with the roles of i and j swapped. The formula's components are
-unrolled: a value of dimension D is D SSA values. Work that does not depend on j is computed once per i
-(or once per call) as scalars and broadcast: the hoisting of DESIGN §7.
+A reduction over i (axis 0) is the same loop with the roles of i and j swapped. A value of dimension
+D < LOOP_DIM is unrolled into D SSA values; a wider one is computed component by component in loops
+(components.py: consumers such as sum or sqdist carry their accumulators through a loop over the components,
+and a wide formula keeps its reduction state in stack buffers, a slice per component), so the code does not
+grow with D. Work that does not depend on j is computed once per i (or once per call) as scalars and
+broadcast: the hoisting of DESIGN §7 (wide such values are stored in a buffer per row or per call).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from keir.compiler import literals, mathlib
+from keir.compiler.components import (
+    CHAINS,
+    EXPENSIVE,
+    LOOP_CONSUMERS,
+    LOOP_DIM,
+    UNROLL,
+    Breaks,
+    Consumer,
+    Index,
+    consumer,
+    is_wide,
+    level_of,
+    tree_sum,
+)
 from keir.compiler.kernel import Kernel
 from keir.compiler.mlir_text import Builder, Names
 from keir.compiler.reductions import ReductionOptions, accumulator
@@ -37,10 +55,13 @@ from keir.dialect.ops import ELEMENTWISE_UNARY, reduction_output_widths
 VECTOR_LANES = {"f32": 16, "f64": 8}
 BLOCK_SUM_LANES = 64  # block_sum: vectors per block
 ROW_BLOCK = 4  # rows i that share each j vector
-CHAINS = 4  # independent accumulation chains in dot products
 MAX_BLOCKED_STATE = 4  # accumulator vectors per row above which rows run one at a time (register pressure)
 WIDE_DIM = 8  # dot / sqdist of an i- and a j-variable this wide runs as a matrix product (`_Rows.wide_product`)
 WIDE_UNROLL = 4  # components per iteration of the wide product's loop
+MAX_LOOP_STATE = 4  # vectors carried by a loop over components (at least one row's)
+# stack memory for the accumulators of a wide formula: above it rows run one at a time, and above it for one row
+# the components are taken in chunks, each with its own pass over j
+WIDE_STATE_BYTES = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -110,7 +131,18 @@ class _LoopNest:
         self.entry_scalars: dict[Node, list[str]] = {}
         self.entry_broadcasts: dict[str, str] = {}
         self.operands = operands
-        self.wide = tuple(n for n in topological(formula) if _is_wide_product(n))
+        order = topological(formula)
+        self.wide = tuple(n for n in order if _is_wide_product(n))
+        # values of dimension >= LOOP_DIM: component loops (components.py)
+        self.wide_root = is_wide(formula)
+        self.breaks = Breaks()
+        self.entry_site = _Site(self.entry, "p")
+        self.entry_buffers: dict[Node, str] = {}
+        self.j_consumers = [n for n in order if n.op in LOOP_CONSUMERS and level_of(n) == "j"
+                            and n not in self.wide and is_wide(n.args[0])]
+        self._below: dict[Node, frozenset[Node]] = {}
+        self._expensive: dict[tuple[Node, str], bool] = {}
+        self.stack_buffers = 0  # stack buffers allocated
 
     @property
     def vtype(self) -> str:
@@ -121,15 +153,45 @@ class _LoopNest:
             self.index_consts[value] = self.entry.emit(literals.constant(value, "index"), "k")
         return self.index_consts[value]
 
+    def alloca(self, memref: str) -> str:
+        """A stack buffer of type `memref`, allocated once at function entry."""
+        self.stack_buffers += 1
+        return self.entry.emit(f"memref.alloca() : {memref}", "buf")
+
+    def below(self, node: Node) -> frozenset[Node]:
+        if node not in self._below:
+            self._below[node] = frozenset(topological(node))
+        return self._below[node]
+
+    def expensive(self, node: Node, level: str) -> bool:
+        """Whether a component of wide `node`, computed at `level`, involves a polynomial (exp, log, ...)."""
+        key = (node, level)
+        if key not in self._expensive:
+            self._expensive[key] = is_wide(node) and level_of(node) == level and (
+                node.op in EXPENSIVE or any(self.expensive(a, level) for a in node.args))
+        return self._expensive[key]
+
     def build(self) -> LoopKernel:
         e, lanes = self.elem, self.lanes
         entry_v = Builder(self.names, e, lanes, self.entry.lines)
-        self.init = self.acc.init(entry_v)
+        if self.wide_root:
+            self.init = self.acc.head_init(entry_v)
+            self.component_init = self.acc.component_init(entry_v)
+        else:
+            self.init = self.acc.init(entry_v)
         if self.acc.needs_index:
             self.iota = self.entry.emit(literals.vector_constant(list(range(lanes)), f"vector<{lanes}xi64>"), "q")
         self.rem = self.entry.emit(f"arith.remui %n, {self.index_const(lanes)} : index", "o")
         self.n_full = self.entry.emit(f"arith.subi %n, {self.rem} : index", "o")
         block = ROW_BLOCK if len(self.init) <= MAX_BLOCKED_STATE else 1
+        if self.wide_root:
+            first, per_component = self.acc.head_dims, self.state_bytes_per_component()
+            self.chunk_width = self.formula.dim - first
+            if ROW_BLOCK * self.chunk_width * per_component > WIDE_STATE_BYTES:
+                block = 1
+                self.chunk_width = min(self.chunk_width, max(1, WIDE_STATE_BYTES // per_component))
+            self.chunks = [(k, min(k + self.chunk_width, self.formula.dim))
+                           for k in range(first, self.formula.dim, self.chunk_width)]
         lines: list[str] = []
         if block > 1:
             count = self.entry.emit("arith.subi %i1, %i0 : index", "o")
@@ -147,7 +209,9 @@ class _LoopNest:
         if indices:
             args.append("%out_idx: memref<?xi64>")
         args += ["%i0: index", "%i1: index", "%n: index"]
-        text = "\n".join([f"func.func @{self.symbol}({', '.join(args)}) {{"] + self.entry.lines + lines
+        # Loops that fill or copy a stack buffer would become calls of memset/memcpy, which kernels cannot link.
+        attributes = ' attributes {passthrough = ["no-builtins"]}' if self.stack_buffers else ""
+        text = "\n".join([f"func.func @{self.symbol}({', '.join(args)}){attributes} {{"] + self.entry.lines + lines
                          + ["    return", "}"])
         return LoopKernel(self.symbol, self.operands, floats, indices, self.axis, text)
 
@@ -155,6 +219,26 @@ class _LoopNest:
     def widths(self) -> tuple[int, int]:
         o = self.options
         return reduction_output_widths(o.kind, o.dim, o.k)
+
+    def state_bytes_per_component(self) -> int:
+        """Memory for one row's accumulators of one component of a wide formula."""
+        lane_bytes = sum(int(t.split("x")[1][1:].rstrip(">")) // 8 for t in self.acc.component_types())
+        return self.lanes * lane_bytes
+
+
+@dataclass
+class _Site:
+    """Where components of wide values are emitted: a builder, the loop level it runs at ("j": vectors in the j
+    loop, "i": scalars once per row, "p": scalars once per call), the j tail's mask, and the values emitted
+    there so far (a loop body sees those of the code around it, not the other way round)."""
+
+    b: Builder
+    level: str
+    mask: str | None = None
+    memo: dict = field(default_factory=dict)
+
+    def nested(self, b: Builder) -> _Site:
+        return _Site(b, self.level, self.mask, dict(self.memo))
 
 
 def column_block_components(dim: int) -> int:
@@ -180,6 +264,10 @@ class _Rows:
         self.scalars: dict[tuple[Node, int], list[str]] = {}
         self.broadcasts: dict[str, str] = {}
         self.rows: list[str] = []
+        self.row_site = _Site(self.row, "i")
+        self.row_buffers: dict[Node, str] = {}
+        self.row_starts: dict[tuple[int, int], str] = {}
+        self.stored: set[tuple[Node, int]] = set()
 
     # scalar (hoisted) values -------------------------------------------------------------------------
     def scalar(self, node: Node, r: int) -> list[str]:
@@ -194,6 +282,8 @@ class _Rows:
 
     def _compute_scalar(self, node: Node, r: int, b: Builder) -> list[str]:
         nest, elem = self.nest, self.nest.elem
+        if node.op != "var" and any(is_wide(a) for a in node.args):
+            return self.consume_whole(nest.entry_site if b is nest.entry else self.row_site, node, r)
         if node.op != "var":
             return compute(b, node, [self.scalar(a, r) for a in node.args])
         memref = f"%a{node.attr('index')}"
@@ -235,24 +325,261 @@ class _Rows:
                       f"vector<{nest.lanes}xi1>, {vtype} into {vtype}")
 
     def body(self, b: Builder, j: str, mask: str | None) -> list[list[str]]:
-        """The formula at lanes j..j+L-1 for each row of the block."""
-        values: dict[tuple[Node, int], list[str]] = {}
+        """The formula at lanes j..j+L-1 for each row of the block (for a wide formula: only what comes before
+        its components, which `_wide_step` computes)."""
+        self.jb, self.j = b, j
+        self.jsite = _Site(b, "j", mask)
+        self.values: dict[tuple[Node, int], list[str]] = {}
+        self.j_starts: dict[int, str] = {}
         for node in self.nest.wide:
             for r, product in enumerate(self.wide_product(b, node, j, mask)):
-                values[(node, r)] = [product]
+                self.values[(node, r)] = [product]
+        if self.nest.wide_root:
+            return []
+        return [self.value(self.nest.formula, r) for r in range(self.count)]
 
-        def value(node: Node, r: int) -> list[str]:
-            if "j" not in node.deps:
-                return self.broadcast(node, r)
-            key = (node, r if "i" in node.deps else 0)  # j-only values are shared by the rows
-            if key not in values:
-                if node.op == "var":
-                    values[key] = [self.load_j(b, node, j, d, mask) for d in range(node.dim)]
-                else:
-                    values[key] = compute(b, node, [value(a, r) for a in node.args])
-            return values[key]
+    def value(self, node: Node, r: int) -> list[str]:
+        """The components of narrow `node` (dimension < LOOP_DIM) in the j loop, for row r."""
+        if "j" not in node.deps:
+            return self.broadcast(node, r)
+        key = (node, r if "i" in node.deps else 0)  # j-only values are shared by the rows
+        if key not in self.values:
+            b, mask = self.jb, self.jsite.mask
+            if node.op == "var":
+                self.values[key] = [self.load_j(b, node, self.j, d, mask) for d in range(node.dim)]
+            elif any(is_wide(a) for a in node.args):
+                self._consume_j(node, key[1])
+            else:
+                self.values[key] = compute(b, node, [self.value(a, r) for a in node.args])
+        return self.values[key]
 
-        return [value(self.nest.formula, r) for r in range(self.count)]
+    # values of dimension >= LOOP_DIM: computed component by component in loops (components.py) -----------
+    def component(self, site: _Site, node: Node, r: int, index: Index) -> str:
+        """Component `index` of `node` for row r at `site`: a vector in the j loop, a scalar elsewhere."""
+        nest = self.nest
+        if not is_wide(node) or node in nest.wide:  # a narrow value, computed whole before any loop
+            values = self.narrow(site, node, r)
+            if len(values) == 1:
+                return values[0]
+            assert index.base is None, "a narrow piece of a wide value is read at static components"
+            return values[index.offset]
+        row = r if "i" in node.deps else 0
+        if level_of(node) != site.level:  # computed by an outer loop: read from memory
+            key = ("outer", node, row, index.key)
+            if key not in site.memo:
+                scalar = self.outer_component(site, node, row, index)
+                if site.b.lanes is not None:
+                    scalar = site.b.emit(f"vector.broadcast {scalar} : {nest.elem} to {nest.vtype}", "b")
+                site.memo[key] = scalar
+            return site.memo[key]
+        key = (node, row, index.key)
+        if key in site.memo:
+            return site.memo[key]
+        b, op = site.b, node.op
+        if op == "var":
+            value = self.load_component(site, node, row, index)
+        elif op == "extract":
+            value = self.component(site, node.args[0], r, index.shifted(node.attr("start")))
+        elif op == "concat":
+            first, second = node.args
+            value = (self.component(site, first, r, index) if index.hi <= first.dim
+                     else self.component(site, second, r, index.shifted(-first.dim)))
+        elif op == "one_hot":
+            rounded = b.math("roundeven", self.narrow(site, node.args[0], r)[0])
+            value = b.select(b.cmp("oeq", rounded, self.index_float(site, index)), b.const(1.0), b.const(0.0))
+        else:
+            value = elementwise_component(b, node, [self.component(site, a, r, index) for a in node.args])
+        site.memo[key] = value
+        return value
+
+    def narrow(self, site: _Site, node: Node, r: int) -> list[str]:
+        if site.level == "j":
+            return self.value(node, r)
+        return self.scalar(node, r)
+
+    def index_value(self, site: _Site, index: Index) -> str:
+        if index.base is None:
+            return self.nest.index_const(index.offset)
+        if index.offset == 0:
+            return index.base
+        key = ("index", index.key)
+        if key not in site.memo:
+            site.memo[key] = site.b.emit(
+                f"arith.addi {index.base}, {self.nest.index_const(index.offset)} : index", "o")
+        return site.memo[key]
+
+    def index_float(self, site: _Site, index: Index) -> str:
+        """The component's index as a float of the site's type (argmin's result, one_hot's comparison)."""
+        b, elem = site.b, self.nest.elem
+        if index.base is None:
+            return b.const(float(index.offset))
+        key = ("float", index.key)
+        if key not in site.memo:
+            i64 = b.emit(f"arith.index_cast {self.index_value(site, index)} : index to i64", "q")
+            value = b.emit(f"arith.sitofp {i64} : i64 to {elem}")
+            if b.lanes is not None:
+                value = b.emit(f"vector.broadcast {value} : {elem} to {b.type}", "b")
+            site.memo[key] = value
+        return site.memo[key]
+
+    def row_start(self, dim: int, r: int) -> str:
+        """rows[r] * dim, once per row."""
+        if (dim, r) not in self.row_starts:
+            self.row_starts[(dim, r)] = self.row.emit(
+                f"arith.muli {self.rows[r]}, {self.nest.index_const(dim)} : index", "o")
+        return self.row_starts[(dim, r)]
+
+    def load_component(self, site: _Site, node: Node, r: int, index: Index) -> str:
+        """Component `index` of variable `node`: lanes j..j+L-1 of a j-variable, else a scalar."""
+        nest, b = self.nest, site.b
+        memref = f"%a{node.attr('index')}"
+        category = node.attr("category")
+        if category == "j":
+            components = column_block_components(node.dim)
+            if components not in self.j_starts:
+                self.j_starts[components] = self.jb.emit(
+                    f"arith.muli {self.j}, {nest.index_const(components)} : index", "o")
+            if index.base is None:
+                scaled = nest.index_const(index.offset * nest.lanes)
+            else:
+                scaled = b.emit(f"arith.muli {self.index_value(site, index)}, {nest.index_const(nest.lanes)} : index",
+                                "o")
+            offset = b.emit(f"arith.addi {self.j_starts[components]}, {scaled} : index", "o")
+            return self._vector_load(b, memref, offset, site.mask)
+        k = self.index_value(site, index)
+        offset = k if category == "p" else b.emit(f"arith.addi {self.row_start(node.dim, r)}, {k} : index", "o")
+        return b.emit(f"memref.load {memref}[{offset}] : memref<?x{nest.elem}>")
+
+    def outer_component(self, site: _Site, node: Node, r: int, index: Index) -> str:
+        """A scalar component of a wide value of an outer level: an input, or the buffer it was stored in."""
+        if node.op == "var":
+            return self.load_component(site, node, r, index)
+        buffer, memref, start = self.stored_buffer(node, r)
+        k = self.index_value(site, index)
+        offset = k if start is None else site.b.emit(f"arith.addi {k}, {start} : index", "o")
+        return site.b.emit(f"memref.load {buffer}[{offset}] : {memref}")
+
+    def stored_buffer(self, node: Node, r: int) -> tuple[str, str, str | None]:
+        """(buffer, its memref type, offset of row r or None) holding every component of `node`, an i-only (per
+        row) or parameter-only (per call) value, written by a loop at that level on first use."""
+        nest = self.nest
+        if level_of(node) == "p":
+            memref = f"memref<{node.dim}x{nest.elem}>"
+            if node not in nest.entry_buffers:
+                nest.entry_buffers[node] = nest.alloca(memref)
+                self._store(nest.entry_site, node, 0, nest.entry_buffers[node], memref, None)
+            return nest.entry_buffers[node], memref, None
+        memref = f"memref<{self.count * node.dim}x{nest.elem}>"
+        if node not in self.row_buffers:
+            self.row_buffers[node] = nest.alloca(memref)
+        start = nest.index_const(r * node.dim)
+        if (node, r) not in self.stored:
+            self.stored.add((node, r))
+            self._store(self.row_site, node, r, self.row_buffers[node], memref, start)
+        return self.row_buffers[node], memref, start
+
+    def _store(self, site: _Site, node: Node, r: int, buffer: str, memref: str, start: str | None) -> None:
+        def step(s: _Site, index: Index, state: list[str]) -> list[str]:
+            value = self.component(s, node, r, index)
+            k = self.index_value(s, index)
+            offset = k if start is None else s.b.emit(f"arith.addi {k}, {start} : index", "o")
+            s.b.lines.append(f"{s.b.indent}memref.store {value}, {buffer}[{offset}] : {memref}")
+            return []
+
+        unroll = 1 if self.nest.expensive(node, site.level) else UNROLL
+        self.component_loop(site, self.nest.breaks.pieces([node], site.level), 0, [], step, unroll)
+
+    def component_loop(self, site: _Site, pieces: tuple[tuple[int, int], ...], start: int, state: list[str],
+                       step: Callable[[_Site, Index, list[str]], list[str]], unroll: int) -> list[str]:
+        """Run `step` (site, component, state) -> state over the components from `start` on, piece by piece: a
+        piece shorter than LOOP_DIM unrolled, a longer one as an scf.for taking `unroll` components per
+        iteration (the rest unrolled after it). The state is loop-carried, all of the site's type."""
+        nest = self.nest
+        for lo, hi in pieces:
+            first = max(lo, start)
+            if hi - first < LOOP_DIM:
+                for k in range(first, hi):
+                    state = step(site, Index.static(k), state)
+                continue
+            count = (hi - first) // unroll * unroll
+            body = Builder(self.names, nest.elem, site.b.lanes, indent=site.b.indent + "  ", once=site.b.once)
+            inner = site.nested(body)
+            d = self.names.fresh("d")
+            carried = [self.names.fresh("c") for _ in state]
+            new = carried
+            for u in range(unroll):
+                residue = (first + u) % CHAINS if unroll % CHAINS == 0 else None
+                new = step(inner, Index(d, u, lo, hi, residue), new)
+            bounds = (f"{d} = {nest.index_const(first)} to {nest.index_const(first + count)} "
+                      f"step {nest.index_const(unroll)}")
+            state = _scf_for(site.b, bounds, carried, state, [site.b.type] * len(state), body.lines, new)
+            for k in range(first + count, hi):
+                state = step(site, Index.static(k), state)
+        return state
+
+    def consume_whole(self, site: _Site, node: Node, r: int) -> list[str]:
+        """A narrow value computed from wide operands, at a site outside the j loop."""
+        if node.op in ("elem", "extract"):
+            return [self.component(site, node.args[0], r, Index.static(k)) for k in _picked(node)]
+        return self.consume(site, [(node, r)])
+
+    def _consume_j(self, node: Node, r: int) -> None:
+        """A narrow value of wide operands in the j loop, into self.values. A loop consumer runs for every row
+        of the block at once, with every other consumer that can share its loop: same pieces, independent."""
+        nest = self.nest
+        if node.op in ("elem", "extract"):
+            self.values[(node, r)] = [self.component(self.jsite, node.args[0], r, Index.static(k))
+                                      for k in _picked(node)]
+            return
+
+        def signature(c: Node) -> tuple:
+            return Consumer.start(c.op), nest.breaks.pieces(list(c.args), "j")
+
+        group = [node] + [c for c in nest.j_consumers if c is not node and (c, 0) not in self.values
+                          and signature(c) == signature(node)
+                          and c not in nest.below(node) and node not in nest.below(c)]
+        pairs = [(c, q) for c in group for q in (range(self.count) if "i" in c.deps else [0])]
+        # at most MAX_LOOP_STATE vectors carried by one loop (register pressure): more rows, more loops
+        loops: list[list[tuple[Node, int]]] = [[]]
+        for pair in pairs:
+            if loops[-1] and sum(Consumer.state_size(c.op) for c, _ in loops[-1] + [pair]) > MAX_LOOP_STATE:
+                loops.append([])
+            loops[-1].append(pair)
+        for part in loops:
+            for (c, q), value in zip(part, self.consume(self.jsite, part)):
+                self.values[(c, q)] = [value]
+
+    def consume(self, site: _Site, pairs: list[tuple[Node, int]]) -> list[str]:
+        """Loop consumers (sum, sqnorm2, dot, sqdist, min, max, argmin, argmax of wide operands), one per
+        (node, row), in one loop over their components: one value each."""
+        nest = self.nest
+        operands = [a for node, _ in pairs for a in node.args]
+        unroll = 1 if any(nest.expensive(a, site.level) for a in operands) else UNROLL
+        chains = max(1, CHAINS // len(pairs)) if unroll % CHAINS == 0 else 1
+        kinds = [consumer(node.op, chains) for node, _ in pairs]
+        start = Consumer.start(pairs[0][0].op)
+        state: list[str] = []
+        widths = []
+        for (node, r), kind in zip(pairs, kinds):
+            first = [self.component(site, a, r, Index.static(0)) for a in node.args] if start else None
+            init = kind.init(site.b, first)
+            state += init
+            widths.append(len(init))
+
+        def step(s: _Site, index: Index, state: list[str]) -> list[str]:
+            new, at = [], 0
+            for (node, r), kind, width in zip(pairs, kinds, widths):
+                comps = [self.component(s, a, r, index) for a in node.args]
+                new += kind.step(s.b, state[at : at + width], comps, index, lambda: self.index_float(s, index))
+                at += width
+            return new
+
+        state = self.component_loop(site, nest.breaks.pieces(operands, site.level), start, state, step, unroll)
+        results, at = [], 0
+        for kind, width in zip(kinds, widths):
+            results.append(kind.finish(site.b, state[at : at + width]))
+            at += width
+        return results
 
     def wide_product(self, b: Builder, node: Node, j: str, mask: str | None) -> list[str]:
         """dot(x_i, y_j) or sqdist(x_i, y_j) at lanes j..j+L-1 for each row of the block, as a matrix product's
@@ -317,6 +644,8 @@ class _Rows:
         return b.emit(f"arith.addi {splat}, {self.nest.iota} : vector<{lanes}xi64>", "q")
 
     def _step(self, b: Builder, j: str, state: list[str], mask: str | None) -> list[str]:
+        if self.nest.wide_root:
+            return self._wide_step(b, j, state, mask)
         acc, per_row = self.nest.acc, len(self.nest.init)
         f_rows = self.body(b, j, mask)
         lanes = self._j_lanes(b, j) if acc.needs_index else None
@@ -348,6 +677,8 @@ class _Rows:
         base = self.names.fresh("row")
         self.rows = [base] + [self.row.emit(f"arith.addi {base}, {nest.index_const(r)} : index", "row")
                               for r in range(1, self.count)]
+        if nest.wide_root:
+            return self._wide_loop(base, lo, hi)
         init = nest.init * self.count
         count, types = len(init), self.state_types
         zero_c = nest.index_const(0)
@@ -390,6 +721,181 @@ class _Rows:
         return ([f"    scf.for {base} = {lo} to {hi} step {nest.index_const(self.count)} {{"]
                 + self.row.lines + lines + ["    }"])
 
+    # a wide formula: the reduction's state, a slice per component, in memory --------------------------------
+    def _wide_loop(self, base: str, lo: str, hi: str) -> list[str]:
+        """`loop` for a wide formula. The accumulators' component slices live in stack buffers (`self.buffers`,
+        one per slot, indexed by row * width + component); each j step updates them in a loop over the
+        components (`_wide_step`). The head (the weighted log-sum-exp's maximum) is loop-carried as usual."""
+        nest = self.nest
+        b = Builder(self.names, nest.elem, nest.lanes, indent="      ")
+        buffers = [self._state_buffers(), self._state_buffers() if nest.options.sum_scheme == "block_sum" else []]
+        for chunk in nest.chunks:
+            self.chunk = chunk
+            self._wide_chunk(b, *buffers)
+        return ([f"    scf.for {base} = {lo} to {hi} step {nest.index_const(self.count)} {{"]
+                + self.row.lines + b.lines + ["    }"])
+
+    def _wide_chunk(self, b: Builder, outer: list[tuple[str, str]], inner: list[tuple[str, str]]) -> None:
+        """The components self.chunk = [lo, hi) of a wide formula, for the rows of the block: a pass over j."""
+        nest, e, lanes, acc = self.nest, self.nest.elem, self.nest.lanes, self.nest.acc
+        init, types = nest.init * self.count, acc.head_types() * self.count
+        zero = nest.index_const(0)
+        self.buffers = outer
+        self._fill(b, outer)
+        if nest.options.sum_scheme == "block_sum":  # partial sums over blocks of j, merged into `outer`
+            block = nest.index_const(BLOCK_SUM_LANES * lanes)
+            jb, heads = self.names.fresh("jb"), [self.names.fresh("st") for _ in init]
+            body = Builder(self.names, e, lanes, indent="        ")
+            end = body.emit(f"arith.addi {jb}, {block} : index", "o")
+            jb_hi = body.emit(f"arith.minui {end}, {nest.n_full} : index", "o")
+            self.buffers = inner
+            self._fill(body, inner)
+            block_heads = self._wide_j_loop(body, jb, jb_hi, init)
+            merged = self._merge(body, heads, block_heads, outer, inner)
+            state = _scf_for(b, f"{jb} = {zero} to {nest.n_full} step {block}", heads, init, types, body.lines, merged)
+            self.buffers = outer
+        else:
+            state = self._wide_j_loop(b, zero, nest.n_full, init)
+        tail_b = Builder(self.names, e, lanes, indent="        ", once=True)
+        mask = tail_b.emit(f"vector.create_mask {nest.rem} : vector<{lanes}xi1>", "m")
+        tail_state = self._step(tail_b, nest.n_full, state, mask)
+        has_tail = b.emit(f"arith.cmpi ne, {nest.rem}, {zero} : index", "m")
+        state = _scf_if(b, has_tail, types, tail_b.lines, tail_state, state)
+        self._wide_finish(b, state)
+
+    @property
+    def _width(self) -> int:
+        """Slices of state per row in the buffers (the widest chunk's components)."""
+        return self.nest.chunk_width
+
+    def _state_buffers(self) -> list[tuple[str, str]]:
+        nest = self.nest
+        buffers = []
+        for slot_type in nest.acc.component_types():
+            memref = f"memref<{self.count * self._width}x{slot_type}>"
+            buffers.append((nest.alloca(memref), memref))
+        return buffers
+
+    def _fill(self, b: Builder, buffers: list[tuple[str, str]]) -> None:
+        """Every slice of every row to the accumulator's start value."""
+        nest = self.nest
+        body = Builder(self.names, nest.elem, nest.lanes, indent=b.indent + "  ")
+        k = self.names.fresh("d")
+        for (buffer, memref), value in zip(buffers, nest.component_init):
+            body.lines.append(f"{body.indent}memref.store {value}, {buffer}[{k}] : {memref}")
+        size = nest.index_const(self.count * self._width)
+        bounds = f"{k} = {nest.index_const(0)} to {size} step {nest.index_const(1)}"
+        _scf_for(b, bounds, [], [], [], body.lines, [])
+
+    def _slot(self, site: _Site, index: Index, r: int) -> str:
+        """Where row r's slice of formula component `index` is, in the state buffers."""
+        k = self.index_value(site, index)
+        shift = r * self._width - self.chunk[0]
+        return k if shift == 0 else site.b.emit(f"arith.addi {k}, {self.nest.index_const(shift)} : index", "o")
+
+    def _slice_loop(self, b: Builder, step: Callable[[_Site, Index], None]) -> None:
+        """`step` for each component of the chunk (no formula values: for the state's start, merge, finish)."""
+
+        def run(site: _Site, index: Index, state: list[str]) -> list[str]:
+            step(site, index)
+            return []
+
+        self.component_loop(_Site(b, "j"), (self.chunk,), self.chunk[0], [], run, 1)
+
+    def _chunk_pieces(self) -> tuple[tuple[int, int], ...]:
+        """The formula's pieces, cut to the chunk."""
+        lo, hi = self.chunk
+        return tuple((max(a, lo), min(b, hi)) for a, b in self.nest.breaks.pieces([self.nest.formula], "j")
+                     if a < hi and b > lo)
+
+    def _wide_j_loop(self, b: Builder, lo: str, hi: str, init: list[str]) -> list[str]:
+        nest = self.nest
+        body = Builder(self.names, nest.elem, nest.lanes, indent=b.indent + "  ")
+        j, state = self.names.fresh("j"), [self.names.fresh("st") for _ in init]
+        new = self._step(body, j, state, None)
+        types = nest.acc.head_types() * self.count
+        return _scf_for(b, f"{j} = {lo} to {hi} step {nest.index_const(nest.lanes)}", state, init, types, body.lines,
+                        new)
+
+    def _wide_step(self, b: Builder, j: str, state: list[str], mask: str | None) -> list[str]:
+        """One j step of a wide formula: the head, then every component's slice, for every row."""
+        nest, acc, root = self.nest, self.nest.acc, self.nest.formula
+        self.body(b, j, mask)
+        lanes = self._j_lanes(b, j) if acc.needs_index else None
+        per_row, buffers = len(acc.head_types()), self.buffers
+        heads, contexts = [], []
+        for r in range(self.count):
+            f = [self.component(self.jsite, root, r, Index.static(k)) for k in range(acc.head_dims)]
+            head, context = acc.head_update(b, state[r * per_row : (r + 1) * per_row], f, mask, lanes)
+            heads += head
+            contexts.append(context)
+
+        def step(site: _Site, index: Index, carried: list[str]) -> list[str]:
+            for r in range(self.count):
+                slot = self._slot(site, index, r)
+                old = [site.b.emit(f"memref.load {buffer}[{slot}] : {memref}") for buffer, memref in buffers]
+                f = self.component(site, root, r, index)
+                for value, (buffer, memref) in zip(acc.component_update(site.b, contexts[r], old, f, mask, lanes),
+                                                   buffers):
+                    site.b.lines.append(f"{site.b.indent}memref.store {value}, {buffer}[{slot}] : {memref}")
+            return []
+
+        unroll = 1 if nest.expensive(root, "j") else UNROLL
+        self.component_loop(self.jsite, self._chunk_pieces(), self.chunk[0], [], step, unroll)
+        return heads
+
+    def _merge(self, b: Builder, outer_heads: list[str], block_heads: list[str], outer: list[tuple[str, str]],
+               inner: list[tuple[str, str]]) -> list[str]:
+        """block_sum: a block's state merged into the running one (heads returned, slices in memory)."""
+        acc = self.nest.acc
+        per_row = len(acc.head_types())
+        merged, contexts = [], []
+        for r in range(self.count):
+            part = slice(r * per_row, (r + 1) * per_row)
+            head, context = acc.head_merge(b, outer_heads[part], block_heads[part])
+            merged += head
+            contexts.append(context)
+
+        def step(site: _Site, index: Index) -> None:
+            for r in range(self.count):
+                slot = self._slot(site, index, r)
+                x, y = ([site.b.emit(f"memref.load {buffer}[{slot}] : {memref}") for buffer, memref in buffers]
+                        for buffers in (outer, inner))
+                for value, (buffer, memref) in zip(acc.component_merge(site.b, contexts[r], x, y), outer):
+                    site.b.lines.append(f"{site.b.indent}memref.store {value}, {buffer}[{slot}] : {memref}")
+
+        self._slice_loop(b, step)
+        return merged
+
+    def _wide_finish(self, b: Builder, state: list[str]) -> None:
+        """Each row's outputs: per component, its floats at component * (floats per component) + t."""
+        nest, acc, e = self.nest, self.nest.acc, self.nest.elem
+        per_row, start = len(acc.head_types()), acc.head_dims
+        widths = nest.widths
+        for r in range(self.count):
+            fb = Builder(self.names, e, None, indent=b.indent)
+            context = acc.head_finish(fb, state[r * per_row : (r + 1) * per_row])
+
+            def step(site: _Site, index: Index, r: int = r, context: object = context) -> None:
+                sb = site.b
+                slot = self._slot(site, index, r)
+                slices = [sb.emit(f"memref.load {buffer}[{slot}] : {memref}") for buffer, memref in self.buffers]
+                floats, indices = acc.component_finish(sb, context, slices)
+                k = self.index_value(site, index)
+                outputs = ((floats, "%out", e, widths[0]), (indices, "%out_idx", "i64", widths[1]))
+                for values, memref, elem, width in outputs:
+                    if not values:
+                        continue
+                    row = sb.emit(f"arith.muli {self.rows[r]}, {nest.index_const(width)} : index", "o")
+                    scaled = sb.emit(f"arith.muli {k}, {nest.index_const(len(values))} : index", "o")
+                    at = sb.emit(f"arith.addi {row}, {scaled} : index", "o")
+                    for t, value in enumerate(values):
+                        offset = sb.emit(f"arith.addi {at}, {nest.index_const(t - start * len(values))} : index", "o")
+                        sb.lines.append(f"{sb.indent}memref.store {value}, {memref}[{offset}] : memref<?x{elem}>")
+
+            self._slice_loop(fb, step)
+            b.lines += fb.lines
+
     def _stores(self, scalars: list[str], memref: str, elem: str, row: str) -> list[str]:
         if not scalars:
             return []
@@ -403,11 +909,40 @@ class _Rows:
         return lines
 
 
-def _tree_sum(b: Builder, terms: list[str]) -> str:
-    while len(terms) > 1:
-        paired = [b.add(terms[k], terms[k + 1]) for k in range(0, len(terms) - 1, 2)]
-        terms = paired + ([terms[-1]] if len(terms) % 2 else [])
-    return terms[0]
+def _scf_for(b: Builder, bounds: str, carried: list[str], init: list[str], types: list[str], body: list[str],
+             yields: list[str]) -> list[str]:
+    """Append `scf.for <bounds>` (carrying `carried`, started at `init`) with body lines `body` to b; its results."""
+    if not carried:
+        b.lines += [f"{b.indent}scf.for {bounds} {{"] + body + [f"{b.indent}}}"]
+        return []
+    result, type_list = b.names.fresh("for"), ", ".join(types)
+    iter_args = ", ".join(f"{c} = {v}" for c, v in zip(carried, init))
+    b.lines += ([f"{b.indent}{result}:{len(carried)} = scf.for {bounds} iter_args({iter_args}) -> ({type_list}) {{"]
+                + body + [f"{b.indent}  scf.yield {', '.join(yields)} : {type_list}", f"{b.indent}}}"])
+    return [f"{result}#{k}" for k in range(len(carried))]
+
+
+def _scf_if(b: Builder, condition: str, types: list[str], then: list[str], then_values: list[str],
+            else_values: list[str]) -> list[str]:
+    """Append `scf.if` (then: lines `then` giving then_values; else: else_values) to b; its results."""
+    if not types:
+        b.lines += [f"{b.indent}scf.if {condition} {{"] + then + [f"{b.indent}}}"]
+        return []
+    result, type_list = b.names.fresh("if"), ", ".join(types)
+    b.lines += ([f"{b.indent}{result}:{len(types)} = scf.if {condition} -> ({type_list}) {{"] + then
+                + [f"{b.indent}  scf.yield {', '.join(then_values)} : {type_list}", f"{b.indent}}} else {{",
+                   f"{b.indent}  scf.yield {', '.join(else_values)} : {type_list}", f"{b.indent}}}"])
+    return [f"{result}#{k}" for k in range(len(types))]
+
+
+def _picked(node: Node) -> range:
+    """The components an elem or extract takes."""
+    if node.op == "elem":
+        return range(node.attr("index"), node.attr("index") + 1)
+    return range(node.attr("start"), node.attr("start") + node.attr("length"))
+
+
+_tree_sum = tree_sum
 
 
 def _sum_of_products(b: Builder, xs: list[str], ys: list[str] | None = None, subtract: bool = False) -> str:
@@ -493,24 +1028,40 @@ def _arg_extreme(b: Builder, x: list[str], predicate: str) -> str:
     return index
 
 
+def _nary(b: Builder, node: Node, xs: list[str]) -> str:
+    """One component of an elementwise op of several operands, given that component of each."""
+    op = node.op
+    if op in _ARITH:
+        return b.binary(_ARITH[op], *xs)
+    if op in _COMPARE:
+        return b.select(b.cmp(_COMPARE[op], *xs), b.const(1.0), b.const(0.0))
+    if op == "atan2":
+        return mathlib.atan2(b, *xs)
+    if op == "clamp":
+        # KeOps' definition, x < lo ? lo : (x > hi ? hi : x): lo wins when lo > hi (torch: hi), NaN stays NaN
+        x, lo, hi = xs
+        return b.select(b.cmp("olt", x, lo), lo, b.select(b.cmp("ogt", x, hi), hi, x))
+    if op == "ifelse":
+        f, x, y = xs
+        return b.select(b.cmp("oge", f, b.const(0.0)), x, y)
+    raise ValueError(f"keir.{op} has no CPU lowering (derivative ops are expanded by keir passes first)")
+
+
+def elementwise_component(b: Builder, node: Node, xs: list[str]) -> str:
+    """One component of elementwise `node`, given that component of each operand (a dimension-1 operand's only
+    one)."""
+    if node.op in ELEMENTWISE_UNARY:
+        return _elementwise(b, node, xs)[0]
+    return _nary(b, node, xs)
+
+
 def compute(b: Builder, node: Node, args: list[list[str]]) -> list[str]:
     """The components of `node` given its operands' components, on builder b (scalars or vectors)."""
     op = node.op
     if op == "constant":
         return [b.const(node.attr("value"))]
     if len(args) > 1 and op not in ("dot", "sqdist", "concat"):  # elementwise, dimension-1 operands broadcast
-        comps = [[a[k if len(a) > 1 else 0] for a in args] for k in range(node.dim)]
-        if op in _ARITH:
-            return [b.binary(_ARITH[op], x, y) for x, y in comps]
-        if op in _COMPARE:
-            return [b.select(b.cmp(_COMPARE[op], x, y), b.const(1.0), b.const(0.0)) for x, y in comps]
-        if op == "atan2":
-            return [mathlib.atan2(b, y, x) for y, x in comps]
-        if op == "clamp":
-            # KeOps' definition, x < lo ? lo : (x > hi ? hi : x): lo wins when lo > hi (torch: hi), NaN stays NaN
-            return [b.select(b.cmp("olt", x, lo), lo, b.select(b.cmp("ogt", x, hi), hi, x)) for x, lo, hi in comps]
-        if op == "ifelse":
-            return [b.select(b.cmp("oge", f, b.const(0.0)), x, y) for f, x, y in comps]
+        return [_nary(b, node, [a[k if len(a) > 1 else 0] for a in args]) for k in range(node.dim)]
     (x, *rest) = args
     if op in ELEMENTWISE_UNARY:
         return _elementwise(b, node, x)
