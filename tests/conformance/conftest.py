@@ -39,11 +39,7 @@ NOT_RUN = {
 }
 
 # Single tests that are not run, with the true reason.
-SKIPPED_TESTS = {
-    "test_torch.py::PytorchUnitTestCase::test_LazyTensor_min_chunked":
-        "a formula of dimension 990: keir's CPU lowering unrolls the components and LLVM takes many minutes "
-        "to compile it (pykeops has a chunked mode for this; a keir compiler issue)",
-}
+SKIPPED_TESTS: dict[str, str] = {}
 
 # Tests that fail with keir today, with the reason: marked xfail(strict), so that a fix shows up as XPASS and
 # this list must be updated (`tests/conformance/parity_table.py` prints the current table). None today.
