@@ -821,12 +821,16 @@ class LazyTensor:
     def divop(self, other: Any, rversion: bool = False) -> LazyTensor:
         return self._rbinary("div", other) if rversion else self._binary("div", other)
 
-    def solve(self, b: Any, alpha: float = 1e-10, eps: float = 1e-6, max_iterations: int | None = None) -> Any:
-        """The solution a of (alpha Id + K) a = b, K = self a symmetric scalar kernel matrix, by conjugate
-        gradient (each step one keir reduction); differentiable with torch. See keir.solve."""
+    def solve(self, other: Any, var: Any = None, call: bool = True, alpha: float = 1e-10, eps: float = 1e-6,
+              max_iterations: int | None = None, **options: Any) -> Any:
+        """The solution a of (alpha Id + K) a = other, K = self a symmetric scalar kernel matrix, or with
+        `var` (a symbolic j-variable) the formula self, linear in var; by conjugate gradient (each step one
+        keir reduction, with pykeops' reduction options: backend, dtype_acc, sum_scheme, ...); differentiable
+        with torch. See keir.solve."""
         from keir.solve import solve
 
-        return solve(self, b, alpha=alpha, eps=eps, max_iterations=max_iterations)
+        return solve(self, other, var=var, call=call, alpha=alpha, eps=eps, max_iterations=max_iterations,
+                     **options)
 
     @property
     def ndim(self) -> int:

@@ -32,36 +32,85 @@ def conjugate_gradient(matvec: Any, b: Any, eps: float, max_iterations: int) -> 
     return a
 
 
-def solve(kernel: Any, b: Any, alpha: float = 1e-10, eps: float = 1e-6, max_iterations: int | None = None) -> Any:
-    """(alpha Id + kernel) a = b. kernel: a scalar LazyTensor K(x_i, x_j) (symmetric, same points for i and
-    j); b: an i-variable (Vi(b) / LazyTensor(b[:, None, :])) or an array of shape (M, D)."""
+# pykeops' reduction options that solve passes on to each product by K (ranges: refused, see issue 14)
+SOLVE_OPTIONS = ("backend", "device_id", "dtype_acc", "use_double_acc", "sum_scheme", "enable_chunks", "ranges")
+
+
+class LinearOperator:
+    """p -> K p for the solve: `(kernel * Vj(p)).sum(axis=1)`, or, with pykeops' `var=`, the kernel formula
+    (linear in the symbolic j-variable `index`) reduced over j with p given for that variable."""
+
+    def __init__(self, index: int | None, options: dict[str, Any]):
+        self.index, self.options = index, options
+
+    def __call__(self, kernel: Any, p: Any) -> Any:
+        if self.index is None:
+            return (kernel * type(kernel)(p, axis=1)).sum(axis=1, **self.options)
+        reduction = kernel.sum(axis=kernel.nbatchdims + 1, call=False, **self.options)
+        return reduction(*([None] * self.index), p)
+
+
+def solve(kernel: Any, b: Any, var: Any = None, call: bool = True, alpha: float = 1e-10, eps: float = 1e-6,
+          max_iterations: int | None = None, **options: Any) -> Any:
+    """(alpha Id + K) a = b, pykeops' LazyTensor.solve. kernel: a scalar LazyTensor K(x_i, x_j) (symmetric,
+    same points for i and j), or with `var` (a symbolic j-variable, `Vj(index, dim)`) a formula linear in
+    var; b: an i-variable (Vi(b) / LazyTensor(b[:, None, :])) or an array of shape (M, D). options: pykeops'
+    reduction options (SOLVE_OPTIONS), applied to every product by K."""
+    from keir.reduction import reject_ranges
+    from keir.symbolic import SymbolicVariable
+
+    unknown = set(options) - set(SOLVE_OPTIONS)
+    if unknown:
+        raise TypeError(f"solve got unexpected option(s) {', '.join(sorted(unknown))}")
+    reject_ranges(options.pop("ranges", None))
+    if not call:
+        raise ValueError("solve(call=False) (a callable for a symbolic right-hand side) is not supported: give b")
     lazy_type = type(kernel)
     if isinstance(b, lazy_type):
-        if b.node.op != "var" or b.categories != ("i",):
+        if b.node.op != "var" or b.categories != ("i",) or isinstance(b.arrays[0], SymbolicVariable):
             raise ValueError("solve: b must be an i-variable (Vi(b) or LazyTensor(b[:, None, :])) or an array")
         b = b.arrays[0]
-    if kernel.node.dim != 1:
+    index = None
+    if var is not None:
+        index = _unknown_index(kernel, var)
+    elif kernel.node.dim != 1:
         raise ValueError(f"solve: the kernel must be scalar (dimension 1), got dimension {kernel.node.dim}")
-    m, n = kernel._shape[-3:-1]
+    elif kernel.symbolic_variables:
+        raise ValueError("solve: the kernel has symbolic variables; say which one is the unknown with var=")
+    m, n = kernel._shape[-3:-1] if index is None else (kernel._shape[-3], kernel._shape[-3])
     if kernel.nbatchdims or m != n:
         raise ValueError(f"solve: the kernel matrix must be square and unbatched, got shape {kernel._shape}")
     if len(b.shape) != 2 or b.shape[0] != m:
         raise ValueError(f"solve: b must have shape ({m}, D), got {tuple(b.shape)}")
+    if index is not None and b.shape[1] != var.node.dim:
+        raise ValueError(f"solve: b has {b.shape[1]} columns, the unknown var has dimension {var.node.dim}")
     iterations = max_iterations if max_iterations is not None else 10 * m + 10
+    operator = LinearOperator(index, options)
     if kernel.adapter.name == "torch":
         from keir.solve_torch import differentiable_solve
 
-        return differentiable_solve(kernel, b, alpha, eps, iterations)
-    return _solve_arrays(kernel, b, alpha, eps, iterations)
+        return differentiable_solve(kernel, operator, b, alpha, eps, iterations)
+    return _solve_arrays(kernel, operator, b, alpha, eps, iterations)
 
 
-def _solve_arrays(kernel: Any, b: Any, alpha: float, eps: float, iterations: int) -> Any:
-    lazy_type = type(kernel)
+def _unknown_index(kernel: Any, var: Any) -> int:
+    """The index of pykeops' `var`: a symbolic j-variable, the only symbolic variable of the kernel formula,
+    of which the formula is a vector of var's dimension."""
+    from keir.symbolic import SymbolicVariable
 
-    def matvec(p: Any) -> Any:
-        return (kernel * lazy_type(p, axis=1)).sum(axis=1) + alpha * p
+    if not (isinstance(var, type(kernel)) and var.node.op == "var" and isinstance(var.arrays[0], SymbolicVariable)
+            and var.categories == ("j",)):
+        raise ValueError("solve: var must be a symbolic j-variable, Vj(index, dim)")
+    (index, dim, _), symbols = var.symbolic_variables[0], kernel.symbolic_variables
+    if symbols != ((index, dim, 1),):
+        raise ValueError(f"solve: the formula's only symbolic variable must be var {(index, dim, 1)}, got {symbols}")
+    if kernel.node.dim != dim:
+        raise ValueError(f"solve: a formula linear in var has var's dimension {dim}, got {kernel.node.dim}")
+    return index
 
-    return conjugate_gradient(matvec, b, eps, iterations)
+
+def _solve_arrays(kernel: Any, operator: LinearOperator, b: Any, alpha: float, eps: float, iterations: int) -> Any:
+    return conjugate_gradient(lambda p: operator(kernel, p) + alpha * p, b, eps, iterations)
 
 
 def genred_solve(genred: Any, arrays: tuple, position: int, alpha: float, eps: float, iterations: int,

@@ -11,11 +11,11 @@ from keir.solve import _genred_solve_arrays, _solve_arrays
 
 class _KernelSolve(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, kernel: Any, alpha: float, eps: float, iterations: int, b: torch.Tensor,
+    def forward(ctx: Any, kernel: Any, operator: Any, alpha: float, eps: float, iterations: int, b: torch.Tensor,
                 *tensors: Any) -> torch.Tensor:
         detached = _with_arrays(kernel, [t.detach() if isinstance(t, torch.Tensor) else t for t in tensors])
-        a = _solve_arrays(detached, b.detach(), alpha, eps, iterations)
-        ctx.kernel, ctx.alpha, ctx.eps, ctx.iterations = kernel, alpha, eps, iterations
+        a = _solve_arrays(detached, operator, b.detach(), alpha, eps, iterations)
+        ctx.kernel, ctx.operator, ctx.alpha, ctx.eps, ctx.iterations = kernel, operator, alpha, eps, iterations
         ctx.save_for_backward(a, *(t for t in tensors if isinstance(t, torch.Tensor)))
         ctx.numbers = {k: t for k, t in enumerate(tensors) if not isinstance(t, torch.Tensor)}
         return a
@@ -26,27 +26,28 @@ class _KernelSolve(torch.autograd.Function):
         saved = iter(saved)
         tensors = [ctx.numbers[k] if k in ctx.numbers else next(saved) for k in range(len(ctx.kernel.arrays))]
         detached = _with_arrays(ctx.kernel, [t.detach() if isinstance(t, torch.Tensor) else t for t in tensors])
-        lam = _solve_arrays(detached, grad_a.detach(), ctx.alpha, ctx.eps, ctx.iterations)
-        wanted = [k for k, t in enumerate(tensors) if isinstance(t, torch.Tensor) and ctx.needs_input_grad[5 + k]]
+        lam = _solve_arrays(detached, ctx.operator, grad_a.detach(), ctx.alpha, ctx.eps, ctx.iterations)
+        wanted = [k for k, t in enumerate(tensors) if isinstance(t, torch.Tensor) and ctx.needs_input_grad[6 + k]]
         grads: list[Any] = [None] * len(tensors)
         if wanted:
             with torch.enable_grad():
                 leaves = [t.detach().requires_grad_(k in wanted) if isinstance(t, torch.Tensor) else t
                           for k, t in enumerate(tensors)]
                 kernel = _with_arrays(ctx.kernel, leaves)
-                ka = (kernel * type(kernel)(a.detach(), axis=1)).sum(axis=1)
+                ka = ctx.operator(kernel, a.detach())
                 found = torch.autograd.grad(-(lam * ka).sum(), [leaves[k] for k in wanted], allow_unused=True)
             for k, g in zip(wanted, found):
                 grads[k] = g
-        return (None, None, None, None, lam, *grads)
+        return (None, None, None, None, None, lam, *grads)
 
 
 def _with_arrays(kernel: Any, arrays: list[Any]) -> Any:
     return kernel._new(kernel.node, tuple(arrays), kernel.categories, kernel.dtype)
 
 
-def differentiable_solve(kernel: Any, b: torch.Tensor, alpha: float, eps: float, iterations: int) -> torch.Tensor:
-    return _KernelSolve.apply(kernel, alpha, eps, iterations, b, *kernel.arrays)
+def differentiable_solve(kernel: Any, operator: Any, b: torch.Tensor, alpha: float, eps: float,
+                         iterations: int) -> torch.Tensor:
+    return _KernelSolve.apply(kernel, operator, alpha, eps, iterations, b, *kernel.arrays)
 
 
 class _GenredSolve(torch.autograd.Function):
