@@ -49,6 +49,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/grad.py
 	$(BIN)/python benchmarks/laplacian.py
 	$(BIN)/python benchmarks/gpu_static.py
+	$(BIN)/python benchmarks/torch_compile.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

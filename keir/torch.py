@@ -50,9 +50,9 @@ class LazyTensor(lazy.LazyTensor):
     __slots__ = ()
     adapter = TorchAdapter()
 
-    # Built by a function that torch.compile runs rather than traces (see keir.torch_ops.make_traceable).
+    # Built by _build, which torch.compile runs rather than traces (see keir.torch_ops.make_traceable).
     def __new__(cls, *args: Any, **kwargs: Any) -> LazyTensor:
-        return _construct(*args, **kwargs) if cls is LazyTensor else _build(cls, *args, **kwargs)
+        return _build(*args, **kwargs) if cls is LazyTensor else _build_subclass(cls, *args, **kwargs)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass  # __new__ built it
@@ -62,14 +62,18 @@ class LazyTensor(lazy.LazyTensor):
         return torch_ops.torch_function(func, args, kwargs)
 
 
-def _build(cls: type, *args: Any, **kwargs: Any) -> LazyTensor:
+def _build(*args: Any, **kwargs: Any) -> LazyTensor:
+    return _build_subclass(LazyTensor, *args, **kwargs)
+
+
+def _build_subclass(cls: type, *args: Any, **kwargs: Any) -> LazyTensor:
     self = object.__new__(cls)
     lazy.LazyTensor.__init__(self, *args, **kwargs)
     return self
 
 
-_construct = torch._dynamo.nonstrict_trace(lambda *args, **kwargs: _build(LazyTensor, *args, **kwargs))
 torch_ops.make_traceable(LazyTensor)
+torch_ops.run_outside_dynamo(_build)
 
 
 Vi, Vj, Pm = lazy.variable_constructors(LazyTensor, __name__)

@@ -210,11 +210,20 @@ def make_traceable(cls: type) -> None:
     pytree.register_pytree_node(
         cls, lambda lazy: (list(lazy.arrays), (lazy.node, lazy.categories, lazy.dtype)),
         lambda arrays, context: cls._new(context[0], tuple(arrays), context[1], context[2]))
-    for klass in reversed(cls.__mro__[:-1]):
-        for name, method in list(vars(klass).items()):
+    for klass in cls.__mro__[:-1]:
+        for name, method in vars(klass).items():
             public = not name.startswith("_") or (name.startswith("__") and name not in _NOT_WRAPPED)
             if public and callable(method) and not isinstance(method, (type, staticmethod, classmethod)):
-                setattr(cls, name, torch._dynamo.nonstrict_trace(method))
+                run_outside_dynamo(method)
+
+
+def run_outside_dynamo(function: Any) -> None:
+    """What torch._dynamo.nonstrict_trace(function) does, on the function itself rather than on a wrapper:
+    a wrapper would add a call to every LazyTensor operation in eager code too."""
+    from torch._dynamo import trace_rules
+
+    trace_rules._allowed_callable_ids.add(id(function))
+    trace_rules._nonstrict_trace_callable_ids.add(id(function))
 
 
 # Dunders that must stay what they are: construction, attribute access, representation, the torch hook.
