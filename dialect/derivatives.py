@@ -272,14 +272,7 @@ def reduction_gradient(reduction: Node, wrt: Node, cotangent: Node, output: Node
                 f"the {name} of a reduction over axis {axis} is an {output_category}-variable of dimension "
                 f"{reduction.dim}, got {node!r}"
             )
-    if reduction.attr("kind") in SELECTING_ARG:
-        if selected is None or selected.dim != reduction.dim:
-            raise ValueError(f"the gradient of a {reduction.attr('kind')} reduction needs the indicator of the "
-                             f"selected pairs, of dimension {reduction.dim}")
-        cotangent = A.mul(cotangent, selected)
-    (formula_cotangent,) = vjp_rule("reduce")(reduction, cotangent)
-    formula_cotangent = substitute(formula_cotangent, {reduction: output})
-    formula = make("grad", reduction.args[0], wrt, formula_cotangent)
+    formula = make("grad", reduction.args[0], wrt, _formula_cotangent(reduction, cotangent, output, selected))
     category = wrt.attr("category")
     gradient_axis = 1 - axis if category == reduced_category else axis
     return make("reduce", formula, kind="sum", axis=gradient_axis), category == "p"
@@ -298,16 +291,8 @@ def reduction_tangent(reduction: Node, tangents: dict[Node, Node], placeholder: 
     keir-differentiate expands the grads. `output` and `selected` are as for reduction_gradient."""
     if reduction.op != "reduce":
         raise ValueError(f"reduction_tangent needs a keir.reduce, got keir.{reduction.op}")
-    kind = reduction.attr("kind")
-    reduction_rule(kind)
-    cotangent = placeholder
-    if kind in SELECTING_ARG:
-        if selected is None or selected.dim != reduction.dim:
-            raise ValueError(f"the tangent of a {kind} reduction needs the indicator of the selected pairs, "
-                             f"of dimension {reduction.dim}")
-        cotangent = A.mul(cotangent, selected)
-    (formula_cotangent,) = vjp_rule("reduce")(reduction, cotangent)
-    formula_cotangent = substitute(formula_cotangent, {reduction: output})
+    reduction_rule(reduction.attr("kind"))
+    formula_cotangent = _formula_cotangent(reduction, placeholder, output, selected)
     formula = reduction.args[0]
     terms = []
     for wrt, tangent in tangents.items():
@@ -318,3 +303,17 @@ def reduction_tangent(reduction: Node, tangents: dict[Node, Node], placeholder: 
         terms.append(A.dot(make("grad", formula, wrt, formula_cotangent), tangent))
     linear = functools.reduce(A.add, terms, constant(0.0))
     return make("reduce", make("grad", linear, placeholder, constant(1.0)), kind="sum", axis=reduction.attr("axis"))
+
+
+def _formula_cotangent(reduction: Node, cotangent: Node, output: Node, selected: Node | None) -> Node:
+    """The cotangent of the reduction's formula at a pair, from the cotangent of the output row (the
+    reduction's rule, with the output variable for its value; restricted to the selected pairs for a min or
+    max)."""
+    kind = reduction.attr("kind")
+    if kind in SELECTING_ARG:
+        if selected is None or selected.dim != reduction.dim:
+            raise ValueError(f"a derivative of a {kind} reduction needs the indicator of the selected pairs, "
+                             f"of dimension {reduction.dim}")
+        cotangent = A.mul(cotangent, selected)
+    (formula_cotangent,) = vjp_rule("reduce")(reduction, cotangent)
+    return substitute(formula_cotangent, {reduction: output})

@@ -143,18 +143,27 @@ def _batched_first(categories: tuple[str, ...], inputs: tuple[Any, ...],
     return moved
 
 
+@dataclass
+class _Operands:
+    """A derivative reduction's inputs: the forward's, then the variables it adds (cotangents, tangents...)."""
+
+    arrays: list[Any]
+    categories: list[str]
+
+    def variable(self, array: Any, category: str) -> Node:
+        """A new variable of this category holding `array`."""
+        self.arrays.append(array)
+        self.categories.append(category)
+        return var(len(self.arrays) - 1, category, array.shape[-1])
+
+
 def _output_tangent(plan: _Plan, inputs: list[Any], tangents: tuple[torch.Tensor | None, ...],
                     output: torch.Tensor) -> torch.Tensor | None:
     """The tangent of the reduction's (first) output along the inputs' tangents, as one keir reduction of
     torch tensors (differentiable again, and vmappable); None where no input has a tangent."""
     output_category = "i" if plan.root.attr("axis") == 1 else "j"
-    arrays, categories = list(inputs), list(plan.categories)
-
-    def variable(array: Any, category: str) -> Node:
-        arrays.append(array)
-        categories.append(category)
-        return var(len(arrays) - 1, category, array.shape[-1])
-
+    operands = _Operands(list(inputs), list(plan.categories))
+    variable, arrays, categories = operands.variable, operands.arrays, operands.categories
     wrt = {var(k, plan.categories[k], inputs[k].shape[-1]): variable(t, plan.categories[k])
            for k, t in enumerate(tangents) if t is not None and isinstance(inputs[k], torch.Tensor)}
     if not wrt:
@@ -172,13 +181,8 @@ def _input_gradient(plan: _Plan, inputs: list[Any], k: int, grad_output: torch.T
     reduction of torch tensors (itself differentiable); None where it is zero, so that autograd does not
     push zeros further back."""
     output_category = "i" if plan.root.attr("axis") == 1 else "j"
-    arrays, categories = list(inputs), list(plan.categories)
-
-    def variable(array: Any, category: str) -> Node:
-        arrays.append(array)
-        categories.append(category)
-        return var(len(arrays) - 1, category, array.shape[-1])
-
+    operands = _Operands(list(inputs), list(plan.categories))
+    variable, arrays, categories = operands.variable, operands.arrays, operands.categories
     wrt = var(k, plan.categories[k], inputs[k].shape[-1])
     cotangent = variable(grad_output, output_category)
     selected = _selected_pairs(plan, inputs, variable) if plan.root.attr("kind") in SELECTING_ARG else None
