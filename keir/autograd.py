@@ -47,7 +47,7 @@ def reduce(reduction: Reduction) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
     """What the backward needs to know about a reduction besides its input tensors."""
 
     root: Node  # the keir.reduce
@@ -59,7 +59,7 @@ class _Plan:
     sum_options: tuple[tuple[str, str], ...]
 
     @classmethod
-    def of(cls, reduction: Reduction) -> _Plan:
+    def of(cls, reduction: Reduction) -> Plan:
         lazy = reduction.lazy
         sum_options = tuple((k, v) for k, v in reduction.reduce_attrs.items() if k in ("sum_scheme", "dtype_acc"))
         return cls(reduction.root, lazy.categories, lazy.dtype, reduction.threads, type(lazy), sum_options)
@@ -83,7 +83,7 @@ class KeirReduction(torch.autograd.Function):
         reduction, *arrays = inputs
         outputs = output if isinstance(output, tuple) else (output,)
         ctx.mark_non_differentiable(*(out for out in outputs if not out.is_floating_point()))
-        ctx.plan = _Plan.of(reduction)
+        ctx.plan = Plan.of(reduction)
         ctx.numbers = {k: a for k, a in enumerate(arrays) if not isinstance(a, torch.Tensor)}
         ctx.integer_outputs = len(outputs) - 1
         # the output too: rules such as logsumexp's use the output row's value
@@ -96,7 +96,7 @@ class KeirReduction(torch.autograd.Function):
         inputs, output = _saved(ctx, ctx.saved_tensors)
         grads: list[torch.Tensor | None] = [None]  # the Reduction argument
         for k, needed in enumerate(ctx.needs_input_grad[1:]):
-            grads.append(_input_gradient(ctx.plan, inputs, k, grad_outputs[0], output) if needed else None)
+            grads.append(input_gradient(ctx.plan, inputs, k, grad_outputs[0], output) if needed else None)
         return tuple(grads)
 
     @staticmethod
@@ -157,7 +157,7 @@ class _Operands:
         return var(len(self.arrays) - 1, category, array.shape[-1])
 
 
-def _output_tangent(plan: _Plan, inputs: list[Any], tangents: tuple[torch.Tensor | None, ...],
+def _output_tangent(plan: Plan, inputs: list[Any], tangents: tuple[torch.Tensor | None, ...],
                     output: torch.Tensor) -> torch.Tensor | None:
     """The tangent of the reduction's (first) output along the inputs' tangents, as one keir reduction of
     torch tensors (differentiable again, and vmappable); None where no input has a tangent."""
@@ -175,7 +175,7 @@ def _output_tangent(plan: _Plan, inputs: list[Any], tangents: tuple[torch.Tensor
     return plan.sum(tangent.args[0], arrays, categories, tangent.attr("axis"))()
 
 
-def _input_gradient(plan: _Plan, inputs: list[Any], k: int, grad_output: torch.Tensor,
+def input_gradient(plan: Plan, inputs: list[Any], k: int, grad_output: torch.Tensor,
                     output: torch.Tensor) -> torch.Tensor | None:
     """The gradient of the reduction with respect to input k, contracted with grad_output, as a keir
     reduction of torch tensors (itself differentiable); None where it is zero, so that autograd does not
@@ -203,7 +203,7 @@ def _input_gradient(plan: _Plan, inputs: list[Any], k: int, grad_output: torch.T
 _INDEX_SPLIT = 4096
 
 
-def _selected_pairs(plan: _Plan, inputs: list[Any], variable: Callable[[Any, str], Node]) -> Node:
+def _selected_pairs(plan: Plan, inputs: list[Any], variable: Callable[[Any, str], Node]) -> Node:
     """For a min or max reduction: the indicator of the pair each output component was taken from, per
     component, from the indices of the arg-reduction of the same formula (see SELECTING_ARG): exact where a
     comparison of the recomputed formula with the output is not."""

@@ -13,7 +13,8 @@ process and text), so an exported program carries its formulas with it. The fake
 output shapes and dtypes from the formula and the input shapes, without compiling, and with symbolic sizes:
 keir's kernels are size-generic, so a new M or N needs no new kernel and, with `dynamic=True`, no re-trace.
 The backward (`register_autograd`) builds the same gradient reductions as the eager path
-(`keir.autograd._input_gradient`), which call this op again: gradients are differentiable to any order.
+(`keir.autograd.input_gradient`), which call this op again, so they are differentiable in their turn
+(torch.compile itself refuses a double backward in a compiled function).
 """
 
 from __future__ import annotations
@@ -130,15 +131,15 @@ def _setup_context(ctx: Any, inputs: tuple, output: list[torch.Tensor]) -> None:
 
 
 def _backward(ctx: Any, grads: list[torch.Tensor | None]) -> tuple:
-    from keir.autograd import _input_gradient, _Plan
+    from keir.autograd import Plan, input_gradient
 
     *tensors, output = ctx.saved_tensors
     reduction = _reduction(*ctx.arguments, list(tensors))
-    plan = _Plan.of(reduction)
+    plan = Plan.of(reduction)
     needed = ctx.needs_input_grad[4]
     if grads[0] is None or not output.is_floating_point():
         return None, None, None, None, [None] * len(tensors)
-    input_grads = [_input_gradient(plan, list(tensors), k, grads[0], output) if need else None
+    input_grads = [input_gradient(plan, list(tensors), k, grads[0], output) if need else None
                    for k, need in enumerate(needed if isinstance(needed, (list, tuple)) else [needed] * len(tensors))]
     return None, None, None, None, input_grads
 
