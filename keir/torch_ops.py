@@ -32,7 +32,7 @@ from keir.compiler.kernel import DTYPES, Kernel
 from keir.dialect.node import Node
 from keir.dialect.ops import reduction_output_widths
 
-_NAMES = {"f32": "float32", "f64": "float64"}
+_NAMES = {short: name for name, short in DTYPES.items()}  # "f32" -> "float32"
 
 
 def tracing(arrays: tuple) -> bool:
