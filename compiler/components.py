@@ -26,11 +26,11 @@ import math
 from dataclasses import dataclass
 
 from keir.compiler.mlir_text import Builder
+from keir.dialect.catalogue.lowering import CHAINS, tree_sum
 from keir.dialect.node import Node
 
 LOOP_DIM = 16  # values of this dimension or more are computed in loops over their components
 UNROLL = 4  # components per iteration of a component loop (cheap components)
-CHAINS = 4  # independent accumulation chains of a sum over components (as _sum_of_products)
 # ops whose components cost tens of instructions: their loops take one component per iteration (the code
 # stays small, and the work per iteration already fills the pipeline)
 EXPENSIVE = frozenset({"exp", "log", "sin", "cos", "asin", "acos", "atan", "atan2", "xlogx", "sinxdivx"})
@@ -104,13 +104,6 @@ class Breaks:
         dim = nodes[0].dim
         points = sorted({0, dim}.union(*(self(n, level) for n in nodes)))
         return tuple(zip(points[:-1], points[1:]))
-
-
-def tree_sum(b: Builder, terms: list[str]) -> str:
-    while len(terms) > 1:
-        paired = [b.add(terms[k], terms[k + 1]) for k in range(0, len(terms) - 1, 2)]
-        terms = paired + ([terms[-1]] if len(terms) % 2 else [])
-    return terms[0]
 
 
 class Consumer:

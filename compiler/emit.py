@@ -16,13 +16,12 @@ from collections.abc import Iterable
 
 from keir.compiler.kernel import Kernel
 from keir.compiler.literals import float_literal
+from keir.dialect.catalogue import INTEGER_ATTRIBUTES
 from keir.dialect.node import Node, topological
-
-_INT_ATTRS = frozenset({"index", "exponent", "start", "length", "axis", "dim", "digits", "k"})
 
 
 def _attr_text(name: str, value: object) -> str:
-    if name in _INT_ATTRS:
+    if name in INTEGER_ATTRIBUTES:
         return f"{name} = {int(value)} : i64"
     if name == "value":
         return f"value = {float_literal(value, 'f64')} : f64"

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from keir.compiler import literals, mathlib
+from keir.compiler import literals
 from keir.compiler.components import (
     CHAINS,
     EXPENSIVE,
@@ -44,13 +44,12 @@ from keir.compiler.components import (
     consumer,
     is_wide,
     level_of,
-    tree_sum,
 )
 from keir.compiler.kernel import Kernel
 from keir.compiler.mlir_text import Builder, Names
 from keir.compiler.reductions import ReductionOptions, accumulator
 from keir.dialect.node import Node, make, swap_i_j, topological, variables
-from keir.dialect.ops import ELEMENTWISE_UNARY, reduction_output_widths
+from keir.dialect.ops import OPS, reduction_output_widths
 
 VECTOR_LANES = {"f32": 16, "f64": 8}
 BLOCK_SUM_LANES = 64  # block_sum: vectors per block
@@ -942,154 +941,17 @@ def _picked(node: Node) -> range:
     return range(node.attr("start"), node.attr("start") + node.attr("length"))
 
 
-_tree_sum = tree_sum
-
-
-def _sum_of_products(b: Builder, xs: list[str], ys: list[str] | None = None, subtract: bool = False) -> str:
-    """sum_k xs[k] * ys[k] (ys = xs if None), or sum_k (xs[k] - ys[k])^2 if subtract, as four interleaved
-    multiply-add chains, each term formed just before it is added: few live values (a wide formula would
-    otherwise hold every term in a register) and enough independent work to fill the pipeline. Up to four
-    terms, one chain: the rows of a block and the lanes already give the pipeline independent work."""
-    count = 1 if len(xs) <= CHAINS else CHAINS
-    chains: list[str] = []
-    for k, x in enumerate(xs):
-        y = x if ys is None else ys[k]
-        if subtract:
-            x = y = b.sub(x, y)
-        if k < count:
-            chains.append(b.mul(x, y))
-        else:
-            chains[k % count] = b.fma(x, y, chains[k % count])
-    return _tree_sum(b, chains)
-
-
-def _integer_power(b: Builder, x: str, n: int) -> str:
-    if n == 0:
-        return b.const(1.0)
-    result, base, m = None, x, abs(n)
-    while m:
-        if m & 1:
-            result = base if result is None else b.mul(result, base)
-        m >>= 1
-        if m:
-            base = b.mul(base, base)
-    return b.div(b.const(1.0), result) if n < 0 else result
-
-
-_ARITH = {"add": "addf", "sub": "subf", "mul": "mulf", "div": "divf"}
-_COMPARE = {"lt": "olt", "le": "ole", "gt": "ogt", "ge": "oge", "eq": "oeq", "ne": "une"}
-_MATH = {"sqrt": "sqrt", "abs": "absf", "floor": "floor"}
-
-
-def _elementwise(b: Builder, node: Node, x: list[str]) -> list[str]:
-    """One component of a unary elementwise op, for each component."""
-    op = node.op
-    one, zero = (lambda: b.const(1.0)), (lambda: b.const(0.0))
-    if op in _MATH:
-        return [b.math(_MATH[op], c) for c in x]
-    table = {
-        "neg": b.neg,
-        "exp": lambda c: mathlib.exp(b, c),
-        "log": lambda c: mathlib.log(b, c),
-        "sin": lambda c: mathlib.sin(b, c),
-        "cos": lambda c: mathlib.cos(b, c),
-        "asin": lambda c: mathlib.asin(b, c),
-        "acos": lambda c: mathlib.acos(b, c),
-        "atan": lambda c: mathlib.atan(b, c),
-        "rsqrt": lambda c: b.select(b.cmp("oeq", c, zero()), zero(), b.div(one(), b.math("sqrt", c))),  # KeOps: 0
-        "square": lambda c: b.mul(c, c),
-        "pow": lambda c: _integer_power(b, c, node.attr("exponent")),
-        "sign": lambda c: b.select(b.cmp("ogt", c, zero()), one(),
-                                   b.select(b.cmp("olt", c, zero()), b.const(-1.0), zero())),
-        # KeOps' definitions: x < 0 ? 0 : 1 and x < 0 ? 0 : x (so step(NaN) = 1 and relu(NaN) = NaN)
-        "step": lambda c: b.select(b.cmp("olt", c, zero()), zero(), one()),
-        "relu": lambda c: b.select(b.cmp("olt", c, zero()), zero(), c),
-        "xlogx": lambda c: b.select(b.cmp("oeq", c, zero()), zero(), b.mul(c, mathlib.log(b, c))),
-        "sinxdivx": lambda c: b.select(b.cmp("oeq", c, zero()), one(), b.div(mathlib.sin(b, c), c)),
-        "round": lambda c: _round(b, c, node.attr("digits")),
-    }
-    return [table[op](c) for c in x]
-
-
-def _round(b: Builder, x: str, digits: int) -> str:
-    if digits == 0:
-        return b.math("round", x)
-    scale = b.const(10.0**digits)
-    return b.div(b.math("round", b.mul(x, scale)), scale)
-
-
-def _arg_extreme(b: Builder, x: list[str], predicate: str) -> str:
-    """The index (as a float) of the first component that wins `predicate` against all before it."""
-    best, index = x[0], b.const(0.0)
-    for k, c in enumerate(x[1:], start=1):
-        better = b.cmp(predicate, c, best)
-        best = b.select(better, c, best)
-        index = b.select(better, b.const(float(k)), index)
-    return index
-
-
-def _nary(b: Builder, node: Node, xs: list[str]) -> str:
-    """One component of an elementwise op of several operands, given that component of each."""
-    op = node.op
-    if op in _ARITH:
-        return b.binary(_ARITH[op], *xs)
-    if op in _COMPARE:
-        return b.select(b.cmp(_COMPARE[op], *xs), b.const(1.0), b.const(0.0))
-    if op == "atan2":
-        return mathlib.atan2(b, *xs)
-    if op == "clamp":
-        # KeOps' definition, x < lo ? lo : (x > hi ? hi : x): lo wins when lo > hi (torch: hi), NaN stays NaN
-        x, lo, hi = xs
-        return b.select(b.cmp("olt", x, lo), lo, b.select(b.cmp("ogt", x, hi), hi, x))
-    if op == "ifelse":
-        f, x, y = xs
-        return b.select(b.cmp("oge", f, b.const(0.0)), x, y)
-    raise ValueError(f"keir.{op} has no CPU lowering (derivative ops are expanded by keir passes first)")
-
-
 def elementwise_component(b: Builder, node: Node, xs: list[str]) -> str:
     """One component of elementwise `node`, given that component of each operand (a dimension-1 operand's only
-    one)."""
-    if node.op in ELEMENTWISE_UNARY:
-        return _elementwise(b, node, xs)[0]
-    return _nary(b, node, xs)
+    one): the op's lowering in its catalogue record."""
+    return OPS[node.op].lower(b, node, *xs)
 
 
 def compute(b: Builder, node: Node, args: list[list[str]]) -> list[str]:
     """The components of `node` given its operands' components, on builder b (scalars or vectors)."""
-    op = node.op
-    if op == "constant":
-        return [b.const(node.attr("value"))]
-    if len(args) > 1 and op not in ("dot", "sqdist", "concat"):  # elementwise, dimension-1 operands broadcast
-        return [_nary(b, node, [a[k if len(a) > 1 else 0] for a in args]) for k in range(node.dim)]
-    (x, *rest) = args
-    if op in ELEMENTWISE_UNARY:
-        return _elementwise(b, node, x)
-    if op == "sum":
-        return [_tree_sum(b, list(x))]
-    if op == "sqnorm2":
-        return [_sum_of_products(b, x)]
-    if op == "dot":
-        return [_sum_of_products(b, x, rest[0])]
-    if op == "sqdist":
-        return [_sum_of_products(b, x, rest[0], subtract=True)]
-    if op in ("min", "max"):
-        extreme = b.min if op == "min" else b.max
-        result = x[0]
-        for c in x[1:]:
-            result = extreme(result, c)
-        return [result]
-    if op in ("argmin", "argmax"):
-        return [_arg_extreme(b, x, "olt" if op == "argmin" else "ogt")]
-    if op == "one_hot":
-        rounded = b.math("roundeven", x[0])
-        return [b.select(b.cmp("oeq", rounded, b.const(float(k))), b.const(1.0), b.const(0.0))
-                for k in range(node.dim)]
-    if op == "elem":
-        return [x[node.attr("index")]]
-    if op == "extract":
-        start = node.attr("start")
-        return x[start : start + node.attr("length")]
-    if op == "concat":
-        return list(x) + list(rest[0])
-    raise ValueError(f"keir.{op} has no CPU lowering (derivative ops are expanded by keir passes first)")
+    record = OPS[node.op]
+    if record.lower is None:
+        raise ValueError(f"keir.{node.op} has no per-op lowering: {record.lowered_by}")
+    if record.elementwise:  # dimension-1 operands broadcast
+        return [record.lower(b, node, *[a[k if len(a) > 1 else 0] for a in args]) for k in range(node.dim)]
+    return record.lower(b, node, args)

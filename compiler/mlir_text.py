@@ -85,6 +85,12 @@ class Builder:
     def math(self, op: str, a: str) -> str:
         return self.emit(f"math.{op} {a} : {self.type}")
 
+    def routine(self, name: str, *operands: str) -> str:
+        """keir.compiler.mathlib's vectorised routine `name` (exp, log, sin, ...) on the operands."""
+        from keir.compiler import mathlib  # mathlib builds on this module
+
+        return getattr(mathlib, name)(self, *operands)
+
     def math_binary(self, op: str, a: str, b: str) -> str:
         """A two-operand math op, e.g. copysign, atan2, powf."""
         return self.emit(f"math.{op} {a}, {b} : {self.type}")

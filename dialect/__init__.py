@@ -1,14 +1,14 @@
-"""The keir dialect: its IRDL definition (keir.irdl.mlir), the op table and the formula DAG."""
+"""The keir dialect: the op catalogue, the formula DAG, and the IRDL definition generated from the catalogue."""
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
+from keir.dialect.catalogue import irdl_text  # importing the catalogue fills OPS
 from keir.dialect.node import Node, constant, make, var
 from keir.dialect.ops import OPS, DimensionError
 
-IRDL_SOURCE = resources.files(__name__).joinpath("keir.irdl.mlir").read_text()
+IRDL_SOURCE = irdl_text()
 
 
 def load_dialect(context: Any) -> None:

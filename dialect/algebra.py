@@ -332,32 +332,9 @@ def embed(part: Node, start: int, dim: int) -> Node:
 
 # ---- rebuilding a node through its smart constructor ---------------------------------------------------------
 
-_BY_OP: dict[str, Callable[..., Node]] = {
-    "add": add,
-    "sub": sub,
-    "mul": mul,
-    "div": div,
-    "neg": neg,
-    "exp": exp,
-    "log": log,
-    "sqrt": sqrt,
-    "rsqrt": rsqrt,
-    "abs": absolute,
-    "square": square,
-    "pow": lambda a, exponent: power(a, exponent),
-    "sum": sum_,
-    "dot": dot,
-    "sqnorm2": sqnorm2,
-    "sqdist": sqdist,
-    "elem": lambda a, index: elem(a, index),
-    "extract": lambda a, start, length: extract(a, start, length),
-    "concat": concat,
-}
-
-
 def rebuild(node: Node, args: tuple[Node, ...]) -> Node:
     """node's op on new operands, simplified where a smart constructor exists (else built as is)."""
-    build = _BY_OP.get(node.op)
+    build = OPS[node.op].build
     if build is None:
         return Node(node.op, args, node.attrs)
     return build(*args, **dict(node.attrs))

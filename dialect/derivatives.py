@@ -1,11 +1,12 @@
-"""The derivative rules of the keir ops, as data beside the op table (`keir.dialect.ops`).
+"""Differentiation of keir formulas: the helpers the ops' VJP rules are built from, and the rules of the
+reductions.
 
-`VJP[op](y, e)` is the vector-Jacobian product of the node y = op(a, b, ...) with a cotangent e of y's
-dimension: one contribution per operand, e . dy/da, e . dy/db, ..., each of its operand's dimension (None
-where there is nothing to add). Rules build with the smart constructors of `keir.dialect.algebra`, so that
-zeros and ones fold away as the derivative is built. `keir-differentiate` applies them in reverse
-topological order; an op without a rule is listed in `NON_DIFFERENTIABLE` with the reason, and asking for
-its gradient raises `NotDifferentiableError` naming the op.
+Each op's rule is in its catalogue record (`keir.dialect.catalogue`): `vjp(y, e)` is the vector-Jacobian
+product of the node y = op(a, b, ...) with a cotangent e of y's dimension: one contribution per operand,
+e . dy/da, e . dy/db, ..., each of its operand's dimension (None where there is nothing to add). Rules
+build with the smart constructors of `keir.dialect.algebra`, so that zeros and ones fold away as the
+derivative is built. `keir-differentiate` applies them in reverse topological order; a record without a
+rule states the reason, and asking for its gradient raises `NotDifferentiableError` naming the op.
 
 A reduction's rule is keyed by reduction kind in `REDUCTION_VJP`, with the same signature: for y =
 reduce(f), it gives the cotangent of f at one (i, j) pair from the cotangent e of the output row, and may
@@ -21,6 +22,7 @@ from collections.abc import Callable
 
 from keir.dialect import algebra as A
 from keir.dialect.node import Node, constant, make, substitute
+from keir.dialect.ops import OPS
 
 
 class NotDifferentiableError(ValueError):
@@ -31,94 +33,28 @@ Contributions = tuple[Node | None, ...]
 VjpRule = Callable[[Node, Node], Contributions]
 
 
-def _unbroadcast(contribution: Node, operand: Node) -> Node:
+def unbroadcast(contribution: Node, operand: Node) -> Node:
     """An operand of dimension 1 was broadcast to the result's components: its cotangent is their sum."""
     return contribution if contribution.dim == operand.dim else A.sum_(contribution)
 
 
-def _binary(rule: Callable[[Node, Node, Node, Node], tuple[Node, Node]]) -> VjpRule:
+def binary(rule: Callable[[Node, Node, Node, Node], tuple[Node, Node]]) -> VjpRule:
     def vjp(y: Node, e: Node) -> Contributions:
         a, b = y.args
         da, db = rule(y, e, a, b)
-        return _unbroadcast(da, a), _unbroadcast(db, b)
+        return unbroadcast(da, a), unbroadcast(db, b)
 
     return vjp
 
 
-def _leaf(y: Node, e: Node) -> Contributions:
+def leaf(y: Node, e: Node) -> Contributions:
     return ()
 
 
-def _div(y: Node, e: Node, a: Node, b: Node) -> tuple[Node, Node]:
-    # d(a/b) = da/b - (a/b) db/b: the quotient e/b serves both operands.
-    quotient = A.div(e, b)
-    return quotient, A.neg(A.mul(quotient, y))
-
-
-def _sqdist(y: Node, e: Node) -> Contributions:
-    a, b = y.args
-    twice = A.mul(A.mul(constant(2.0), e), A.sub(a, b))
-    return twice, A.neg(twice)
-
-
-def _pow(y: Node, e: Node) -> Contributions:
-    (a,) = y.args
-    n = y.attr("exponent")
-    return (A.mul(A.mul(constant(float(n)), A.power(a, n - 1)), e),)
-
-
-def _concat(y: Node, e: Node) -> Contributions:
-    a, b = y.args
-    return A.extract(e, 0, a.dim), A.extract(e, a.dim, b.dim)
-
-
-def _atan2(y: Node, e: Node, a: Node, b: Node) -> tuple[Node, Node]:
-    # atan2(a, b) = the angle of (b, a): d = (b da - a db) / (a^2 + b^2)
-    scaled = A.div(e, A.add(A.square(a), A.square(b)))
-    return A.mul(scaled, b), A.neg(A.mul(scaled, a))
-
-
-def _clamp(y: Node, e: Node) -> Contributions:
-    # clamp(a, low, high) = low if a < low, else high if a > high, else a (KeOps' definition, which also holds
-    # when low > high): each operand gets the cotangent where the forward takes it.
-    a, low, high = y.args
-    not_below = make("ge", a, low)
-    above = A.mul(not_below, make("gt", a, high))
-    inside = A.mul(not_below, make("le", a, high))
-    return tuple(
-        _unbroadcast(A.fit(c, y.dim), operand)
-        for c, operand in ((A.mul(e, inside), a), (A.mul(e, make("lt", a, low)), low), (A.mul(e, above), high))
-    )
-
-
-def _ifelse(y: Node, e: Node) -> Contributions:
-    condition, then, otherwise = y.args
-    taken = make("ge", condition, constant(0.0))  # as the forward selects: a NaN condition takes `otherwise`
-    return (
-        None,
-        _unbroadcast(A.fit(A.mul(e, taken), y.dim), then),
-        _unbroadcast(A.fit(A.mul(e, A.sub(constant(1.0), taken)), y.dim), otherwise),
-    )
-
-
-def _selected(index_op: str) -> VjpRule:
-    """min/max of a's components: the cotangent goes to the selected component (the first on ties)."""
-
-    def vjp(y: Node, e: Node) -> Contributions:
-        (a,) = y.args
-        return (A.mul(e, make("one_hot", make(index_op, a), dim=a.dim)),)
-
-    return vjp
-
-
-def _piecewise_constant(y: Node, e: Node) -> Contributions:
+def piecewise_constant(y: Node, e: Node) -> Contributions:
     """Ops whose value is locally constant (comparisons, rounding, indices): derivative zero almost
     everywhere, so nothing flows back (as in torch)."""
     return (None,) * len(y.args)
-
-
-def _one_minus_square(a: Node) -> Node:
-    return A.sub(constant(1.0), A.square(a))
 
 
 def reduction_rule(kind: str) -> VjpRule:
@@ -130,7 +66,7 @@ def reduction_rule(kind: str) -> VjpRule:
     raise NotDifferentiableError(f"keir.reduce of kind {kind!r} is not differentiable: {reason}")
 
 
-def _reduce(y: Node, e: Node) -> Contributions:
+def reduce_vjp(y: Node, e: Node) -> Contributions:
     return reduction_rule(y.attr("kind"))(y, e)
 
 
@@ -142,64 +78,9 @@ def _logsumexp_weight(y: Node, e: Node) -> Contributions:
     return (A.concat(A.dot(dw, w), dw),)
 
 
-VJP: dict[str, VjpRule] = {
-    "var": _leaf,
-    "constant": _leaf,
-    "add": _binary(lambda y, e, a, b: (e, e)),
-    "sub": _binary(lambda y, e, a, b: (e, A.neg(e))),
-    "mul": _binary(lambda y, e, a, b: (A.mul(e, b), A.mul(e, a))),
-    "div": _binary(_div),
-    "neg": lambda y, e: (A.neg(e),),
-    "exp": lambda y, e: (A.mul(e, y),),
-    "log": lambda y, e: (A.div(e, y.args[0]),),
-    # KeOps' conventions: sqrt' = rsqrt / 2 and rsqrt' = -rsqrt^3 / 2, with rsqrt(0) = 0, so both derivatives
-    # are 0 at 0 (a Laplace kernel exp(-|x - y|) has a finite gradient where x = y).
-    "sqrt": lambda y, e: (A.mul(A.mul(constant(0.5), e), A.rsqrt(y.args[0])),),
-    "rsqrt": lambda y, e: (A.mul(A.mul(constant(-0.5), e), A.power(y, 3)),),
-    "square": lambda y, e: (A.mul(A.mul(constant(2.0), e), y.args[0]),),
-    "pow": _pow,
-    "abs": lambda y, e: (A.mul(e, make("sign", y.args[0])),),  # sign(0) = 0: 0 at the kink, as KeOps and torch
-    "sum": lambda y, e: (A.fit(e, y.args[0].dim),),
-    "dot": lambda y, e: (A.mul(e, y.args[1]), A.mul(e, y.args[0])),
-    "sqdist": _sqdist,
-    "sqnorm2": lambda y, e: (A.mul(A.mul(constant(2.0), e), y.args[0]),),
-    "elem": lambda y, e: (A.embed(e, y.attr("index"), y.args[0].dim),),
-    "extract": lambda y, e: (A.embed(e, y.attr("start"), y.args[0].dim),),
-    "concat": _concat,
-    "sin": lambda y, e: (A.mul(e, make("cos", y.args[0])),),
-    "cos": lambda y, e: (A.neg(A.mul(e, make("sin", y.args[0]))),),
-    "asin": lambda y, e: (A.mul(e, A.rsqrt(_one_minus_square(y.args[0]))),),
-    "acos": lambda y, e: (A.neg(A.mul(e, A.rsqrt(_one_minus_square(y.args[0])))),),
-    "atan": lambda y, e: (A.div(e, A.add(constant(1.0), A.square(y.args[0]))),),
-    "atan2": _binary(_atan2),
-    "relu": lambda y, e: (A.mul(e, make("step", y.args[0])),),  # step(0) = 1: 1 at the kink, as KeOps (torch: 0)
-    "xlogx": lambda y, e: (A.mul(e, A.add(A.log(y.args[0]), constant(1.0))),),
-    # d (sin a / a) = (cos a - sin a / a) / a, and 0 at a = 0 (selected: -|a| >= 0 only there)
-    "sinxdivx": lambda y, e: (A.mul(e, make("ifelse", A.neg(make("abs", y.args[0])), constant(0.0),
-                                            A.div(A.sub(make("cos", y.args[0]), y), y.args[0]))),),
-    "clamp": _clamp,
-    "ifelse": _ifelse,
-    "min": _selected("argmin"),
-    "max": _selected("argmax"),
-    "sign": _piecewise_constant,
-    "step": _piecewise_constant,
-    "floor": _piecewise_constant,
-    "round": _piecewise_constant,
-    "lt": _piecewise_constant,
-    "le": _piecewise_constant,
-    "gt": _piecewise_constant,
-    "ge": _piecewise_constant,
-    "eq": _piecewise_constant,
-    "ne": _piecewise_constant,
-    "argmin": _piecewise_constant,
-    "argmax": _piecewise_constant,
-    "one_hot": _piecewise_constant,
-    "reduce": _reduce,
-}
-
 # The cotangent of a reduction's formula at (i, j), from the cotangent e of the output row (y stands for the
 # output row's value). Every kind in REDUCTION_KINDS has a rule here or a reason in
-# NON_DIFFERENTIABLE_REDUCTIONS (tests/test_derivatives.py keeps the tables in step with keir.dialect.ops).
+# NON_DIFFERENTIABLE_REDUCTIONS (tests/test_derivatives.py keeps the tables in step with REDUCTION_KINDS).
 REDUCTION_VJP: dict[str, VjpRule] = {
     "sum": lambda y, e: (e,),
     "logsumexp": lambda y, e: (A.mul(e, A.exp(A.sub(y.args[0], y))),),  # dy/df_j = softmax_j = exp(f_j - y)
@@ -227,21 +108,12 @@ NON_DIFFERENTIABLE_REDUCTIONS: dict[str, str] = {
     "sumsoftmaxweight": "its gradient needs the normaliser sum_j exp(f) as a second reduction",
 }
 
-NON_DIFFERENTIABLE: dict[str, str] = {
-    "grad": "keir-differentiate expands a keir.grad (innermost first) before differentiating the formula "
-    "around it, so an unexpanded one is never differentiated",
-    "laplacian": "keir-trace expands it into plain ops; run keir-trace before differentiating through it",
-    "divergence": "keir-trace expands it into plain ops; run keir-trace before differentiating through it",
-    "trace": "keir-trace expands it into plain ops; run keir-trace before differentiating through it",
-}
-
-
 def vjp_rule(op: str) -> VjpRule:
     """The rule of op; NotDifferentiableError naming the op if it has none."""
-    rule = VJP.get(op)
-    if rule is not None:
-        return rule
-    reason = NON_DIFFERENTIABLE.get(op, "no derivative rule is registered for it")
+    record = OPS[op]
+    if record.vjp is not None:
+        return record.vjp
+    reason = record.not_differentiable
     raise NotDifferentiableError(f"keir.{op} is not differentiable: {reason}")
 
 
@@ -315,5 +187,5 @@ def _formula_cotangent(reduction: Node, cotangent: Node, output: Node, selected:
             raise ValueError(f"a derivative of a {kind} reduction needs the indicator of the selected pairs, "
                              f"of dimension {reduction.dim}")
         cotangent = A.mul(cotangent, selected)
-    (formula_cotangent,) = vjp_rule("reduce")(reduction, cotangent)
+    (formula_cotangent,) = reduce_vjp(reduction, cotangent)
     return substitute(formula_cotangent, {reduction: output})

@@ -8,7 +8,7 @@ cotangent it carries to a node n of dimension m is a D x m *matrix* W_n, with
     tr(T) = sum over the nodes n that read v directly of tr(W_n L_n),   L_n the m x D matrix of n(v) = L_n v.
 
 At the result W = I (the D x D identity); at v itself the contribution is tr(W_v). A rule of the table
-below gives W_a for an operand a of n from W_n, for the operands that n is linear in. W is never stored
+rule gives W_a for an operand a of n from W_n, for the operands that n is linear in. W is never stored
 as D x m numbers: it is a short sum of structured terms whose entries are formulas,
 
     Diagonal(scale, row, col, size)   W[row + l, col + l] = scale_l   (l < size; scale of dimension size or 1)
@@ -19,9 +19,10 @@ sum or dot product makes an Outer, and component access shifts columns. The trac
 of its scale when it sits on the main diagonal (row == col), and the trace of an Outer is <left, right>:
 neither the Hessian nor D separate derivatives are ever formed.
 
-`LINEARITY[op]` says which operands op is linear in, and whether jointly (a sum: all of them may depend on
-v at once) or separately (a product: one of them may, the others are held fixed). An op missing from the
-table is not linear in any operand: keir-trace refuses a formula in which such an op depends on v.
+An op's record (`keir.dialect.catalogue`) holds its `Linearity`: which operands it is linear in, and
+whether jointly (a sum: all of them may depend on v at once) or separately (a product: one of them may, the
+others are held fixed), with the transpose rule. An op without one is not linear in any operand: keir-trace
+refuses a formula in which such an op depends on v.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from keir.dialect import algebra as A
-from keir.dialect.node import Node, constant, make
+from keir.dialect.node import Node, constant
 
 
 @dataclass(frozen=True)
@@ -147,73 +148,12 @@ def trace_at_variable(W: tuple[Term, ...]) -> Node:
 # ---- the rules ------------------------------------------------------------------------------------------------
 
 
-def _broadcast(node: Node, W: tuple[Term, ...], operand: Node, dim: int, factor: Node) -> list[Term]:
-    """The cotangent of an operand of node = operand * factor (elementwise, either side broadcast)."""
-    if operand.dim == node.dim:
+def elementwise_factor(node: Node, W: tuple[Term, ...], k: int, dim: int, factor: Node) -> list[Term]:
+    """The cotangent of operand k of an elementwise node = operand * factor (either side broadcast)."""
+    if node.args[k].dim == node.dim:
         return scale_columns(W, factor)
     # a scalar operand spread over node's components: one column, W times the factor's components
     return [Outer(apply(W, A.fit(factor, node.dim), dim), constant(1.0))]
-
-
-def _add(node: Node, W: tuple[Term, ...], k: int, dim: int) -> list[Term]:
-    return _broadcast(node, W, node.args[k], dim, constant(1.0))
-
-
-def _sub(node: Node, W: tuple[Term, ...], k: int, dim: int) -> list[Term]:
-    return _broadcast(node, W, node.args[k], dim, constant(1.0 if k == 0 else -1.0))
-
-
-def _mul(node: Node, W: tuple[Term, ...], k: int, dim: int) -> list[Term]:
-    return _broadcast(node, W, node.args[k], dim, node.args[1 - k])
-
-
-def _div(node: Node, W: tuple[Term, ...], k: int, dim: int) -> list[Term]:
-    return _broadcast(node, W, node.args[0], dim, A.div(constant(1.0), node.args[1]))
-
-
-def _neg(node: Node, W: tuple[Term, ...], k: int, dim: int) -> list[Term]:
-    return negate(W)
-
-
-def _sum(node: Node, W: tuple[Term, ...], k: int, dim: int) -> list[Term]:
-    return [Outer(column(W, dim), A.fit(constant(1.0), node.args[0].dim))]
-
-
-def _dot(node: Node, W: tuple[Term, ...], k: int, dim: int) -> list[Term]:
-    return [Outer(column(W, dim), node.args[1 - k])]
-
-
-def _elem(node: Node, W: tuple[Term, ...], k: int, dim: int) -> list[Term]:
-    return shift_columns(W, node.attr("index"), node.args[0].dim)
-
-
-def _extract(node: Node, W: tuple[Term, ...], k: int, dim: int) -> list[Term]:
-    return shift_columns(W, node.attr("start"), node.args[0].dim)
-
-
-def _concat(node: Node, W: tuple[Term, ...], k: int, dim: int) -> list[Term]:
-    first = node.args[0].dim
-    return restrict_columns(W, 0, first) if k == 0 else restrict_columns(W, first, node.args[1].dim)
-
-
-def _ifelse(node: Node, W: tuple[Term, ...], k: int, dim: int) -> list[Term]:
-    taken = make("step", node.args[0])
-    return _broadcast(node, W, node.args[k], dim, taken if k == 1 else A.sub(constant(1.0), taken))
-
-
-LINEARITY: dict[str, Linearity] = {
-    "add": Linearity((0, 1), True, _add),
-    "sub": Linearity((0, 1), True, _sub),
-    "neg": Linearity((0,), True, _neg),
-    "sum": Linearity((0,), True, _sum),
-    "elem": Linearity((0,), True, _elem),
-    "extract": Linearity((0,), True, _extract),
-    "concat": Linearity((0, 1), True, _concat),
-    "ifelse": Linearity((1, 2), True, _ifelse),  # b where a >= 0, else c: linear in (b, c) for a fixed
-    "mul": Linearity((0, 1), False, _mul),
-    "dot": Linearity((0, 1), False, _dot),
-    "div": Linearity((0,), False, _div),  # a / b: linear in a for a fixed b
-}
 
 
 def merge(terms: list[Term]) -> tuple[Term, ...]:
@@ -239,4 +179,5 @@ def merge(terms: list[Term]) -> tuple[Term, ...]:
     return tuple(merged)
 
 
-__all__ = ["LINEARITY", "Linearity", "Diagonal", "Outer", "Term", "apply", "column", "merge", "trace_at_variable"]
+__all__ = ["Linearity", "Diagonal", "Outer", "Term", "apply", "column", "elementwise_factor", "merge",
+           "negate", "restrict_columns", "scale_columns", "shift_columns", "trace_at_variable"]

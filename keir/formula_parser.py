@@ -19,12 +19,14 @@ An error names the problem and points at the offending token:
 
 from __future__ import annotations
 
+import math
 import re
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from keir.dialect.catalogue import KEOPS_NAMES
 from keir.dialect.ops import OPS
 
 _TOKEN = re.compile(r"\s*(?:(?P<number>\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+(?:[eE][-+]?\d+)?)"
@@ -72,6 +74,9 @@ class VariableSpec:
     index: int
     category: str
     dim: int
+
+
+_NON_FINITE = {"inf": math.inf, "nan": math.nan}
 
 
 class _Parser:
@@ -156,9 +161,11 @@ class _Parser:
             raise self.error(f"expected a number, a name or '(', found {found}")
         self.take()
         if self.token.text != "(":
-            if token.text not in self.names:
-                raise self.error(f"unknown name {token.text!r} (not an alias)", token)
-            return self.names[token.text]
+            if token.text in self.names:
+                return self.names[token.text]
+            if token.text in _NON_FINITE:  # how str() writes them (no alias of that name)
+                return self.number(_NON_FINITE[token.text])
+            raise self.error(f"unknown name {token.text!r} (not an alias)", token)
         if token.text in ("Vi", "Vj", "Pm", "Var"):
             return self.variable(self.variable_spec(token))
         if token.text == "IntCst":
@@ -246,16 +253,6 @@ def parse_formula(text: str, functions: dict[str, Callable[..., Any]], names: di
     return _Parser(text, functions, names, variable, number).parse()
 
 
-_KEOPS_NAMES = {
-    "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "rsqrt": "Rsqrt", "square": "Square", "abs": "Abs", "sum": "Sum",
-    "sqdist": "SqDist", "sqnorm2": "SqNorm2", "sin": "Sin", "cos": "Cos", "asin": "Asin", "acos": "Acos",
-    "atan": "Atan", "atan2": "Atan2", "sign": "Sign", "step": "Step", "relu": "ReLU", "floor": "Floor",
-    "round": "Round", "xlogx": "XLogX", "sinxdivx": "SinXDivX", "clamp": "Clamp", "ifelse": "IfElse",
-    "min": "Min", "max": "Max", "argmin": "ArgMin", "argmax": "ArgMax", "one_hot": "OneHot", "elem": "Elem",
-    "extract": "Extract", "concat": "Concat", "pow": "Pow", "grad": "Grad", "laplacian": "Laplacian",
-    "divergence": "Divergence", "trace": "TraceOperator", "lt": "LessThan", "le": "LessOrEqual",
-    "gt": "GreaterThan", "ge": "GreaterOrEqual", "eq": "Equal", "ne": "NotEqual",
-}
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "dot": "|"}
 
 
@@ -299,8 +296,10 @@ def format_formula(node: Any) -> str:
         head = {"i": "Vi", "j": "Vj", "p": "Pm"}[node.attr("category")]
         return f"{head}({node.attr('index')},{node.dim})"
     if node.op == "constant":
-        value = node.attr("value")
-        return repr(int(value)) if float(value).is_integer() else repr(value)
+        value = float(node.attr("value"))
+        if value.is_integer() and abs(value) < 2.0**53 and math.copysign(1.0, value) > 0:
+            return repr(int(value))  # 2, not 2.0 (as KeOps writes integers); -0.0 keeps its sign
+        return repr(value)  # the shortest decimal that reads back to the same double
     args = [format_formula(a) for a in node.args]
     if node.op in _INFIX:
         return f"({args[0]} {_INFIX[node.op]} {args[1]})"
@@ -309,4 +308,4 @@ def format_formula(node: Any) -> str:
     spec = OPS[node.op]  # attributes in the op's declared order (KeOps': Extract(x, start, length))
     given = dict(node.attrs)
     attrs = [str(given[key]) for key in (*spec.attrs, *spec.optional_attrs) if key in given]
-    return f"{_KEOPS_NAMES.get(node.op, node.op)}({', '.join(args + attrs)})"
+    return f"{KEOPS_NAMES.get(node.op, node.op)}({', '.join(args + attrs)})"

@@ -13,7 +13,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from keir.dialect.node import var
+from keir.dialect.catalogue.record import ATTRIBUTE_TYPES, Op
+from keir.dialect.node import make, var
+from keir.dialect.ops import OPS
 from keir.formula_parser import VariableSpec, parse_alias, parse_formula
 from keir.reduction import reject_ranges
 from keir.symbolic import SymbolicVariable, batch_dims, bind_symbolic, check_argument, has_symbolic_variables
@@ -52,35 +54,19 @@ def _tensordot(a: Any, b: Any, dimfa: Any, dimfb: Any, contfa: Any, contfb: Any,
 # KeOps function name -> how to build it on LazyTensors (args: LazyTensors, Python numbers, lists of numbers).
 # KeOps puts the weights first in WeightedSqNorm(s, x), WeightedSqDist(s, x, y) and the SqNorm* family.
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "Exp": lambda x: x.exp(), "Log": lambda x: x.log(), "Sqrt": lambda x: x.sqrt(), "Rsqrt": lambda x: x.rsqrt(),
-    "Square": lambda x: x.square(), "Abs": lambda x: abs(x), "Minus": lambda x: -x, "Inv": lambda x: x.inv(),
-    "Sin": lambda x: x.sin(), "Cos": lambda x: x.cos(), "Asin": lambda x: x.asin(), "Acos": lambda x: x.acos(),
-    "Atan": lambda x: x.atan(), "Atan2": lambda y, x: y.atan2(x), "Sign": lambda x: x.sign(),
-    "Step": lambda x: x.step(), "ReLU": lambda x: x.relu(), "Floor": lambda x: x.floor(),
-    "Round": lambda x, d=0: x.round(_integer(d, "Round")), "XLogX": lambda x: x.xlogx(),
-    "SinXDivX": lambda x: x.sinxdivx(),
-    "Add": lambda x, y: x + y, "Subtract": lambda x, y: x - y, "Mult": lambda x, y: x * y,
-    "Divide": lambda x, y: x / y, "Scalprod": lambda x, y: x | y,
+    "Inv": lambda x: x.inv(), "Scalprod": lambda x, y: x | y,
+    "Round": lambda x, d=0: x.round(_integer(d, "Round")),
     "Pow": lambda x, n: x ** _integer(n, "Pow"), "Powf": lambda x, y: x.powf(y),
     "IntInv": lambda n: 1.0 / _integer(n, "IntInv"),
-    "Sum": lambda x: x.sum(), "SumT": lambda x, d: _sum_t(x, _integer(d, "SumT")),
-    "Min": lambda x: x.min(), "Max": lambda x: x.max(), "ArgMin": lambda x: x.argmin(),
-    "ArgMax": lambda x: x.argmax(),
-    "SqDist": lambda x, y: x.sqdist(y), "SqNorm2": lambda x: x.sqnorm2(), "Norm2": lambda x: x.norm2(),
-    "Normalize": lambda x: x.normalize(),
+    "SumT": lambda x, d: _sum_t(x, _integer(d, "SumT")),
+    "Norm2": lambda x: x.norm2(), "Normalize": lambda x: x.normalize(),
     "WeightedSqNorm": lambda s, x: x.weightedsqnorm(s), "WeightedSqDist": lambda s, x, y: x.weightedsqdist(y, s),
     "SqNormIso": lambda s, x: x.weightedsqnorm(s), "SqNormDiag": lambda s, x: x.weightedsqnorm(s),
     "SymSqNorm": lambda a, x: x.weightedsqnorm(a),
-    "Elem": lambda x, k: x.elem(_integer(k, "Elem")),
     "ElemT": lambda x, d, k: _placed(x, _integer(k, "ElemT"), _integer(d, "ElemT")),  # ElemT(f, N, M): length N
-    "Extract": lambda x, start, length: x.extract(_integer(start, "Extract"), _integer(length, "Extract")),
     "ExtractT": lambda x, start, d: _placed(x, _integer(start, "ExtractT"), _integer(d, "ExtractT")),
-    "Concat": lambda x, y: x.concat(y), "OneHot": lambda x, d: x.one_hot(_integer(d, "OneHot")),
-    "Clamp": lambda x, a, b: x.clamp(a, b),
     "ClampInt": lambda x, a, b: x.clamp(_integer(a, "ClampInt"), _integer(b, "ClampInt")),
-    "IfElse": lambda f, a, b: f.ifelse(a, b), "Mod": lambda x, a, b=0: x.mod(a, b),
-    "LessThan": lambda x, y: x < y, "LessOrEqual": lambda x, y: x <= y, "GreaterThan": lambda x, y: x > y,
-    "GreaterOrEqual": lambda x, y: x >= y, "Equal": lambda x, y: x == y, "NotEqual": lambda x, y: x != y,
+    "Mod": lambda x, a, b=0: x.mod(a, b),
     "MatVecMult": lambda a, v: a.matvecmult(v), "VecMatMult": lambda v, a: v.vecmatmult(a),
     "TensorProd": lambda x, y: x.tensorprod(y),
     "Kron": lambda x, y, dimfx, dimfy: x.keops_kron(y, _ints(dimfx, "Kron"), _ints(dimfy, "Kron")),
@@ -95,6 +81,27 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "RatCst": lambda p, q: _integer(p, "RatCst") / _integer(q, "RatCst"),
     "DiffClampInt": lambda x, a, b: (x >= _integer(a, "DiffClampInt")) * (x <= _integer(b, "DiffClampInt")),
 }
+
+
+def _catalogue_function(record: Op) -> Callable[..., Any]:
+    """KeOps' spelling of a catalogue op, Name(operands..., attributes...), as the op on LazyTensors."""
+    def build(*args: Any) -> Any:
+        if len(args) != record.arity + len(record.attrs):
+            raise ValueError(f"{record.keops} takes {record.arity} formula(s)"
+                             + (f" then {', '.join(record.attrs)}" if record.attrs else "") + f", got {len(args)}")
+        first, *others = args[: record.arity]
+        attrs = {name: _integer(value, record.keops) for name, value in zip(record.attrs, args[record.arity:])}
+        return first._combine_many(others, lambda *nodes: make(record.name, *nodes, **attrs))
+
+    return build
+
+
+# Every catalogue op with a KeOps name reads back as itself (the hand-written entries above take precedence:
+# KeOps functions keir builds from several ops, or whose arguments need handling).
+for _record in OPS.values():
+    if _record.keops and _record.keops not in FUNCTIONS and _record.arity and all(
+            ATTRIBUTE_TYPES[a] is int for a in _record.attrs):
+        FUNCTIONS[_record.keops] = _catalogue_function(_record)
 # Functions whose first argument is a number, not a formula (the others lift a number there: Concat(0, x)).
 _NUMBER_FIRST = ("IntInv", "RatCst", "Zero")
 
@@ -254,13 +261,11 @@ class KernelSolve:
 
     def __call__(self, *arrays: Any, backend: str = "auto", device_id: int = -1, alpha: float = 1e-10,
                  eps: float = 1e-6, ranges: Any = None, max_iterations: int | None = None) -> Any:
-        from keir.solve import genred_solve
-
         reject_ranges(ranges)
         b = arrays[self.position]
         iterations = max_iterations if max_iterations is not None else 10 * b.shape[0] + 10
-        return genred_solve(self.genred, arrays, self.position, alpha, eps, iterations,
-                            {"backend": backend, "device_id": device_id})
+        return self.genred.lazy_class.adapter.genred_solve(self.genred, arrays, self.position, alpha, eps, iterations,
+                                                           {"backend": backend, "device_id": device_id})
 
 
 def make_generic(genred: type) -> tuple[Callable[..., Genred], ...]:

@@ -16,8 +16,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from keir.compiler.passes import keir_differentiate, keir_trace
+from keir.dialect.catalogue.record import Op
 from keir.dialect.node import Node, constant, interned, make, substitute, swap_i_j, var, variables
-from keir.dialect.ops import DimensionError
+from keir.dialect.ops import OPS, DimensionError
 from keir.formula_parser import carry_composite_names, format_formula, name_composite
 from keir.reduction import Reduction, reject_ranges  # which loads the runtime (and llvmlite) with the API
 from keir.symbolic import SymbolicVariable, symbolic_variable
@@ -216,6 +217,18 @@ class ArrayAdapter:
         """Whether any of these inputs (arrays of this front end, or numbers) lives on a CUDA device."""
         return False
 
+    def cuda_device(self, arrays: tuple) -> int | None:
+        """The index of the CUDA device the inputs live on, None if none does."""
+        return None
+
+    def device_inputs(self, arrays: tuple) -> list[Any]:
+        """The inputs of a GPU kernel when they live on the device (a number parameter joins them there)."""
+        raise TypeError("NumPy arrays never live on a CUDA device")
+
+    def stack(self, parts: list[Any]) -> Any:
+        """The outputs of the batch entries of a reduction as one array."""
+        return np.stack(parts)
+
     def needs_autograd(self, arrays: tuple) -> bool:
         """Whether a reduction over these inputs must be recorded for autograd."""
         return False
@@ -229,6 +242,22 @@ class ArrayAdapter:
 
     def as_array(self, obj: Any) -> Any:
         return np.asarray(obj)
+
+    # A front end whose arrays can need autograd or be traced also gives `differentiable(reduction)` and
+    # `traced(reduction)`, which Reduction calls then (keir.torch's adapter: keir.autograd, keir.torch_ops).
+
+    def solve(self, kernel: Any, operator: Any, b: Any, alpha: float, eps: float, iterations: int) -> Any:
+        """LazyTensor.solve's conjugate gradient (keir.solve); the torch adapter's is differentiable."""
+        from keir.solve import solve_arrays
+
+        return solve_arrays(kernel, operator, b, alpha, eps, iterations)
+
+    def genred_solve(self, genred: Any, arrays: tuple, position: int, alpha: float, eps: float, iterations: int,
+                     options: dict[str, Any]) -> Any:
+        """KernelSolve's conjugate gradient (keir.solve); the torch adapter's is differentiable."""
+        from keir.solve import genred_solve_arrays
+
+        return genred_solve_arrays(genred, arrays, position, alpha, eps, iterations, options)
 
 
 class LazyTensor:
@@ -411,68 +440,13 @@ class LazyTensor:
             return self.powf(exponent)
         raise ValueError(f"the exponent must be a number or a LazyTensor, got {type(exponent).__name__}")
 
-    def exp(self) -> LazyTensor:
-        return self._unary("exp")
-
-    def log(self) -> LazyTensor:
-        return self._unary("log")
-
-    def sqrt(self) -> LazyTensor:
-        return self._unary("sqrt")
-
-    def rsqrt(self) -> LazyTensor:
-        return self._unary("rsqrt")
-
-    def square(self) -> LazyTensor:
-        return self._unary("square")
-
-    def abs(self) -> LazyTensor:
-        return self._unary("abs")
-
     def sqnorm2(self) -> LazyTensor:
         return self._unary("sqnorm2")
 
     # elementwise functions (issue 7's op set) -----------------------------------------------------------
-    def sin(self) -> LazyTensor:
-        return self._unary("sin")
-
-    def cos(self) -> LazyTensor:
-        return self._unary("cos")
-
-    def asin(self) -> LazyTensor:
-        return self._unary("asin")
-
-    def acos(self) -> LazyTensor:
-        return self._unary("acos")
-
-    def atan(self) -> LazyTensor:
-        return self._unary("atan")
-
-    def atan2(self, other: Any) -> LazyTensor:
-        """atan2(self, other): the angle of the point (other, self)."""
-        return self._binary("atan2", other)
-
-    def sign(self) -> LazyTensor:
-        return self._unary("sign")
-
-    def step(self) -> LazyTensor:
-        return self._unary("step")
-
-    def relu(self) -> LazyTensor:
-        return self._unary("relu")
-
-    def floor(self) -> LazyTensor:
-        return self._unary("floor")
-
     def round(self, other: int = 0) -> LazyTensor:
         """Rounded to `other` decimals (pykeops' name for the number of digits)."""
         return self._unary("round", digits=int(other))
-
-    def xlogx(self) -> LazyTensor:
-        return self._unary("xlogx")
-
-    def sinxdivx(self) -> LazyTensor:
-        return self._unary("sinxdivx")
 
     def sinc(self) -> LazyTensor:
         """sin(pi x) / (pi x), 1 at 0."""
@@ -490,15 +464,6 @@ class LazyTensor:
         """self ** exponent for a positive base and any (LazyTensor or number) exponent: exp(exponent log self)."""
         return (self._lift(exponent) * self.log()).exp()
 
-    def clamp(self, other1: Any, other2: Any) -> LazyTensor:
-        """self clamped to [other1, other2]."""
-        return self._ternary("clamp", other1, other2)
-
-    clampint = clamp
-
-    def ifelse(self, other1: Any, other2: Any) -> LazyTensor:
-        """other1 where self >= 0, other2 elsewhere."""
-        return self._ternary("ifelse", other1, other2)
 
     def mod(self, modulus: Any, offset: Any = 0) -> LazyTensor:
         """self - modulus * floor((self - offset) / modulus): values in [offset, offset + modulus)."""
@@ -1089,6 +1054,31 @@ class LazyTensor:
 
     def __repr__(self) -> str:
         return f"LazyTensor({self.node!r}, dim={self.node.dim})"
+
+
+def _catalogue_method(record: Op) -> Callable[..., LazyTensor]:
+    """The LazyTensor method of an elementwise op without attributes: self is its first operand."""
+    name = record.name
+    if record.arity == 1:
+        def method(self: LazyTensor) -> LazyTensor:
+            return self._unary(name)
+    elif record.arity == 2:
+        def method(self: LazyTensor, other: Any) -> LazyTensor:
+            return self._binary(name, other)
+    else:
+        def method(self: LazyTensor, other1: Any, other2: Any) -> LazyTensor:
+            return self._ternary(name, other1, other2)
+    method.__name__ = method.__qualname__ = record.method
+    method.__doc__ = f"keir.{name}: {record.doc}" + (f" (KeOps: {record.keops})" if record.keops else "")
+    return method
+
+
+# The methods of the elementwise ops are made from their catalogue records; a method written in the class
+# above (an op whose arguments need handling: round, one_hot, pow...) takes precedence.
+for _record in OPS.values():
+    if _record.method and _record.elementwise and not _record.attrs and _record.method not in vars(LazyTensor):
+        setattr(LazyTensor, _record.method, _catalogue_method(_record))
+LazyTensor.clampint = LazyTensor.clamp
 
 
 def variable_constructors(cls: type[LazyTensor], module: str) -> tuple[Callable[..., LazyTensor], ...]:

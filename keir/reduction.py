@@ -116,16 +116,12 @@ class Reduction:
             return kernels.cpu_kernel(self.root, self.dtype), self.adapter.numpy_inputs(arrays, self.dtype)
         from keir import gpu_kernels
 
-        cuda = [a for a in arrays if getattr(a, "is_cuda", False)]
-        device = cuda[0].device.index if cuda else max(self.device_id, 0)
+        device = self.adapter.cuda_device(arrays)
+        device = max(self.device_id, 0) if device is None else device
         gpu = gpu_kernels.gpu_kernel(self.root, self.dtype, device_index=device)
-        if cuda:  # torch CUDA tensors stay on the device; a Python-number parameter joins them there
-            import torch
-
-            inputs = [torch.tensor([a], dtype=cuda[0].dtype, device=cuda[0].device) if isinstance(a, float)
-                      else a.detach() for a in arrays]
-        else:  # NumPy or CPU tensors: the GPU kernel copies them to the device and back
-            inputs = self.adapter.numpy_inputs(arrays, self.dtype)
+        # arrays on the device stay there (adapter.device_inputs); others are copied to the device and back
+        inputs = self.adapter.device_inputs(arrays) if self.adapter.on_cuda(arrays) else \
+            self.adapter.numpy_inputs(arrays, self.dtype)
         return (lambda values, m, n, threads: gpu(values, m, n, device_index=device)), inputs
 
     def __call__(self, *arrays: Any, **call_options: Any) -> Any:
@@ -135,18 +131,14 @@ class Reduction:
             return self._with(arrays, call_options)()
         arrays = self.lazy.arrays
         if self.adapter.tracing(arrays):  # torch.compile / torch.export: a custom op in the graph
-            from keir import torch_ops
-
-            return self._into_out(torch_ops.reduce(self))
-        like = arrays[0]
+            return self._into_out(self.adapter.traced(self))
+        like = arrays[0] if arrays else None  # a formula of constants has no arrays: M = N = 1
         if self.kind == "sum" and self.is_zero:  # e.g. a vanishing second derivative: no kernel
             rows = self.sizes["i" if self.axis == 1 else "j"]
             zeros = np.zeros(self.batch_shape + (rows, self.root.dim), dtype=self.dtype)
             return self._into_out(self.adapter.result(zeros, like))
         if self.adapter.needs_autograd(arrays):
-            from keir import autograd
-
-            return self._into_out(autograd.reduce(self))
+            return self._into_out(self.adapter.differentiable(self))
         out = self.compute(arrays)
         if isinstance(out, tuple):  # values and indices
             return self._into_out(tuple(self.adapter.result(part, like) for part in out))
@@ -192,8 +184,7 @@ class Reduction:
         else:  # one kernel call per batch index, each variable broadcast along the batch dimensions
             runs = [kernel(_batch_slices(arrays, self.lazy.categories, index), m, n, self.threads)
                     for index in np.ndindex(*self.batch_shape)]
-            stack = np.stack if isinstance(runs[0][0], np.ndarray) else __import__("torch").stack
-            outputs = [stack([run[k] for run in runs]).reshape(self.batch_shape + tuple(runs[0][k].shape))
+            outputs = [self.adapter.stack([run[k] for run in runs]).reshape(self.batch_shape + tuple(runs[0][k].shape))
                        for k in range(len(runs[0]))]
         k, dim = self.k, self.lazy.node.dim
         if k is not None and dim > 1:  # rows hold K values per component: give (rows, K, D) as pykeops does

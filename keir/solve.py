@@ -85,12 +85,7 @@ def solve(kernel: Any, b: Any, var: Any = None, call: bool = True, alpha: float 
     if index is not None and b.shape[1] != var.node.dim:
         raise ValueError(f"solve: b has {b.shape[1]} columns, the unknown var has dimension {var.node.dim}")
     iterations = max_iterations if max_iterations is not None else 10 * m + 10
-    operator = LinearOperator(index, options)
-    if kernel.adapter.name == "torch":
-        from keir.solve_torch import differentiable_solve
-
-        return differentiable_solve(kernel, operator, b, alpha, eps, iterations)
-    return _solve_arrays(kernel, operator, b, alpha, eps, iterations)
+    return kernel.adapter.solve(kernel, LinearOperator(index, options), b, alpha, eps, iterations)
 
 
 def _unknown_index(kernel: Any, var: Any) -> int:
@@ -109,22 +104,15 @@ def _unknown_index(kernel: Any, var: Any) -> int:
     return index
 
 
-def _solve_arrays(kernel: Any, operator: LinearOperator, b: Any, alpha: float, eps: float, iterations: int) -> Any:
+def solve_arrays(kernel: Any, operator: LinearOperator, b: Any, alpha: float, eps: float, iterations: int) -> Any:
+    """(alpha Id + K) a = b by conjugate gradient, not recorded for autograd."""
     return conjugate_gradient(lambda p: operator(kernel, p) + alpha * p, b, eps, iterations)
 
 
-def genred_solve(genred: Any, arrays: tuple, position: int, alpha: float, eps: float, iterations: int,
-                 options: dict[str, Any]) -> Any:
-    """KernelSolve: (alpha Id + K) a = arrays[position], K(v) = genred(arrays with v at `position`)."""
-    if any(type(a).__module__.startswith("torch") for a in arrays):
-        from keir.solve_torch import differentiable_genred_solve
-
-        return differentiable_genred_solve(genred, arrays, position, alpha, eps, iterations, options)
-    return _genred_solve_arrays(genred, arrays, position, alpha, eps, iterations, options)
-
-
-def _genred_solve_arrays(genred: Any, arrays: tuple, position: int, alpha: float, eps: float, iterations: int,
-                         options: dict[str, Any]) -> Any:
+def genred_solve_arrays(genred: Any, arrays: tuple, position: int, alpha: float, eps: float, iterations: int,
+                        options: dict[str, Any]) -> Any:
+    """KernelSolve: (alpha Id + K) a = arrays[position], K(v) = genred(arrays with v at `position`), by conjugate
+    gradient, not recorded for autograd."""
     def matvec(v: Any) -> Any:
         return genred(*arrays[:position], v, *arrays[position + 1 :], **options) + alpha * v
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from keir.solve import _genred_solve_arrays, _solve_arrays
+from keir.solve import genred_solve_arrays, solve_arrays
 
 
 class _KernelSolve(torch.autograd.Function):
@@ -14,7 +14,7 @@ class _KernelSolve(torch.autograd.Function):
     def forward(ctx: Any, kernel: Any, operator: Any, alpha: float, eps: float, iterations: int, b: torch.Tensor,
                 *tensors: Any) -> torch.Tensor:
         detached = _with_arrays(kernel, [t.detach() if isinstance(t, torch.Tensor) else t for t in tensors])
-        a = _solve_arrays(detached, operator, b.detach(), alpha, eps, iterations)
+        a = solve_arrays(detached, operator, b.detach(), alpha, eps, iterations)
         ctx.kernel, ctx.operator, ctx.alpha, ctx.eps, ctx.iterations = kernel, operator, alpha, eps, iterations
         ctx.save_for_backward(a, *(t for t in tensors if isinstance(t, torch.Tensor)))
         ctx.numbers = {k: t for k, t in enumerate(tensors) if not isinstance(t, torch.Tensor)}
@@ -26,7 +26,7 @@ class _KernelSolve(torch.autograd.Function):
         saved = iter(saved)
         tensors = [ctx.numbers[k] if k in ctx.numbers else next(saved) for k in range(len(ctx.kernel.arrays))]
         detached = _with_arrays(ctx.kernel, [t.detach() if isinstance(t, torch.Tensor) else t for t in tensors])
-        lam = _solve_arrays(detached, ctx.operator, grad_a.detach(), ctx.alpha, ctx.eps, ctx.iterations)
+        lam = solve_arrays(detached, ctx.operator, grad_a.detach(), ctx.alpha, ctx.eps, ctx.iterations)
         wanted = [k for k, t in enumerate(tensors) if isinstance(t, torch.Tensor) and ctx.needs_input_grad[6 + k]]
         grads: list[Any] = [None] * len(tensors)
         if wanted:
@@ -59,7 +59,7 @@ class _GenredSolve(torch.autograd.Function):
     def forward(ctx: Any, genred: Any, position: int, alpha: float, eps: float, iterations: int,
                 options: dict[str, Any], *arrays: torch.Tensor) -> torch.Tensor:
         detached = tuple(a.detach() for a in arrays)
-        a = _genred_solve_arrays(genred, detached, position, alpha, eps, iterations, options)
+        a = genred_solve_arrays(genred, detached, position, alpha, eps, iterations, options)
         ctx.genred, ctx.position, ctx.alpha, ctx.eps, ctx.iterations, ctx.options = (
             genred, position, alpha, eps, iterations, options)
         ctx.save_for_backward(a, *arrays)
@@ -69,7 +69,7 @@ class _GenredSolve(torch.autograd.Function):
     def backward(ctx: Any, grad_a: torch.Tensor) -> tuple[Any, ...]:
         a, *arrays = ctx.saved_tensors
         detached = tuple(t.detach() for t in arrays)
-        lam = _genred_solve_arrays(ctx.genred, (*detached[: ctx.position], grad_a.detach(),
+        lam = genred_solve_arrays(ctx.genred, (*detached[: ctx.position], grad_a.detach(),
                                                 *detached[ctx.position + 1 :]),
                                    ctx.position, ctx.alpha, ctx.eps, ctx.iterations, ctx.options)
         needs = ctx.needs_input_grad[6:]

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from keir import autograd, genred, lazy, torch_ops
+from keir import autograd, genred, lazy, solve_torch, torch_ops
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 
@@ -36,8 +36,26 @@ class TorchAdapter(lazy.ArrayAdapter):
                 return True
         return False
 
+    def cuda_device(self, arrays: tuple) -> int | None:
+        for a in arrays:
+            if isinstance(a, torch.Tensor) and a.is_cuda:
+                return a.device.index
+        return None
+
+    def device_inputs(self, arrays: tuple) -> list[Any]:
+        like = next(a for a in arrays if isinstance(a, torch.Tensor) and a.is_cuda)
+        return [torch.tensor([a], dtype=like.dtype, device=like.device) if isinstance(a, float) else a.detach()
+                for a in arrays]
+
+    def stack(self, parts: list[Any]) -> Any:
+        return torch.stack(parts) if isinstance(parts[0], torch.Tensor) else np.stack(parts)
+
     needs_autograd = staticmethod(autograd.needs_autograd)
+    differentiable = staticmethod(autograd.reduce)
     tracing = staticmethod(torch_ops.tracing)
+    traced = staticmethod(torch_ops.reduce)
+    solve = staticmethod(solve_torch.differentiable_solve)
+    genred_solve = staticmethod(solve_torch.differentiable_genred_solve)
 
     def result(self, out: Any, like: Any) -> Any:
         if isinstance(out, torch.Tensor):  # computed on the GPU, already a tensor on the right device

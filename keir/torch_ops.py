@@ -26,11 +26,16 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensor
 from torch._subclasses.functional_tensor import FunctionalTensor
 
+from keir.autograd import Plan, input_gradient
 from keir.compiler.emit import emit_module
 from keir.compiler.importer import parse_module
 from keir.compiler.kernel import DTYPES, Kernel
 from keir.dialect.node import Node
 from keir.dialect.ops import reduction_output_widths
+from keir.lazy import LazyTensor
+from keir.reduction import Reduction
+
+_traced_class: list[type] = []  # the LazyTensor class of the torch front end (make_traceable registers it)
 
 _NAMES = {short: name for name, short in DTYPES.items()}  # "f32" -> "float32"
 
@@ -79,12 +84,9 @@ def _kernel(text: str) -> Kernel:
 
 def _reduction(text: str, categories: str, rows_i: int, rows_j: int, inputs: list[torch.Tensor]) -> Any:
     """The keir Reduction that the op's arguments describe."""
-    from keir.reduction import Reduction
-    from keir.torch import LazyTensor
-
     kernel = _kernel(text)
     root = kernel.result
-    lazy = LazyTensor._new(root.args[0], tuple(inputs), tuple(categories), _NAMES[kernel.dtype])
+    lazy = _traced_class[0]._new(root.args[0], tuple(inputs), tuple(categories), _NAMES[kernel.dtype])
     attrs = {k: v for k, v in root.attrs if k not in ("kind", "axis")}
     rows = {c: r for c, r in (("i", rows_i), ("j", rows_j)) if r >= 0} or None
     return Reduction(lazy, root.attr("kind"), root.attr("axis"), rows=rows, **attrs)
@@ -131,8 +133,6 @@ def _setup_context(ctx: Any, inputs: tuple, output: list[torch.Tensor]) -> None:
 
 
 def _backward(ctx: Any, grads: list[torch.Tensor | None]) -> tuple:
-    from keir.autograd import Plan, input_gradient
-
     *tensors, output = ctx.saved_tensors
     reduction = _reduction(*ctx.arguments, list(tensors))
     plan = Plan.of(reduction)
@@ -187,8 +187,6 @@ _OPERATORS = {
 def torch_function(func: Any, args: tuple, kwargs: dict | None) -> Any:
     """A LazyTensor's __torch_function__: the arithmetic operators with a tensor operand; NotImplemented (a
     TypeError from torch) for anything else."""
-    from keir.lazy import LazyTensor
-
     if kwargs or len(args) != 2:
         return NotImplemented
     if func is torch._C.TensorBase.matmul and torch.compiler.is_compiling() and isinstance(args[1], LazyTensor):
@@ -207,6 +205,7 @@ def make_traceable(cls: type) -> None:
     """Let torch.compile(fullgraph=True) trace code that builds and reduces `cls` (a LazyTensor class)."""
     import torch.utils._pytree as pytree
 
+    _traced_class[:] = [cls]
     _register_node()
     pytree.register_pytree_node(
         cls, lambda lazy: (list(lazy.arrays), (lazy.node, lazy.categories, lazy.dtype)),

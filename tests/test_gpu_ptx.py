@@ -3,7 +3,7 @@
 Everywhere (ptxas tests skip where ptxas is not on PATH):
 - the PTX of every formula of the op test matrix (tests/test_ops.py), float32 and float64, reduced over i and
   over j, assembles with `ptxas` for sm_80 and sm_90; registers and shared memory per kernel are reported;
-- so does a kernel for every op of the dialect's op table that the CPU lowers;
+- so does a kernel for every op of the catalogue that has a lowering;
 - the GPU lowering itself runs on the host (each row a block of one thread), behind a stand-in CUDA driver that
   checks the runtime's argument packing and memory traffic, and matches the CPU backend for every op and every
   reduction kind and accumulator option;
@@ -60,34 +60,23 @@ def _reduction(name: str, dtype, axis: int, m: int = 2, n: int = 3):
     return make("reduce", formula.node, kind="sum", axis=axis), list(formula.arrays)
 
 
-# Every op of the dialect's op table that the CPU lowers, in one formula each (whether or not tests/test_ops.py
-# has it yet): operands in [-1, 1] (x - y), positive ones where the op needs them, attributes as below.
+# Every op of the catalogue with a lowering, in one formula each (whether or not tests/test_ops.py has it yet):
+# operands in [-1, 1] (x - y), positive ones where the record's domain is, attributes as below. The records
+# without one say what lowers them instead (tests/dialect/test_catalogue.py checks that they do).
 _OP_ATTRS = {"pow": {"exponent": 3}, "elem": {"index": 1}, "extract": {"start": 1, "length": 2},
              "round": {"digits": 2}, "one_hot": {"dim": 4}}
-_POSITIVE = {"log", "sqrt", "rsqrt", "xlogx"}
-_STRUCTURAL = {"var", "constant", "reduce"}
 
 
 def _op_formula(op: str):
     x, y, b, p = var(0, "i", 3), var(1, "j", 3), var(2, "j", 1), var(3, "p", 3)
-    a = make("mul", x, y) if op in _POSITIVE else make("sub", x, y)
+    a = make("mul", x, y) if OP_TABLE[op].domain[0] >= 0 else make("sub", x, y)
     operands = {1: (a,), 2: (a, make("mul", y, p)), 3: (a, b, make("add", y, p))}[OP_TABLE[op].arity]
     if op == "one_hot":
         operands = (make("sum", a),)
     return make(op, *operands, **_OP_ATTRS.get(op, {}))
 
 
-def _cpu_lowers(op: str) -> bool:
-    from keir.compiler.lower_cpu import lower_cpu
-
-    try:
-        lower_cpu(Kernel("k", make("reduce", _op_formula(op), kind="sum", axis=1), "f64"))
-    except ValueError:  # derivative ops: the keir passes expand them before any lowering
-        return False
-    return True
-
-
-EVERY_OP = [op for op in OP_TABLE if op not in _STRUCTURAL and _cpu_lowers(op)]
+EVERY_OP = [name for name, op in OP_TABLE.items() if op.lower is not None and name != "constant"]
 
 
 # ptxas ----------------------------------------------------------------------------------------------------------

@@ -25,9 +25,8 @@ import hashlib
 import weakref
 
 from keir.compiler.kernel import Kernel
+from keir.dialect.catalogue import COMMUTATIVE
 from keir.dialect.node import Node, topological
-
-COMMUTATIVE = frozenset({"add", "mul", "dot", "sqdist", "eq", "ne"})
 
 _DIGESTS: weakref.WeakKeyDictionary[Node, bytes] = weakref.WeakKeyDictionary()
 

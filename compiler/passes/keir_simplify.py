@@ -54,15 +54,14 @@ from fractions import Fraction
 from keir.compiler.kernel import Kernel
 from keir.compiler.passes.keir_cse import inner_category, loop_level, order_key
 from keir.dialect import algebra as A
+from keir.dialect.catalogue import ELEMENTWISE
 from keir.dialect.node import Node, constant, make, topological
-from keir.dialect.ops import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY
 
 # The normal range of each float type (smallest and largest magnitude) that folded constants stay in.
 _NORMAL_RANGE = {"f32": (Fraction(2) ** -126, Fraction(2) ** 127), "f64": (Fraction(2) ** -1022, Fraction(2) ** 1023)}
 MAX_ROUNDS = 8  # full bottom-up sweeps; formulas settle in two or three
 MAX_DEPTH = 40  # nested rewrites of new nodes within one sweep (a guard: rules do not cycle)
 ARITHMETIC = frozenset({"add", "sub", "neg", "mul", "div", "square", "pow"})
-ELEMENTWISE = ELEMENTWISE_UNARY | ELEMENTWISE_BINARY | {"clamp", "ifelse"}
 
 Factors = tuple[tuple[Node, int], ...]  # (factor, positive exponent), in canonical order
 Rule = Callable[["Simplifier", Node], "Node | None"]

@@ -33,6 +33,7 @@ from keir.compiler.passes import keir_differentiate
 from keir.dialect import algebra
 from keir.dialect import linearity as L
 from keir.dialect.node import Node, constant, topological, var, variables
+from keir.dialect.ops import OPS
 
 
 class NonLinearError(ValueError):
@@ -62,7 +63,7 @@ def trace(f: Node, v: Node) -> Node:
             total = L.trace_at_variable(W)
             continue
         linear = [k for k, a in enumerate(node.args) if a in reads_v]
-        rule = L.LINEARITY.get(node.op)
+        rule = OPS[node.op].linearity
         if rule is None or not set(linear) <= set(rule.operands) or (len(linear) > 1 and not rule.jointly):
             raise NonLinearError(
                 f"keir.trace: the formula is not linear in its variable: keir.{node.op} is not linear in "
