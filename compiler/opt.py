@@ -15,7 +15,7 @@ from collections.abc import Callable
 from keir.compiler.emit import emit_module
 from keir.compiler.importer import KeirIRError, parse_module
 from keir.compiler.kernel import Kernel
-from keir.compiler.passes import PASSES, get_pass
+from keir.compiler.passes import PASSES, get_pass, pass_class
 
 
 def _lower_cpu(kernels: list[Kernel]) -> str:
@@ -37,7 +37,7 @@ LOWERINGS: dict[str, Callable[[list[Kernel]], str]] = {"keir-lower-cpu": _lower_
 
 
 def _summary(function: Callable) -> str:
-    """The first line of the pass module's docstring, without its leading "name: "."""
+    """The first line of the pass's module docstring, without its leading "name: "."""
     import textwrap
 
     doc = (sys.modules[function.__module__].__doc__ or "").strip().splitlines()[0]
@@ -56,7 +56,7 @@ def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         prog="keir-opt",
         description="Run keir passes on keir IR (MLIR generic form) and print the result.",
         epilog="passes:\n"
-        + "\n".join(f"  --{name:<20} {_summary(fn)}" for name, fn in sorted(PASSES.items()))
+        + "\n".join(f"  --{name:<20} {_summary(pass_class(name))}" for name in sorted(PASSES))
         + "\nlowerings (end a pipeline):\n"
         + "\n".join(f"  --{name:<20} {fn.__doc__}" for name, fn in LOWERINGS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -64,7 +64,8 @@ def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("input", nargs="?", default="-", help="input file (default: stdin)")
     parser.add_argument("-o", dest="output", default="-", help="output file (default: stdout)")
     parser.add_argument("--pass-pipeline", default=None,
-                        help="e.g. 'builtin.module(keir-cse)'; options in braces: keir-simplify{assume-finite=true}")
+                        help="e.g. 'builtin.module(keir-cse)'; options in braces: "
+                             "keir-simplify{assume-finite=true max-rounds=4}")
     parser.add_argument("--print-ir-after-all", action="store_true", help="print the IR after each pass (stderr)")
     parser.add_argument("--split-input-file", action="store_true", help="process chunks split at '// -----'")
     args, rest = parser.parse_known_args(argv)

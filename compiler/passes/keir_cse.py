@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import weakref
+from dataclasses import dataclass
+from typing import ClassVar
 
 from keir.compiler.kernel import Kernel
 from keir.dialect.catalogue import COMMUTATIVE
@@ -75,8 +77,12 @@ def canonicalize(root: Node) -> Node:
     return rebuilt[root]
 
 
-def run(kernel: Kernel) -> Kernel:
-    # Nodes are interned when built (also by the MLIR importer), so equal ops are already one node, and
-    # emission walks only what the result reaches: once commutative operands are ordered, the kernel is
-    # its own CSE'd form.
-    return Kernel(kernel.name, canonicalize(kernel.result), kernel.dtype)
+@dataclass(frozen=True)
+class KeirCse:
+    name: ClassVar[str] = "keir-cse"
+
+    def __call__(self, kernel: Kernel) -> Kernel:
+        # Nodes are interned when built (also by the MLIR importer), so equal ops are already one node, and
+        # emission walks only what the result reaches: once commutative operands are ordered, the kernel is
+        # its own CSE'd form.
+        return Kernel(kernel.name, canonicalize(kernel.result), kernel.dtype)

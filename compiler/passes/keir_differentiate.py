@@ -21,6 +21,8 @@ gradient of a gradient works.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from typing import ClassVar
 
 from keir.compiler.kernel import Kernel
 from keir.dialect import algebra
@@ -69,5 +71,9 @@ def expand(root: Node) -> Node:
     return rebuilt[root]
 
 
-def run(kernel: Kernel) -> Kernel:
-    return Kernel(kernel.name, expand(kernel.result), kernel.dtype)
+@dataclass(frozen=True)
+class KeirDifferentiate:
+    name: ClassVar[str] = "keir-differentiate"
+
+    def __call__(self, kernel: Kernel) -> Kernel:
+        return Kernel(kernel.name, expand(kernel.result), kernel.dtype)

@@ -21,6 +21,9 @@ keir-simplify writes its normal forms in the same order, so after it this pass f
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 from keir.compiler.kernel import Kernel
 from keir.compiler.passes.keir_cse import inner_category
 from keir.compiler.passes.keir_simplify import ARITHMETIC, Simplifier, normal_form
@@ -39,5 +42,9 @@ def hoist(root: Node, elem: str = "f64") -> Node:
     return Hoister(inner_category(root), elem).simplify(root)
 
 
-def run(kernel: Kernel) -> Kernel:
-    return Kernel(kernel.name, hoist(kernel.result, kernel.dtype), kernel.dtype)
+@dataclass(frozen=True)
+class KeirHoist:
+    name: ClassVar[str] = "keir-hoist"
+
+    def __call__(self, kernel: Kernel) -> Kernel:
+        return Kernel(kernel.name, hoist(kernel.result, kernel.dtype), kernel.dtype)

@@ -50,6 +50,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import ClassVar
 
 from keir.compiler.kernel import Kernel
 from keir.compiler.passes.keir_cse import inner_category, loop_level, order_key
@@ -109,8 +110,10 @@ class Simplifier:
     default: tuple[Rule, ...]
     algebraic = True
 
-    def __init__(self, inner: str = "j", elem: str = "f64", assume_finite: bool = False):
+    def __init__(self, inner: str = "j", elem: str = "f64", assume_finite: bool = False,
+                 max_rounds: int = MAX_ROUNDS):
         self.inner = inner
+        self.max_rounds = max_rounds
         # Folded constants stay within the normal range of the kernel's float type: beyond it, folding
         # x * c1 * c2 or x / c into one constant would overflow, underflow or divide by a subnormal.
         self.constant_range = _NORMAL_RANGE[elem]
@@ -129,7 +132,7 @@ class Simplifier:
 
     # ---- driving ----------------------------------------------------------------------------------------------
     def simplify(self, root: Node) -> Node:
-        for _ in range(MAX_ROUNDS):
+        for _ in range(self.max_rounds):
             new = self.sweep(root)
             if new is root:
                 break
@@ -760,9 +763,23 @@ def _nearest(value: Fraction) -> float:
         return math.copysign(math.inf, value)
 
 
-def simplify(root: Node, inner: str | None = None, elem: str = "f64", assume_finite: bool = False) -> Node:
-    return Simplifier(inner or inner_category(root), elem, assume_finite).simplify(root)
+def simplify(root: Node, inner: str | None = None, elem: str = "f64", assume_finite: bool = False,
+             max_rounds: int = MAX_ROUNDS) -> Node:
+    return Simplifier(inner or inner_category(root), elem, assume_finite, max_rounds).simplify(root)
 
 
-def run(kernel: Kernel, assume_finite: bool = False) -> Kernel:
-    return Kernel(kernel.name, simplify(kernel.result, elem=kernel.dtype, assume_finite=assume_finite), kernel.dtype)
+@dataclass(frozen=True)
+class KeirSimplify:
+    """The pass: options `assume-finite` (rewrites that need finite values, such as y - y => 0) and
+    `max-rounds` (full bottom-up sweeps at most)."""
+
+    name: ClassVar[str] = "keir-simplify"
+    assume_finite: bool = False
+    max_rounds: int = MAX_ROUNDS
+
+    def __call__(self, kernel: Kernel) -> Kernel:
+        if self.max_rounds < 1:
+            raise ValueError(f"keir-simplify: max-rounds must be at least 1, got {self.max_rounds}")
+        result = simplify(kernel.result, elem=kernel.dtype, assume_finite=self.assume_finite,
+                          max_rounds=self.max_rounds)
+        return Kernel(kernel.name, result, kernel.dtype)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
 
 from keir.compiler.kernel import Kernel
 from keir.compiler.passes import keir_differentiate
@@ -116,5 +118,9 @@ def expand(root: Node) -> Node:
     return rebuilt[root]
 
 
-def run(kernel: Kernel) -> Kernel:
-    return Kernel(kernel.name, expand(kernel.result), kernel.dtype)
+@dataclass(frozen=True)
+class KeirTrace:
+    name: ClassVar[str] = "keir-trace"
+
+    def __call__(self, kernel: Kernel) -> Kernel:
+        return Kernel(kernel.name, expand(kernel.result), kernel.dtype)
