@@ -251,7 +251,7 @@ def test_cse_merges_commutative_twins():
 
 
 def test_structural_keys_do_not_depend_on_the_process():
-    script = ("from keir.dialect.node import make, var; from keir.compiler.passes.keir_cse import structural_key;"
+    script = ("from keir.dialect.node import make, var; from keir.compiler.loop_levels import structural_key;"
               "print(structural_key(make('add', make('exp', var(0, 'i', 2)), make('sum', var(1, 'j', 2)))).hex())")
     keys = {
         subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from keir.compiler.kernel import Kernel
-from keir.compiler.passes.keir_cse import inner_category
+from keir.compiler.loop_levels import inner_category
 from keir.compiler.passes.keir_simplify import ARITHMETIC, Simplifier, normal_form
 from keir.dialect.node import Node
 

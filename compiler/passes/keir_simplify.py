@@ -53,7 +53,7 @@ from fractions import Fraction
 from typing import ClassVar
 
 from keir.compiler.kernel import Kernel
-from keir.compiler.passes.keir_cse import inner_category, loop_level, order_key
+from keir.compiler.loop_levels import inner_category, loop_level, order_key
 from keir.dialect import algebra as A
 from keir.dialect.catalogue import ELEMENTWISE
 from keir.dialect.node import Node, constant, make, topological
