@@ -25,6 +25,9 @@ class _Format:
     # log(1+f) = 2s + s*z*L(z), s = f/(2+f), z = s*s, 1+f in [sqrt(1/2), sqrt(2)]: L's coefficients, a
     # minimax fit (see below) of the atanh series 2/3 + 2z/5 + 2z**2/7 + ...
     log_series: tuple[float, ...]
+    # expm1(r) = r + r*r*q(r) on [-ln2/2, ln2/2] (tanh): q's coefficients, for the relative error of expm1,
+    # which exp's polynomial (fitted for exp's) leaves above 1e-8 in f32 near |r| = ln2/2 (tanh then reached 0.9 ulp)
+    expm1_series: tuple[float, ...]
 
 
 _FORMATS = {
@@ -39,6 +42,9 @@ _FORMATS = {
         exp_series=(1.0, 1.0, 0.4999999403953552, 0.1666652113199234, 0.04166838899254799, 0.008368710055947304,
                     0.001381461275741458),
         log_series=(0.6666677829274387265, 0.39976077879948061384, 0.29925592603090684517),
+        # degree 7 in all, fitted as erf's coefficients below (see there) for expm1's relative error: 4.3e-10
+        expm1_series=(0.5, 0.1666666567325592, 0.04166649281978607, 0.008333546109497547, 0.0013932324945926666,
+                      0.00019761671137530357),
     ),
     "f64": _Format(
         mantissa_bits=52,
@@ -56,6 +62,7 @@ _FORMATS = {
             0.1531316437507681579,
             0.14810519990824060043,
         ),
+        expm1_series=tuple(1 / math.factorial(n) for n in range(2, 15)),  # Taylor, degree 14: 3e-19 relative
     ),
 }
 
@@ -107,18 +114,25 @@ def _every_lane(b: Builder, mask: str) -> str:
     return b.emit(f"vector.reduction <and>, {mask} : {b.mask_type} into i1", "m")
 
 
-def _exp_reduced(b: Builder, x: str, offset: int = 0) -> tuple[str, str]:
-    """(p(r), x / ln2 + 1.5 * 2**mantissa_bits + offset) for x in the clamp range: the sum's low bits hold
-    k + offset, k = round(x / ln2), as an integer (a float -> int64 conversion has no AVX2 instruction and is
-    done lane by lane). The offset is even, so that rounding to nearest even gives the same k."""
+def _exp_reduction(b: Builder, x: str, offset: int = 0) -> tuple[str, str, str, str]:
+    """x = k*ln2 + r for x in the clamp range: (-k, x - k*ln2_hi (exact), r, x / ln2 + 1.5 * 2**mantissa_bits
+    + offset). The sum's low bits hold k + offset, k = round(x / ln2), as an integer (a float -> int64
+    conversion has no AVX2 instruction and is done lane by lane). The offset is even, so that rounding to
+    nearest even gives the same k."""
     assert offset % 2 == 0
     fmt = _FORMATS[b.elem]
     shifter = b.const(_shifter(fmt) + offset)
     shifted = b.fma(x, b.const(1 / math.log(2)), shifter)
     minus_k = b.neg(b.sub(shifted, shifter))
-    r = b.fma(minus_k, b.const(fmt.ln2_hi), x)
-    r = b.fma(minus_k, b.const(fmt.ln2_lo), r)
-    return b.horner(r, list(fmt.exp_series)), shifted
+    r_hi = b.fma(minus_k, b.const(fmt.ln2_hi), x)
+    r = b.fma(minus_k, b.const(fmt.ln2_lo), r_hi)
+    return minus_k, r_hi, r, shifted
+
+
+def _exp_reduced(b: Builder, x: str, offset: int = 0) -> tuple[str, str]:
+    """(p(r), the shifted sum of `_exp_reduction`)."""
+    _, _, r, shifted = _exp_reduction(b, x, offset)
+    return b.horner(r, list(_FORMATS[b.elem].exp_series)), shifted
 
 
 def _exponent_term(b: Builder, shifted: str) -> str:
@@ -494,3 +508,164 @@ def acos(b: Builder, x: str) -> str:
     low = b.sub(b.add(high_error, b.const(trig.pi[1])), b.mul(correction, b.const(2.0)))
     negative_big = b.add(high, low)
     return b.select(big, b.select(negative, negative_big, positive_big), middle)
+
+
+# hyperbolic tangent and error function ------------------------------------------------------------------
+
+
+def tanh(b: Builder, x: str) -> str:
+    """tanh(x) = sign(x) * -u / (2 + u), u = expm1(-2|x|) in (-1, 0], carried as a double-word u_hi + u_lo.
+
+    u comes from exp's reduction: -2|x| = k*ln2 + r (+ r_lo, the reduction's rounding error), and with
+    exp(r) = 1 + s, s = r + r*r*q(r) (q: `expm1_series`; s kept as a pair s_hi + s_lo),
+    u = (2**k - 1) + 2**k * s: 2**k - 1 and the sum split exactly, so u keeps its relative accuracy for small |x|
+    (k = 0: u = s, no cancellation; tiny x, subnormals included, give x) and near the saturation. The quotient
+    is corrected once with its residual, so the result is rounded about once.
+    |x| is clamped where tanh rounds to 1 (the results stay 1, no inf/inf); tanh(+-0) = +-0, tanh(+-inf) = +-1,
+    NaN -> NaN. Cost (f32 / f64): 50 / 57 operations, 14 / 21 of them fmas, and one division."""
+    fmt = _FORMATS[b.elem]
+    # tanh rounds to 1 from 9.01 (f32) / 19.06 (f64) on; there 2**k stays normal and 2**k - 1 splits exactly
+    limit = 9.5 if b.elem == "f32" else 19.5
+    a = b.min(b.math("absf", x), b.const(limit))  # NaN stays NaN
+    minus_k, r_hi, r, shifted = _exp_reduction(b, b.mul(a, b.const(-2.0)))
+    # the reduction's rounding error (r_hi - r is exact: r_hi and r are within a factor 2 where r is not tiny)
+    r_lo = b.fma(minus_k, b.const(fmt.ln2_lo), b.sub(r_hi, r))
+    tail = b.mul(b.mul(r, r), b.horner(r, list(fmt.expm1_series)))
+    s_hi, s_error = _fast_two_sum(b, r, tail)  # |tail| < |r|
+    s_lo = b.add(s_error, b.fma(r, r_lo, r_lo))  # exp(r + r_lo) - exp(r) ~ (1 + r) * r_lo
+    two_k = b.from_bits(b.int_op("addi", _exponent_term(b, shifted), b.int_const(_float_bits(1.0, fmt))))
+    c, c_error = _fast_two_sum(b, b.const(-1.0), two_k)  # 2**k - 1, exactly as a pair (k <= 0)
+    u_hi, u_error = _fast_two_sum(b, c, b.mul(two_k, s_hi))  # c = 0 (k = 0) or |c| >= 1/2 > |2**k * s|
+    u_lo = b.add(u_error, b.fma(two_k, s_lo, c_error))
+    # -u / (2 + u): d = 2 + u as a pair, t = -u_hi / d_hi, then t + residual / d_hi
+    d_hi, d_error = _fast_two_sum(b, b.const(2.0), u_hi)
+    d_lo = b.add(d_error, u_lo)
+    inverse = b.div(b.const(1.0), d_hi)  # d_hi in [1, 2]
+    minus_u = b.neg(u_hi)
+    t = b.mul(minus_u, inverse)
+    residual = b.sub(b.fma(b.neg(t), d_hi, minus_u), b.fma(t, d_lo, u_lo))  # (-u) - t*d, to first order
+    magnitude = b.fma(residual, inverse, t)
+    result = b.math_binary("copysign", magnitude, x)
+    return b.select(b.cmp("uno", x, x), x, result)
+
+
+@dataclass(frozen=True)
+class _Erf:
+    small: float  # below: the series
+    series: tuple[float, ...]  # erf(x) = x + x*E(z), z = x*x: E's coefficients (E(0) = 2/sqrt(pi) - 1)
+    # pieces of width 1/4 from `small` on: (centre c, erf(c) rounded, M's coefficients), erf(c + d) = erf(c) + M(d)
+    # for |d| <= 1/8 (M(0): the rounding error of erf(c))
+    middle: tuple[tuple[float, float, tuple[float, ...]], ...]
+    saturation: float  # erf rounds to 1 from here on (erfc(x) < half an ulp of 1)
+    # past the pieces: 1 - erfc(x), erfc(x) = exp(-x*x) * P(x)/Q(x): P's and Q's coefficients (Q(0) = 1)
+    numerator: tuple[float, ...]
+    denominator: tuple[float, ...]
+
+    @property
+    def large(self) -> float:
+        return self.small + len(self.middle) / 4
+
+
+# The coefficients are ours: near-minimax fits by least squares on Chebyshev nodes with Lawson's iterative
+# reweighting (mpmath, 40 digits): E for the relative error of erf on [0, small**2]; each M for the absolute
+# error on [-1/8, 1/8]; P/Q linearised (P - f*Q, reweighted by 1/Q of the previous pass) for the absolute error
+# of exp(-x*x) * P/Q, i.e. of erf, on [large, saturation]. Each coefficient was rounded to the format from the
+# lowest degree up, the higher ones refitted after each rounding. Fit errors, in units of 2**-24 (f32) / 2**-53
+# (f64) of the result: f32 E 0.027, M 0.004, P/Q 0.011; f64 E 0.099 (E(0) itself, rounded), M 0.014, P/Q 0.006.
+_ERF = {
+    "f32": _Erf(
+        small=0.75,
+        series=(0.12837916612625122, -0.3761261999607086, 0.11283379048109055, -0.026834335178136826,
+                0.005113156978040934, -0.0006737583316862583),
+        middle=(
+            (0.875, 0.7840750813484192, (-2.0288560165226954e-08, 0.5247450470924377, -0.4591519236564636,
+                                         0.09292091429233551, 0.11239822208881378, -0.06676841527223587,
+                                         -0.010465621948242188)),
+            (1.125, 0.8883882164955139, (1.520619363759579e-08, 0.31827396154403687, -0.35805821418762207,
+                                         0.16245049238204956, 0.02797607332468033, -0.06107106804847717,
+                                         0.015309568494558334)),
+            (1.375, 0.9481700658798218, (6.902268534503264e-09, 0.1703597754240036, -0.2342446893453598,
+                                         0.1579374521970749, -0.030499804764986038, -0.0306168794631958,
+                                         0.022045521065592766)),
+        ),
+        saturation=3.92,
+        numerator=(0.9820857048034668, 0.4931797683238983, 0.0018689939752221107),
+        denominator=(1.0, 1.5412012338638306, 0.9135757684707642),
+    ),
+    "f64": _Erf(
+        small=0.75,
+        series=(0.1283791670955126, -0.37612638903183887, 0.11283791670959022, -0.02686617064554284,
+                0.0052239776260598, -0.0008548326800232459, 0.00012055311622282507, -1.4924699131925571e-05,
+                1.6437719259092036e-06, -1.599519778795019e-07, 1.1657784628737886e-08),
+        middle=(
+            (0.875, 0.7840750610598597, (-3.204544978890348e-17, 0.5247450452901482, -0.4591519146288837,
+                                         0.0929236017701376, 0.11239656243900284, -0.06721587738419303,
+                                         -0.010367786892010882, 0.018595726699225275, -0.0018459975515808305,
+                                         -0.003256843295774756, 0.0008893566955906756, 0.0003887405000966796)),
+            (1.125, 0.8883882317017078, (-1.158643993739769e-17, 0.3182739585007693, -0.35805820331336824,
+                                         0.16245233298478412, 0.02797329713656452, -0.061323683610801434,
+                                         0.015536834622321602, 0.009606895032580887, -0.006031152146932239,
+                                         -0.00036025963341061495, 0.0011468261459517128, -0.00017406717687126712)),
+            (1.375, 0.9481700727820903, (1.071691533519912e-17, 0.1703597736875156, -0.2342446888203333,
+                                         0.15793770685613936, -0.03050061052406191, -0.03060597627132417,
+                                         0.02216123543483426, -0.001419061877630247, -0.0042610556495358415,
+                                         0.0015778636588428224, 0.00032489498021132085, -0.00033683739610871976)),
+        ),
+        saturation=5.93,
+        numerator=(1.0000080495361465, 1.2016582331654353, 0.7002692229083106, 0.2167480895478742,
+                   0.031259083758288154, -1.3621238264349152e-07),
+        denominator=(1.0, 2.3301010373797753, 2.3292639064186726, 1.2677909611868268, 0.38429299208185913,
+                     0.05539753484592222),
+    ),
+}
+
+
+def _pick(b: Builder, below: list[str], values: list[float]) -> str:
+    """values[i] on the lanes where below[i] holds and no below[j], j < i, does (each mask implies the next);
+    values[-1] elsewhere."""
+    value = b.const(values[-1])
+    for mask, choice in zip(reversed(below), reversed(values[:-1])):
+        value = b.select(mask, b.const(choice), value)
+    return value
+
+
+def _piecewise_horner(b: Builder, t: str, below: list[str], pieces: list[tuple[float, ...]]) -> str:
+    """One Horner evaluation in t, each lane's coefficients those of its piece (chosen as by `_pick`)."""
+    degree = max(len(p) for p in pieces)
+    columns = [[p[j] if j < len(p) else 0.0 for p in pieces] for j in range(degree)]
+    acc = _pick(b, below, columns[-1])
+    for column in reversed(columns[:-1]):
+        acc = b.fma(acc, t, _pick(b, below, column))
+    return acc
+
+
+def erf(b: Builder, x: str) -> str:
+    """erf(x) = sign(x) * erf(|x|), three forms computed on every lane and one selected, each rounded about once
+    at the end (what was rounded before is small next to the result):
+
+    - |x| < small: fma(|x|, E(z), |x|), z = x*x;
+    - up to large, in pieces of width 1/4: erf(c) + M(|x| - c), the piece's coefficients selected per lane (one
+      polynomial evaluated), |x| - c exact;
+    - beyond: 1 - exp(-x*x) * P(|x|)/Q(|x|), x*x = z + z_error split exactly with an fma, exp(-z) by exp's
+      polynomial (normal: |x| is clamped at the saturation), exp(-z_error) ~ 1 - z_error, the last step an fma.
+      erfc is below 0.034 there, so its few roundings cost little.
+
+    erf(+-0) = +-0, erf(+-inf) = +-1 (and from the saturation on), NaN -> NaN. Cost (f32 / f64): 72 / 105
+    operations, 28 / 51 of them fmas and 21 / 31 selects (most choosing the pieces' coefficients), one division."""
+    erf_ = _ERF[b.elem]
+    a = b.min(b.math("absf", x), b.const(erf_.saturation))  # NaN stays NaN
+    z = b.mul(a, a)
+    small = b.fma(a, b.horner(z, list(erf_.series)), a)
+    below = [b.cmp("olt", a, b.const(c + 0.125)) for c, _, _ in erf_.middle[:-1]]
+    centre = _pick(b, below, [c for c, _, _ in erf_.middle])
+    value = _pick(b, below, [v for _, v, _ in erf_.middle])
+    middle = b.add(value, _piecewise_horner(b, b.sub(a, centre), below, [m for _, _, m in erf_.middle]))
+    z_error = b.fma(a, a, b.neg(z))
+    e = _exp_normal(b, b.neg(z))
+    ratio = b.div(b.horner(a, list(erf_.numerator)), b.horner(a, list(erf_.denominator)))
+    erfc_scaled = b.fma(b.neg(z_error), ratio, ratio)  # ratio * exp(-z_error)
+    large = b.fma(b.neg(e), erfc_scaled, b.const(1.0))
+    magnitude = b.select(b.cmp("olt", a, b.const(erf_.large)), middle, large)
+    magnitude = b.select(b.cmp("olt", a, b.const(erf_.small)), small, magnitude)
+    result = b.math_binary("copysign", magnitude, x)
+    return b.select(b.cmp("uno", x, x), x, result)

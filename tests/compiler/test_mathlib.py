@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -27,6 +28,32 @@ MANTISSA = {"f32": 23, "f64": 52}
 MIN_EXP = {"f32": -126, "f64": -1022}
 EXTENDED = np.finfo(np.longdouble).nmant >= 63  # x87 80-bit long double: a reference for f64
 
+
+def erf_reference(x: np.ndarray) -> np.ndarray:
+    """erf in x87 long double (NumPy has no erf; float64's math.erf is too coarse to measure float64 to an ulp):
+    |x| < 3: 2/sqrt(pi) * exp(-x*x) * sum (2x*x)**n * x / (1*3*...*(2n+1)), a series of positive terms; else
+    1 - erfc(x), erfc from its continued fraction exp(-x*x)/sqrt(pi) / (x + (1/2)/(x + 1/(x + (3/2)/(x + ...)))).
+    Checked against mpmath and math.erf in test_erf_reference. Returns x's dtype."""
+    wide = x.astype(np.longdouble)
+    a = np.abs(wide)
+    pi = np.longdouble("3.14159265358979323846264338327950288")
+    with np.errstate(all="ignore"):
+        near = np.minimum(a, 3)
+        term = near.copy()
+        total = near.copy()
+        for n in range(1, 64):
+            term = term * (2 * near * near) / (2 * n + 1)
+            total += term
+        series = 2 / np.sqrt(pi) * np.exp(-near * near) * total
+        far = np.maximum(a, 3)
+        fraction = far.copy()
+        for n in range(80, 0, -1):
+            fraction = far + (n / np.longdouble(2)) / fraction
+        tail = 1 - np.exp(-far * far) / np.sqrt(pi) / fraction
+        magnitude = np.where(a < 3, series, np.where(np.isinf(a), 1, tail))
+        return np.copysign(magnitude, wide).astype(x.dtype)  # NaN stays NaN
+
+
 # name -> (arity, how the lowering computes it, reference on float64/long double arrays)
 FUNCTIONS = {
     "exp": (1, lambda b, x: mathlib.exp(b, x), np.exp),
@@ -37,6 +64,8 @@ FUNCTIONS = {
     "asin": (1, lambda b, x: mathlib.asin(b, x), np.arcsin),
     "acos": (1, lambda b, x: mathlib.acos(b, x), np.arccos),
     "atan2": (2, lambda b, y, x: mathlib.atan2(b, y, x), np.arctan2),
+    "tanh": (1, lambda b, x: mathlib.tanh(b, x), np.tanh),
+    "erf": (1, lambda b, x: mathlib.erf(b, x), erf_reference),
     "sqrt": (1, lambda b, x: b.math("sqrt", x), np.sqrt),
     "rsqrt": (1, lambda b, x: b.div(b.const(1.0), b.math("sqrt", x)), lambda x: 1 / np.sqrt(x)),
 }
@@ -222,6 +251,13 @@ def domain(name: str, elem: str, count: int = 50_000, seed: int = 0) -> tuple[np
         near_one = 1 - log_uniform(rng, count // 4, elem, float(t.epsneg), 0.5, signs=False)
         parts = [rng.uniform(-1, 1, count), near_one, -near_one, log_uniform(rng, count // 4, elem, tiny, 1, True)]
         parts.append(everything[: count // 10])
+    elif name == "tanh":  # the reduction's k = 0, -1, ... and the clamp where tanh rounds to 1
+        limit = 10.0 if elem == "f32" else 20.0
+        parts = [everything, rng.uniform(-limit, limit, count), log_uniform(rng, count, elem, tiny, limit, True)]
+    elif name == "erf":  # the pieces' edges (0.75, 1, 1.25, 1.5) and the saturation
+        limit = mathlib._ERF[elem].saturation
+        parts = [everything, rng.uniform(-limit - 0.5, limit + 0.5, count), rng.uniform(0.7, 1.55, count // 2)]
+        parts += [rng.uniform(limit - 0.2, limit + 0.1, count // 4), log_uniform(rng, count, elem, tiny, limit, True)]
     else:  # atan
         parts = [everything, rng.uniform(-3, 3, count)]
     return (np.concatenate([*(np.asarray(p, DTYPES[elem]) for p in parts), specials]),)
@@ -232,7 +268,7 @@ TRIG_LIMIT = {"f32": 2.0**20, "f64": 2.0**47}
 
 # Max ulp error asserted: measured (see the README table), then rounded up a little; the same for f32 and f64.
 _BOUND = {"exp": 1.0, "log": 1.0, "sin": 1.0, "cos": 1.0, "atan": 1.0, "atan2": 1.0, "asin": 1.0, "acos": 1.0,
-          "sqrt": 0.5, "rsqrt": 1.5}
+          "tanh": 1.0, "erf": 1.0, "sqrt": 0.5, "rsqrt": 1.5}
 BOUNDS = {"f32": _BOUND, "f64": _BOUND}
 CASES = [(name, elem) for elem in ("f32", "f64") for name in FUNCTIONS]
 
@@ -312,6 +348,44 @@ def test_sin_cos_huge_arguments(elem: str) -> None:
             y = compiled(name, elem, vector)(x)
             assert np.all(np.isfinite(y[:-3])) and np.all(np.abs(y[:-3]) <= 1), f"{name} {elem} not in [-1, 1]"
             assert np.all(np.isnan(y[-3:])), f"{name} {elem}: inf or NaN must give NaN"
+
+
+def test_erf_reference() -> None:
+    """The long double erf against math.erf (float64, within an ulp of it) and, where installed, mpmath."""
+    rng = np.random.default_rng(23)
+    x = np.concatenate([rng.uniform(-7, 7, 2000), np.exp2(rng.uniform(-1074, 3, 500)), [2.9999999, 3.0, 3.0000001]])
+    ours = erf_reference(x.astype(np.longdouble))
+    theirs = np.array([math.erf(v) for v in x])
+    assert np.all(np.abs(ours.astype(np.float64) - theirs) <= np.spacing(np.abs(theirs)))
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 30
+    exact = np.array([mpmath.erf(mpmath.mpf(float(v))) for v in x[::5]], dtype=object)
+    error = [abs(mpmath.mpf(np.format_float_scientific(o, precision=25, unique=False)) - e) / abs(e)
+             for o, e in zip(ours[::5], exact, strict=True)]
+    assert float(max(error)) < 2.0**-58  # 1/32 ulp of float64
+
+
+@pytest.mark.parametrize("elem", ["f32", "f64"])
+@pytest.mark.parametrize("name", ["tanh", "erf"])
+def test_tanh_erf_exact_values_and_oddness(name: str, elem: str) -> None:
+    """f(+-0) = +-0, f(+-inf) = +-1, NaN -> NaN, exactly +-1 past the saturation, tanh(x) = x for tiny x (no
+    cancellation), and f(-x) = -f(x) bit for bit, on both paths."""
+    dtype = DTYPES[elem]
+    t = np.finfo(dtype)
+    saturation = {"tanh": {"f32": 9.02, "f64": 19.07}, "erf": {"f32": 3.92, "f64": 5.93}}[name][elem]
+    past = np.array([saturation, 10 * saturation, 1e6, float(t.max), np.inf], dtype)
+    tiny = np.array([t.smallest_subnormal, 3 * t.smallest_subnormal, t.smallest_normal, 2.0**-40], dtype)
+    x = np.concatenate([[0.0], past, tiny, domain(name, elem, count=5_000)[0]]).astype(dtype)
+    x = x[~np.isnan(x)]
+    for vector in (True, False):
+        run = compiled(name, elem, vector)
+        y, minus = run(x), run(-x)
+        assert_same_bits(minus, -y)
+        assert np.signbit(y[0]) == 0 and np.signbit(minus[0]) == 1 and y[0] == 0
+        assert np.all(y[1:6] == 1), f"{name} {elem}: {y[1:6]!r} past the saturation"
+        if name == "tanh":
+            assert_same_bits(y[6:10], x[6:10])
+        assert np.isnan(run(np.array([np.nan, -np.nan], dtype))).all()
 
 
 def test_exp_and_log_float32_at_most_2_ulp_over_the_whole_domain() -> None:
