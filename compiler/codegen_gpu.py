@@ -22,8 +22,8 @@ import re
 from dataclasses import dataclass
 
 from keir.compiler.kernel import Kernel
-from keir.compiler.lower_cpu import Operand
 from keir.compiler.lower_gpu import lower_gpu
+from keir.compiler.operands import Operand
 
 # sm_XX -> the first PTX ISA version (x10) that supports it, from the PTX ISA release notes.
 _FIRST_PTX_ISA = {

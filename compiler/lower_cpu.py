@@ -47,29 +47,20 @@ from keir.compiler.components import (
 )
 from keir.compiler.kernel import Kernel
 from keir.compiler.mlir_text import Builder, Names
+from keir.compiler.op_lowering import compute, elementwise_component
+from keir.compiler.operands import VECTOR_LANES, WIDE_DIM, Operand, column_block_components, kernel_operands
 from keir.compiler.reductions import ReductionOptions, accumulator
-from keir.dialect.node import Node, make, swap_i_j, topological, variables
-from keir.dialect.ops import OPS, reduction_output_widths
+from keir.dialect.node import Node, make, swap_i_j, topological
+from keir.dialect.ops import reduction_output_widths
 
-VECTOR_LANES = {"f32": 16, "f64": 8}
 BLOCK_SUM_LANES = 64  # block_sum: vectors per block
 ROW_BLOCK = 4  # rows i that share each j vector
 MAX_BLOCKED_STATE = 4  # accumulator vectors per row above which rows run one at a time (register pressure)
-WIDE_DIM = 8  # dot / sqdist of an i- and a j-variable this wide runs as a matrix product (`_Rows.wide_product`)
 WIDE_UNROLL = 4  # components per iteration of the wide product's loop
 MAX_LOOP_STATE = 4  # vectors carried by a loop over components (at least one row's)
 # stack memory for the accumulators of a wide formula: above it rows run one at a time, and above it for one row
 # the components are taken in chunks, each with its own pass over j
 WIDE_STATE_BYTES = 1 << 19
-
-
-@dataclass(frozen=True)
-class Operand:
-    """One input of a compiled kernel, in the loop's own terms ("i" rows, "j" columns, "p" parameters)."""
-
-    index: int  # position in the user's argument list
-    category: str
-    dim: int
 
 
 @dataclass(frozen=True)
@@ -86,14 +77,6 @@ class LoopKernel:
     @property
     def text(self) -> str:
         return "module {\n" + self.func_text + "\n}\n"
-
-
-def kernel_operands(reduce: Node) -> tuple[Operand, ...]:
-    """The lowered function's inputs for reduction `reduce`, in the loop's terms (i and j swapped for axis 0)."""
-    formula = reduce.args[0]
-    if reduce.attr("axis") == 0:
-        formula = swap_i_j(formula)
-    return tuple(Operand(v.attr("index"), v.attr("category"), v.dim) for v in variables(formula))
 
 
 def lower_cpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None) -> LoopKernel:
@@ -238,11 +221,6 @@ class _Site:
 
     def nested(self, b: Builder) -> _Site:
         return _Site(b, self.level, self.mask, dict(self.memo))
-
-
-def column_block_components(dim: int) -> int:
-    """Vectors per column block of a j-variable of dimension `dim`: its components, then |y|^2 if it is wide."""
-    return dim + 1 if dim >= WIDE_DIM else dim
 
 
 def _is_wide_product(node: Node) -> bool:
@@ -939,19 +917,3 @@ def _picked(node: Node) -> range:
     if node.op == "elem":
         return range(node.attr("index"), node.attr("index") + 1)
     return range(node.attr("start"), node.attr("start") + node.attr("length"))
-
-
-def elementwise_component(b: Builder, node: Node, xs: list[str]) -> str:
-    """One component of elementwise `node`, given that component of each operand (a dimension-1 operand's only
-    one): the op's lowering in its catalogue record."""
-    return OPS[node.op].lower(b, node, *xs)
-
-
-def compute(b: Builder, node: Node, args: list[list[str]]) -> list[str]:
-    """The components of `node` given its operands' components, on builder b (scalars or vectors)."""
-    record = OPS[node.op]
-    if record.lower is None:
-        raise ValueError(f"keir.{node.op} has no per-op lowering: {record.lowered_by}")
-    if record.elementwise:  # dimension-1 operands broadcast
-        return [record.lower(b, node, *[a[k if len(a) > 1 else 0] for a in args]) for k in range(node.dim)]
-    return record.lower(b, node, args)

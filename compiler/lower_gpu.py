@@ -40,8 +40,9 @@ from dataclasses import dataclass
 
 from keir.compiler import literals
 from keir.compiler.kernel import Kernel
-from keir.compiler.lower_cpu import Operand, compute, kernel_operands
 from keir.compiler.mlir_text import Builder, Names
+from keir.compiler.op_lowering import compute
+from keir.compiler.operands import Operand, kernel_operands
 from keir.compiler.reductions import INT64_MAX, ReductionOptions, Sum, accumulator
 from keir.dialect.node import Node, swap_i_j
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from keir.compiler.mlir_text import Builder
+if TYPE_CHECKING:  # mlir_text's Builder.routine calls these functions
+    from keir.compiler.mlir_text import Builder
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from keir.compiler.emit import emit_module
 from keir.compiler.errors import INTERNAL_ONLY, USER_ERRORS, CompilerError
 from keir.compiler.kernel import Kernel
-from keir.compiler.lower_cpu import LoopKernel, kernel_operands, lower_cpu
+from keir.compiler.lower_cpu import LoopKernel, lower_cpu
+from keir.compiler.operands import kernel_operands
 from keir.compiler.passes import run_pipeline
 
 STAGES = ("keir", "opt", "loops", "llvm", "gpu", "ptx")

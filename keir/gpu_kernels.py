@@ -13,8 +13,8 @@ import numpy as np
 
 from keir.compiler.codegen_gpu import gpu_to_ptx, nvptx_target
 from keir.compiler.kernel import DTYPES, Kernel
-from keir.compiler.lower_cpu import kernel_operands
 from keir.compiler.lower_gpu import GpuKernelText, lower_gpu, row_bytes
+from keir.compiler.operands import kernel_operands
 from keir.compiler.pipeline import Compilation, CompileOptions, cache_key
 from keir.dialect.node import Node
 from keir.dialect.ops import reduction_output_widths

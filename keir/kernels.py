@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from keir.compiler.kernel import DTYPES, Kernel
-from keir.compiler.lower_cpu import kernel_operands
+from keir.compiler.operands import kernel_operands
 from keir.compiler.pipeline import Compilation, CompileOptions, cache_key
 from keir.dialect.node import Node
 from keir.dialect.ops import reduction_output_widths

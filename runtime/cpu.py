@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keir.compiler.lower_cpu import VECTOR_LANES, Operand, column_block_components
+from keir.compiler.operands import VECTOR_LANES, Operand, column_block_components
 from keir.compiler.reductions import INT64_MAX
 from keir.runtime.cpu_loader import c_function
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from keir.compiler.lower_cpu import Operand
 from keir.compiler.lower_gpu import DEFAULT_SHARED_BYTES, LaunchConfig, launch_config
+from keir.compiler.operands import Operand
 
 
 class KeirCudaError(RuntimeError):

@@ -7,7 +7,7 @@ import pytest
 from reference import kernel_sum, relative_error
 
 import keir.numpy as kn
-from keir.compiler.lower_cpu import WIDE_DIM
+from keir.compiler.operands import WIDE_DIM
 
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
 

@@ -1,0 +1,33 @@
+"""The contract between a lowered kernel and the runtime that calls it: the kernel's operands (which input,
+in the loop's terms), the vector width of its j loop, and the layout of the j-variables' column blocks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keir.dialect.node import Node, swap_i_j, variables
+
+VECTOR_LANES = {"f32": 16, "f64": 8}  # the j loop's vector width
+WIDE_DIM = 8  # dot / sqdist of an i- and a j-variable this wide runs as a matrix product (lower_cpu's wide product)
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One input of a compiled kernel, in the loop's own terms ("i" rows, "j" columns, "p" parameters)."""
+
+    index: int  # position in the user's argument list
+    category: str
+    dim: int
+
+
+def kernel_operands(reduce: Node) -> tuple[Operand, ...]:
+    """The lowered function's inputs for reduction `reduce`, in the loop's terms (i and j swapped for axis 0)."""
+    formula = reduce.args[0]
+    if reduce.attr("axis") == 0:
+        formula = swap_i_j(formula)
+    return tuple(Operand(v.attr("index"), v.attr("category"), v.dim) for v in variables(formula))
+
+
+def column_block_components(dim: int) -> int:
+    """Vectors per column block of a j-variable of dimension `dim`: its components, then |y|^2 if it is wide."""
+    return dim + 1 if dim >= WIDE_DIM else dim
