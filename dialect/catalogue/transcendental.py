@@ -1,10 +1,11 @@
-"""Elementary functions: exp, log, the trigonometric functions and their inverses, x log x, sin(x)/x.
+"""Elementary functions: exp, log, the trigonometric functions and their inverses, tanh, erf, x log x, sin(x)/x.
 
 Their lowerings call the vectorised routines of `keir.compiler.mathlib` by name (b.routine); the accuracy
 of each is measured in tests/compiler/test_mathlib.py."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,13 @@ OPS = [
        vjp=lambda y, e: (A.div(e, A.add(constant(1.0), A.square(y.args[0]))),), lower=_routine("atan")),
     Op("atan2", ("x", "y"), broadcast("atan2"), "atan2(a, b), the angle of (b, a)", elementwise=True,
        keops="Atan2", method="atan2", reference=np.arctan2, vjp=D.binary(_atan2_vjp), lower=_routine("atan2")),
+    # tanh and erf are not in KeOps: their formula-language names are keir's, in KeOps' style
+    Op("tanh", ("x",), same, "tanh(a)", elementwise=True, keops="Tanh", method="tanh", reference=np.tanh,
+       vjp=lambda y, e: (A.mul(e, A.sub(constant(1.0), A.square(y))),), lower=_routine("tanh")),
+    Op("erf", ("x",), same, "the error function of a", elementwise=True, keops="Erf", method="erf",
+       reference=np.vectorize(math.erf, otypes=[float]),
+       vjp=lambda y, e: (A.mul(A.mul(constant(2.0 / math.sqrt(math.pi)), e), A.exp(A.neg(A.square(y.args[0])))),),
+       lower=_routine("erf")),
     Op("xlogx", ("x",), same, "a log(a), 0 at 0", elementwise=True, keops="XLogX", method="xlogx",
        reference=_xlogx, domain=(0.0, 3.0),
        vjp=lambda y, e: (A.mul(e, A.add(A.log(y.args[0]), constant(1.0))),),
