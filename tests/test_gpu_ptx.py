@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from test_ops import OPS
+from op_matrix import OPS
 
 from keir import gpu_kernels, kernels
 from keir.compiler.codegen_gpu import nvptx_target, ptx_for
