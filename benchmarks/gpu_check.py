@@ -68,7 +68,7 @@ def run_tests() -> bool:
 
 def compare_matrix() -> bool:
     from test_gpu_ptx import REDUCTIONS
-    from test_ops import OPS
+    from op_matrix import OPS
 
     print("== 2. every op, reduction and gradient: GPU against the CPU backend")
     start, failures, checked = time.perf_counter(), [], 0
