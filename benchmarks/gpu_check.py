@@ -67,8 +67,8 @@ def run_tests() -> bool:
 
 
 def compare_matrix() -> bool:
-    from test_gpu_ptx import REDUCTIONS
     from op_matrix import OPS
+    from test_gpu_ptx import REDUCTIONS
 
     print("== 2. every op, reduction and gradient: GPU against the CPU backend")
     start, failures, checked = time.perf_counter(), [], 0
