@@ -45,10 +45,29 @@ def _summary(function: Callable) -> str:
 
 
 def _parse_pipeline(text: str) -> list[str]:
+    """'builtin.module(a, b{x=1,2})' -> ['a', 'b{x=1,2}']: commas inside an option list do not split passes."""
     text = text.strip()
     if text.startswith("builtin.module(") and text.endswith(")"):
         text = text[len("builtin.module(") : -1]
-    return [name.strip() for name in text.split(",") if name.strip()]
+    names, depth, current = [], 0, ""
+    for char in text + ",":
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            names.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [name for name in names if name]
+
+
+def _list_rules() -> str:
+    from keir.compiler.passes.keir_simplify import RULES
+
+    lines = ["keir-simplify's rules (keir-simplify{disable=name,...} leaves them out):"]
+    for rule in RULES:
+        ops = ", ".join(rule.ops) or "every other op"
+        lines.append(f"  {rule.name:<20} on {ops}\n  {'':<20} {rule.summary}")
+    return "\n".join(lines) + "\n"
 
 
 def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -68,6 +87,7 @@ def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                              "keir-simplify{assume-finite=true max-rounds=4}")
     parser.add_argument("--print-ir-after-all", action="store_true", help="print the IR after each pass (stderr)")
     parser.add_argument("--split-input-file", action="store_true", help="process chunks split at '// -----'")
+    parser.add_argument("--list-rules", action="store_true", help="list keir-simplify's rewrite rules and exit")
     args, rest = parser.parse_known_args(argv)
     names: list[str] = []
     for flag in rest:
@@ -128,6 +148,9 @@ def _errors(err: Exception, filename: str, line_offset: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args, names = _arguments(argv)
+    if args.list_rules:
+        sys.stdout.write(_list_rules())
+        return 0
     filename = "<stdin>" if args.input == "-" else args.input
     try:
         source = _read(args.input)

@@ -41,8 +41,9 @@ def pass_class(name: str) -> type:
 _PARSERS: dict[str, Callable[[str], object]] = {
     "bool": lambda text: {"true": True, "1": True, "false": False, "0": False}[text],
     "int": int,
+    "str": str,
 }
-_EXPECTED = {"bool": "true or false", "int": "an integer"}
+_EXPECTED = {"bool": "true or false", "int": "an integer", "str": "a string"}
 
 
 def get_pass(spec: str) -> Pass:

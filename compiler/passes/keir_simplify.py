@@ -20,7 +20,8 @@ written back out. Reading and writing the normal form does the arithmetic rewrit
                                     (once common factors have left the sum: K (c + f(x0)) + K (c + f(x1))
                                     => K (2 c + sum(f(x))))
 
-Structural rules (one table entry per op, `RULES`):
+Structural rules (each rewrite family a named rule of `RULES`, listed by `keir-opt --list-rules` and left
+out by keir-simplify{disable=name,...}):
 
     sum(a * b) => dot(a, b)    sum(square(a)) => sqnorm2(a)    dot(a, a) => sqnorm2(a)
     sqnorm2(a - b) => sqdist(a, b)    scalar factors leave sum, dot, sqnorm2: sum(s * v) => s * sum(v)
@@ -111,9 +112,11 @@ class Simplifier:
     algebraic = True
 
     def __init__(self, inner: str = "j", elem: str = "f64", assume_finite: bool = False,
-                 max_rounds: int = MAX_ROUNDS):
+                 max_rounds: int = MAX_ROUNDS, disabled: frozenset[str] = frozenset()):
         self.inner = inner
         self.max_rounds = max_rounds
+        if disabled:
+            self.rules, self.default = rule_table(disabled)
         # Folded constants stay within the normal range of the kernel's float type: beyond it, folding
         # x * c1 * c2 or x / c into one constant would overflow, underflow or divide by a subnormal.
         self.constant_range = _NORMAL_RANGE[elem]
@@ -734,25 +737,54 @@ def _elem(s: Simplifier, node: Node) -> Node | None:
     return None
 
 
-def _binary(s: Simplifier, node: Node) -> Node | None:
-    return _split_concat(s, node) or normal_form(s, node)
+@dataclass(frozen=True)
+class RewriteRule:
+    """A named family of keir-simplify's rewrites, tried on the nodes of `ops` (on every op without a rule of
+    its own if `ops` is empty), in the order of RULES; `apply` gives the rewritten node or None."""
+
+    name: str
+    ops: tuple[str, ...]
+    apply: Rule
+    summary: str  # before => after
 
 
-RULES: dict[str, tuple[Rule, ...]] = {
-    "add": (_binary,),
-    "sub": (_binary,),
-    "mul": (_binary,),
-    "div": (_binary,),
-    "neg": (normal_form,),
-    "square": (normal_form,),
-    "pow": (normal_form,),
-    "sum": (_sum,),
-    "dot": (_dot,),
-    "sqnorm2": (_sqnorm2,),
-    "sqdist": (_sqdist,),
-    "elem": (_elem,),
-}
-Simplifier.rules, Simplifier.default = RULES, (_fold,)
+RULES: tuple[RewriteRule, ...] = (
+    RewriteRule("split-concat", ("add", "sub", "mul", "div"), _split_concat,
+                "mul(concat(a, 0), b) => concat(mul(a, b[0:k]), 0); op(concat(a, b), concat(c, d)) split alike"),
+    RewriteRule("normal-form", ("add", "sub", "mul", "div", "neg", "square", "pow"), normal_form,
+                "x / 3 * 3 => x, x + x => 2 * x, x * x => square(x), exp(a) * exp(b) => exp(a + b), K a + K b => "
+                "K (a + b), factors ordered by loop level (see the module docstring)"),
+    RewriteRule("sum-of-products", ("sum",), _sum,
+                "sum(a * b) => dot(a, b), sum(square(a)) => sqnorm2(a), sum(s * v) => s * sum(v)"),
+    RewriteRule("dot-products", ("dot",), _dot, "dot(a, a) => sqnorm2(a), dot(s * a, b) => s * dot(a, b)"),
+    RewriteRule("squared-norms", ("sqnorm2",), _sqnorm2, "sqnorm2(a - b) => sqdist(a, b), sqnorm2(s * a) => "
+                "square(s) * sqnorm2(a)"),
+    RewriteRule("squared-distances", ("sqdist",), _sqdist, "sqdist(a, 0) => sqnorm2(a) (sqdist(x, x) => 0 only "
+                "with assume-finite)"),
+    RewriteRule("components", ("elem",), _elem, "elem(f(a, b), k) => f(elem(a, k), elem(b, k)) for an "
+                "elementwise f; elem(concat(a, b), 0) => a"),
+    RewriteRule("fold", (), _fold, "the folding constructors of keir.dialect.algebra: exp(0) => 1, "
+                "extract(extract(a, 1, 3), 1, 2) => extract(a, 2, 2), ..."),
+)
+RULE_NAMES = tuple(rule.name for rule in RULES)
+
+
+def rule_table(disabled: frozenset[str] = frozenset()) -> tuple[dict[str, tuple[Rule, ...]], tuple[Rule, ...]]:
+    """The rewrites to try per op, and for the other ops, with the rules named in `disabled` left out."""
+    unknown = disabled - set(RULE_NAMES)
+    if unknown:
+        raise ValueError(f"keir-simplify: unknown rule(s) {', '.join(sorted(unknown))}; rules: {', '.join(RULE_NAMES)}")
+    table: dict[str, tuple[Rule, ...]] = {}
+    for rule in RULES:
+        for op in rule.ops:
+            table.setdefault(op, ())
+            if rule.name not in disabled:
+                table[op] += (rule.apply,)
+    default = tuple(rule.apply for rule in RULES if not rule.ops and rule.name not in disabled)
+    return table, default
+
+
+Simplifier.rules, Simplifier.default = rule_table()
 
 
 def _nearest(value: Fraction) -> float:
@@ -764,22 +796,31 @@ def _nearest(value: Fraction) -> float:
 
 
 def simplify(root: Node, inner: str | None = None, elem: str = "f64", assume_finite: bool = False,
-             max_rounds: int = MAX_ROUNDS) -> Node:
-    return Simplifier(inner or inner_category(root), elem, assume_finite, max_rounds).simplify(root)
+             max_rounds: int = MAX_ROUNDS, disabled: frozenset[str] = frozenset()) -> Node:
+    return Simplifier(inner or inner_category(root), elem, assume_finite, max_rounds, disabled).simplify(root)
 
 
 @dataclass(frozen=True)
 class KeirSimplify:
-    """The pass: options `assume-finite` (rewrites that need finite values, such as y - y => 0) and
-    `max-rounds` (full bottom-up sweeps at most)."""
+    """The pass: options `assume-finite` (rewrites that need finite values, such as y - y => 0),
+    `max-rounds` (full bottom-up sweeps at most) and `disable` (rules of RULES left out, comma-separated:
+    keir-simplify{disable=split-concat,components}; `keir-opt --list-rules` lists them)."""
 
     name: ClassVar[str] = "keir-simplify"
     assume_finite: bool = False
     max_rounds: int = MAX_ROUNDS
+    disable: str = ""
 
-    def __call__(self, kernel: Kernel) -> Kernel:
+    def __post_init__(self) -> None:
         if self.max_rounds < 1:
             raise ValueError(f"keir-simplify: max-rounds must be at least 1, got {self.max_rounds}")
+        rule_table(self.disabled)  # an unknown rule name is refused when the pass is made
+
+    @property
+    def disabled(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.disable.split(",") if name.strip())
+
+    def __call__(self, kernel: Kernel) -> Kernel:
         result = simplify(kernel.result, elem=kernel.dtype, assume_finite=self.assume_finite,
-                          max_rounds=self.max_rounds)
+                          max_rounds=self.max_rounds, disabled=self.disabled)
         return Kernel(kernel.name, result, kernel.dtype)

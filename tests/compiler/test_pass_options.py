@@ -34,8 +34,18 @@ def test_a_pass_is_a_frozen_dataclass_of_its_options():
         simplify.assume_finite = False
 
 
+def test_a_disabled_rule_leaves_its_rewrite_undone():
+    dot = Kernel("k", make("reduce", make("sum", make("mul", var(0, "i", 3), var(1, "j", 3))), kind="sum", axis=1),
+                 "f64")
+    assert get_pass("keir-simplify")(dot).result.args[0].op == "dot"
+    assert get_pass("keir-simplify{disable=sum-of-products}")(dot).result.args[0].op == "sum"
+    with pytest.raises(ValueError, match="unknown rule.*bogus.*rules: split-concat"):
+        get_pass("keir-simplify{disable=bogus}")
+
+
 @pytest.mark.parametrize("spec, message", [
-    ("keir-simplify{bogus=1}", "unknown option 'bogus=1' of pass 'keir-simplify' .options: assume-finite, max-rounds"),
+    ("keir-simplify{bogus=1}",
+     "unknown option 'bogus=1' of pass 'keir-simplify' .options: assume-finite, max-rounds, disable"),
     ("keir-simplify{assume-finite=maybe}", "takes true or false"),
     ("keir-simplify{max-rounds=two}", "takes an integer"),
     ("keir-simplify{assume-finite=true", "name{key=value"),
