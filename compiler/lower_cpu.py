@@ -79,6 +79,11 @@ class LoopKernel:
         return "module {\n" + self.func_text + "\n}\n"
 
 
+def lower_module(kernels: list[Kernel]) -> str:
+    """to one scf/arith/math/vector loop nest per kernel (the CPU backend)"""
+    return "module {\n" + "\n".join(lower_cpu(k).func_text for k in kernels) + "\n}\n"
+
+
 def lower_cpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None) -> LoopKernel:
     """Lower `kernel`; `operands` fixes the signature (default: the variables it uses), so that a kernel
     whose passes removed a variable still takes the inputs of the formula it was compiled from."""

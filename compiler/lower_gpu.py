@@ -136,6 +136,11 @@ def reduction_options(reduce: Node) -> ReductionOptions:
     )
 
 
+def lower_module(kernels: list[Kernel]) -> str:
+    """to a gpu.module, one thread per output row, j-tiles in workgroup memory (the GPU backend)"""
+    return gpu_module_text([lower_gpu(k) for k in kernels])
+
+
 def lower_gpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None) -> GpuKernelText:
     """Lower `kernel` to a gpu.func; `operands` fixes the signature (default: the variables it uses), as for
     `lower_cpu`. All j operands of the signature are staged, so the launch depends on the signature alone."""

@@ -14,26 +14,7 @@ from collections.abc import Callable
 
 from keir.compiler.emit import emit_module
 from keir.compiler.importer import KeirIRError, parse_module
-from keir.compiler.kernel import Kernel
-from keir.compiler.passes import PASSES, get_pass, pass_class
-
-
-def _lower_cpu(kernels: list[Kernel]) -> str:
-    """to one scf/arith/math/vector loop nest per kernel (the CPU backend)"""
-    from keir.compiler.lower_cpu import lower_cpu
-
-    return "module {\n" + "\n".join(lower_cpu(k).func_text for k in kernels) + "\n}\n"
-
-
-def _lower_gpu(kernels: list[Kernel]) -> str:
-    """to a gpu.module, one thread per output row, j-tiles in workgroup memory (the GPU backend)"""
-    from keir.compiler.lower_gpu import gpu_module_text, lower_gpu
-
-    return gpu_module_text([lower_gpu(k) for k in kernels])
-
-
-# Lowerings leave the keir dialect, so they end a pipeline.
-LOWERINGS: dict[str, Callable[[list[Kernel]], str]] = {"keir-lower-cpu": _lower_cpu, "keir-lower-gpu": _lower_gpu}
+from keir.compiler.passes import LOWERINGS, PASSES, get_pass, lowering, pass_class
 
 
 def _summary(function: Callable) -> str:
@@ -77,7 +58,7 @@ def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         epilog="passes:\n"
         + "\n".join(f"  --{name:<20} {_summary(pass_class(name))}" for name in sorted(PASSES))
         + "\nlowerings (end a pipeline):\n"
-        + "\n".join(f"  --{name:<20} {fn.__doc__}" for name, fn in LOWERINGS.items()),
+        + "\n".join(f"  --{name:<20} {lowering(name).__doc__}" for name in LOWERINGS),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("input", nargs="?", default="-", help="input file (default: stdin)")
@@ -112,7 +93,7 @@ def _process(text: str, names: list[str], print_after_all: bool) -> str:
     kernels = parse_module(text)
     for name in names:
         if name in LOWERINGS:
-            return _verified(LOWERINGS[name](kernels))
+            return _verified(lowering(name)(kernels))
         kernels = [get_pass(name)(k) for k in kernels]
         if print_after_all:
             sys.stderr.write(f"// -----// IR Dump After {name} //----- //\n{emit_module(kernels)}\n")

@@ -26,6 +26,9 @@ REGISTRY: dict[str, str] = {
     "keir-trace": "KeirTrace",
 }
 PASSES = tuple(REGISTRY)
+# Lowerings leave the keir dialect, so they end a pipeline: name -> the module whose lower_module(kernels) gives
+# the lowered MLIR text.
+LOWERINGS: dict[str, str] = {"keir-lower-cpu": "keir.compiler.lower_cpu", "keir-lower-gpu": "keir.compiler.lower_gpu"}
 
 
 def pass_class(name: str) -> type:
@@ -36,6 +39,11 @@ def pass_class(name: str) -> type:
         raise ValueError(f"unknown pass {name!r}; known passes: {', '.join(sorted(REGISTRY))}") from None
     module = importlib.import_module(f"keir.compiler.passes.{name.replace('-', '_')}")
     return getattr(module, class_name)
+
+
+def lowering(name: str) -> Callable[[list[Kernel]], str]:
+    """The lowering `name` (its module imported on first use)."""
+    return importlib.import_module(LOWERINGS[name]).lower_module
 
 
 _PARSERS: dict[str, Callable[[str], object]] = {
