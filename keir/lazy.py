@@ -8,19 +8,18 @@ Nothing is computed until a reduction (`.sum(axis=...)`, `@`).
 from __future__ import annotations
 
 import functools
-import math
 import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
-from keir.compiler.passes import keir_differentiate, keir_trace
 from keir.dialect.catalogue.record import Op
-from keir.dialect.node import Node, constant, interned, make, substitute, swap_i_j, var, variables
+from keir.dialect.node import Node, constant, interned, make, substitute, swap_i_j, var
 from keir.dialect.ops import OPS, DimensionError
-from keir.formula_parser import carry_composite_names, format_formula, name_composite
-from keir.reduction import Reduction, reject_ranges  # which loads the runtime (and llvmlite) with the API
+from keir.formula_parser import carry_composite_names, format_formula
+from keir.lazy_composites import Composites
+from keir.lazy_reductions import Reductions
 from keir.symbolic import SymbolicVariable, symbolic_variable
 
 SUPPORTED_DTYPES = ("float32", "float64")
@@ -104,92 +103,9 @@ def _merged_dtype(mine: str | None, other: str | None) -> str | None:
     return other
 
 
-def _concat_all(parts: list[LazyTensor]) -> LazyTensor:
-    return functools.reduce(lambda a, b: a.concat(b), parts)
-
-
 def _is_number(x: Any) -> bool:
     """A real number, not a bool. The exact-type test first: an ABC isinstance check costs a while."""
     return type(x) in (float, int) or (isinstance(x, numbers.Real) and not isinstance(x, bool))
-
-
-def _axis(axis: int | None, dim: int | None) -> int | None:
-    """pykeops' `dim` is an alias of `axis` (torch spells it dim, NumPy axis); dim wins when both are given."""
-    return axis if dim is None else dim
-
-
-def _positive(k: Any) -> int:
-    if not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"K must be a positive integer, got {k!r}")
-    return int(k)
-# Composite ops of pykeops' surface, built from keir ops (the KeOps op each one mirrors is named) --------------
-def _concat_nodes(parts: list[Node]) -> Node:
-    return functools.reduce(lambda a, b: make("concat", a, b), parts)
-
-
-def _bspline_node(knots: Node, x: Node, order: int) -> Node:
-    """KeOps' BSpline(knots, x, order): the len(knots) - order - 1 B-spline basis functions of the given order
-    at the scalar x, by Cox-de Boor's recursion as KeOps runs it. Order 0 is the indicator of
-    t_j <= x < t_{j+1} (half-open: 0 at the last knot); each order combines neighbours with the ratios
-    w_{a,b} = (x - t_a) / (t_b - t_a), taken as 0 unless t_a < t_b (repeated knots), so that
-    B_i <- w_{i,i+k} B_i + (1 - w_{i+1,i+k+1}) B_{i+1}. The ratio's denominator is replaced by 1 where the
-    ratio is not used, so that gradients never see a division by zero."""
-    t = [make("elem", knots, index=j) for j in range(knots.dim)]
-    one, zero, half = constant(1.0), constant(0.0), constant(0.5)
-    basis = [make("mul", make("le", t[j], x), make("lt", x, t[j + 1])) for j in range(knots.dim - 1)]
-
-    def ratio(a: int, b: int) -> Node:
-        used = make("sub", make("lt", t[a], t[b]), half)  # >= 0 exactly where t_a < t_b (not for NaN)
-        denominator = make("ifelse", used, make("sub", t[b], t[a]), one)
-        return make("ifelse", used, make("div", make("sub", x, t[a]), denominator), zero)
-
-    for k in range(1, order + 1):
-        left = ratio(0, k)
-        for i in range(knots.dim - 1 - k):
-            right = ratio(i + 1, i + 1 + k)
-            basis[i] = make("add", make("mul", left, basis[i]), make("mul", make("sub", one, right), basis[i + 1]))
-            left = right
-    return _concat_nodes(basis[: knots.dim - order - 1])
-
-
-def _softdtw_sqdist_node(x: Node, y: Node, gamma: Node) -> Node:
-    """KeOps' SoftDTW_SqDist(x, y, gamma): the soft-DTW discrepancy between the series x (length n = x.dim)
-    and y (length m), with cost (x_i - y_j)^2, unrolled into the formula. r_{0,0} = c_{0,0}; along the first
-    row and column only one predecessor exists, so r is a running sum there; elsewhere
-    r_{i,j} = c_{i,j} + softmin(r_{i-1,j-1}, r_{i-1,j}, r_{i,j-1}), with
-    softmin(a, b, c) = mu - gamma log(exp((mu - a)/gamma) + exp((mu - b)/gamma) + exp((mu - c)/gamma)),
-    mu = min(a, b, c) (never overflows for gamma > 0). The result is r_{n-1,m-1}."""
-    xs = [make("elem", x, index=i) for i in range(x.dim)]
-    ys = [make("elem", y, index=j) for j in range(y.dim)]
-
-    def cost(i: int, j: int) -> Node:
-        return make("square", make("sub", xs[i], ys[j]))
-
-    def softmin(diagonal: Node, left: Node, up: Node) -> Node:
-        mu = make("min", _concat_nodes([diagonal, up, left]))
-        terms = [make("exp", make("div", make("sub", mu, r), gamma)) for r in (diagonal, left, up)]
-        total = make("add", make("add", terms[0], terms[1]), terms[2])
-        return make("sub", mu, make("mul", gamma, make("log", total)))
-
-    previous: list[Node] = []  # column j - 1: r_{i, j-1}
-    for j in range(y.dim):
-        column: list[Node] = []
-        for i in range(x.dim):
-            if i == 0 and j == 0:
-                column.append(cost(0, 0))
-            elif j == 0:
-                column.append(make("add", cost(i, 0), column[i - 1]))
-            elif i == 0:
-                column.append(make("add", cost(0, j), previous[0]))
-            else:
-                column.append(make("add", cost(i, j), softmin(previous[i - 1], column[i - 1], previous[i])))
-        previous = column
-    return previous[-1]
-
-
-def _difference_matrix_node(x: Node, y: Node) -> Node:
-    """DifferenceMatrix(x, y): the n*m differences x_i - y_j, component j*n + i (n = x.dim, m = y.dim)."""
-    return _concat_nodes([make("sub", x, make("elem", y, index=j)) for j in range(y.dim)])
 
 
 _NUMPY_DTYPE_NAMES = {np.dtype(name): name for name in SUPPORTED_DTYPES}  # dtype.name is slow (µs)
@@ -260,7 +176,7 @@ class ArrayAdapter:
         return genred_solve_arrays(genred, arrays, position, alpha, eps, iterations, options)
 
 
-class LazyTensor:
+class LazyTensor(Reductions, Composites):
     """A symbolic formula over arrays. Build it with Vi/Vj/Pm or LazyTensor(array) (pykeops shapes)."""
 
     adapter: ClassVar[ArrayAdapter] = ArrayAdapter()
@@ -448,27 +364,6 @@ class LazyTensor:
         """Rounded to `other` decimals (pykeops' name for the number of digits)."""
         return self._unary("round", digits=int(other))
 
-    def sinc(self) -> LazyTensor:
-        """sin(pi x) / (pi x), 1 at 0."""
-        return (math.pi * self).sinxdivx()
-
-    def inv(self) -> LazyTensor:
-        return 1.0 / self
-
-    def power(self, other: Any) -> LazyTensor:
-        return self**other
-
-    pow = power
-
-    def powf(self, exponent: Any) -> LazyTensor:
-        """self ** exponent for a positive base and any (LazyTensor or number) exponent: exp(exponent log self)."""
-        return (self._lift(exponent) * self.log()).exp()
-
-
-    def mod(self, modulus: Any, offset: Any = 0) -> LazyTensor:
-        """self - modulus * floor((self - offset) / modulus): values in [offset, offset + modulus)."""
-        return self - modulus * ((self - offset) / modulus).floor()
-
     def one_hot(self, D: int) -> LazyTensor:  # noqa: N803 (pykeops' name)
         return self._unary("one_hot", dim=int(D))
 
@@ -493,112 +388,6 @@ class LazyTensor:
     __hash__ = object.__hash__
 
     # norms and small linear algebra, built from the ops above --------------------------------------------
-    def norm2(self) -> LazyTensor:
-        return self.sqnorm2().sqrt()
-
-    def norm(self, dim: int = -1) -> LazyTensor:
-        last = self._nbatch() + 2  # pykeops: the norm is over the last axis only, -1 or len(_shape) - 1
-        if dim not in (-1, last):
-            raise ValueError(f"norm reduces the vector dimension (dim=-1 or {last}), got dim={dim}")
-        return self.norm2()
-
-    def normalize(self) -> LazyTensor:
-        return self * self.sqnorm2().rsqrt()
-
-    def weightedsqnorm(self, other: Any) -> LazyTensor:
-        """|self|^2 weighted by s = other: s of dimension 1 (s |x|^2), D (sum s_k x_k^2) or D*D (x^T S x)."""
-        weight = self._lift(other)
-        d, w = self.node.dim, weight.node.dim
-        if w in (1, d):
-            return (weight * self.square()).sum() if w == d else weight * self.sqnorm2()
-        if w == d * d:
-            return self | weight.matvecmult(self)
-        raise DimensionError(f"weightedsqnorm: the weight has dimension {w}; expected 1, {d} or {d * d}")
-
-    def weightedsqdist(self, g: Any, s: Any) -> LazyTensor:
-        """|self - g|^2 weighted by s (see weightedsqnorm)."""
-        return (self - g).weightedsqnorm(s)
-
-    def matvecmult(self, other: Any) -> LazyTensor:
-        """self is an n x m matrix (row-major, dimension n*m), other a vector of dimension m: the product, of
-        dimension n."""
-        vector = self._lift(other)
-        m = vector.node.dim
-        if self.node.dim % m:
-            raise DimensionError(f"matvecmult: a matrix of dimension {self.node.dim} cannot multiply a vector of {m}")
-        rows = [self.extract(r * m, m) | vector for r in range(self.node.dim // m)]
-        return _concat_all(rows)
-
-    def vecmatmult(self, other: Any) -> LazyTensor:
-        """self has dimension n, other is an n x m matrix (row-major): self^T other, of dimension m."""
-        matrix = self._lift(other)
-        n = self.node.dim
-        if matrix.node.dim % n:
-            raise DimensionError(f"vecmatmult: a vector of dimension {n} cannot multiply a matrix of {matrix.node.dim}")
-        m = matrix.node.dim // n
-        terms = [self.elem(r) * matrix.extract(r * m, m) for r in range(n)]
-        return functools.reduce(lambda a, b: a + b, terms)
-
-    def tensorprod(self, other: Any) -> LazyTensor:
-        """The outer product, row-major: dimension n*m."""
-        other = self._lift(other)
-        return _concat_all([self.elem(r) * other for r in range(self.node.dim)])
-
-    def keops_tensordot(self, other: Any, dimfa: tuple, dimfb: tuple, contfa: tuple, contfb: tuple,
-                        permute: tuple | None = None) -> LazyTensor:
-        """numpy.tensordot of self (a tensor of shape dimfa, row-major) and other (shape dimfb) over the axes
-        contfa of self and contfb of other. The kept axes (self's, then other's) come out in the order
-        argsort(permute), as KeOps' TensorDot writes them (its output index of kept axis permute-sorted)."""
-        other = self._lift(other)
-        dimfa, dimfb, contfa, contfb = (tuple(int(v) for v in t) for t in (dimfa, dimfb, contfa, contfb))
-        if int(np.prod(dimfa)) != self.node.dim or int(np.prod(dimfb)) != other.node.dim:
-            raise DimensionError(f"keops_tensordot: shapes {dimfa} and {dimfb} do not match dimensions "
-                                 f"{self.node.dim} and {other.node.dim}")
-        if [dimfa[k] for k in contfa] != [dimfb[k] for k in contfb]:
-            raise DimensionError(f"keops_tensordot: contracted axes {contfa} of {dimfa} and {contfb} of {dimfb} differ")
-        keep_a = [k for k in range(len(dimfa)) if k not in contfa]
-        keep_b = [k for k in range(len(dimfb)) if k not in contfb]
-        kept = [dimfa[k] for k in keep_a] + [dimfb[k] for k in keep_b]
-        order = list(range(len(kept))) if permute is None else [int(v) for v in np.argsort(permute)]
-        if sorted(order) != list(range(len(kept))):
-            raise DimensionError(f"keops_tensordot: permute {permute} is not a permutation of {len(kept)} axes")
-        contracted = [dimfa[k] for k in contfa]
-        outputs = []
-        for out_index in np.ndindex(*[kept[k] for k in order]):
-            kept_index = [0] * len(kept)
-            for position, axis in enumerate(order):
-                kept_index[axis] = out_index[position]
-            terms = []
-            for c_index in np.ndindex(*contracted):
-                ia, ib = [0] * len(dimfa), [0] * len(dimfb)
-                for k, v in zip(keep_a, kept_index[: len(keep_a)]):
-                    ia[k] = v
-                for k, v in zip(keep_b, kept_index[len(keep_a) :]):
-                    ib[k] = v
-                for ka, kb, v in zip(contfa, contfb, c_index):
-                    ia[ka], ib[kb] = v, v
-                flat_a = int(np.ravel_multi_index(ia, dimfa)) if dimfa else 0
-                flat_b = int(np.ravel_multi_index(ib, dimfb)) if dimfb else 0
-                terms.append(self.elem(flat_a) * other.elem(flat_b))
-            outputs.append(functools.reduce(lambda a, b: a + b, terms))
-        return _concat_all(outputs)
-
-    def keops_kron(self, other: Any, dimfself: tuple, dimfother: tuple) -> LazyTensor:
-        """The Kronecker product of self (a tensor of shape dimfself) and other (shape dimfother)."""
-        other = self._lift(other)
-        dimfa, dimfb = tuple(int(v) for v in dimfself), tuple(int(v) for v in dimfother)
-        if len(dimfa) != len(dimfb) or int(np.prod(dimfa)) != self.node.dim or int(np.prod(dimfb)) != other.node.dim:
-            raise DimensionError(f"keops_kron: shapes {dimfa} and {dimfb} do not match dimensions "
-                                 f"{self.node.dim} and {other.node.dim}")
-        shape = tuple(a * b for a, b in zip(dimfa, dimfb))
-        outputs = []
-        for index in np.ndindex(*shape):
-            ia = [v // b for v, b in zip(index, dimfb)]
-            ib = [v % b for v, b in zip(index, dimfb)]
-            outputs.append(self.elem(int(np.ravel_multi_index(ia, dimfa))) *
-                           other.elem(int(np.ravel_multi_index(ib, dimfb))))
-        return _concat_all(outputs)
-
     def _ternary(self, op: str, second: Any, third: Any) -> LazyTensor:
         return self._combine_many([second, third], lambda a, b, c: make(op, a, b, c))
 
@@ -671,131 +460,6 @@ class LazyTensor:
         """The trace of the linear map v -> self (self must be linear in the variable v = var, of v's
         dimension)."""
         return self._with_respect_to(var, "trace")
-
-    def diff(self, other: LazyTensor, diffin: Any) -> LazyTensor:
-        """KeOps' Diff: the differential of this formula with respect to the variable `other` (Vi, Vj or Pm),
-        applied to `diffin` = e (of other's dimension): J e, of this formula's dimension (forward mode).
-
-        Built as the transpose of the gradient: with u an auxiliary variable of this formula's dimension,
-        J e = d/du <grad(self, other, u), e>, an expression linear in u whose derivative no longer holds u.
-        The grads are expanded here (by keir-differentiate's expansion), so u never reaches a kernel and no
-        array stands for it; the result is a plain formula, which can be reduced or differentiated again."""
-        if not isinstance(other, LazyTensor) or other.node.op != "var":
-            raise TypeError("LazyTensor.diff differentiates with respect to a variable (Vi, Vj or Pm)")
-        (f, v, e), arrays, categories, dtype = self._merge([other, diffin])
-        if e.dim != v.dim:
-            raise DimensionError(f"diff: the direction has dimension {e.dim}, but the variable has dimension "
-                                 f"{v.dim}")
-        u = var(len(arrays), "p", f.dim)  # an index no variable of the formula has
-        linear = make("dot", make("grad", f, v, u), e)
-        node = keir_differentiate.expand(keir_trace.expand(make("grad", linear, u, constant(1.0))))
-        assert u not in variables(node), "diff: the auxiliary variable did not vanish"
-        return self._new(node, arrays, categories, dtype)
-
-    def grad_matrix(self, other: LazyTensor) -> LazyTensor:
-        """KeOps' GradMatrix: the transposed Jacobian of this formula (dimension n) with respect to the variable
-        `other` (dimension m), flattened: component k*m + l is d self_k / d other_l, i.e. the gradients of
-        self_0, self_1, ... one after the other (grads with one-hot cotangents)."""
-        if not isinstance(other, LazyTensor) or other.node.op != "var":
-            raise TypeError("LazyTensor.grad_matrix differentiates with respect to a variable (Vi, Vj or Pm)")
-        n = self.node.dim
-        basis = [1.0] if n == 1 else [[1.0 if k == l else 0.0 for l in range(n)] for k in range(n)]
-        return _concat_all([self.grad(other, e) for e in basis])
-
-    def factorize(self, other: Any) -> LazyTensor:
-        """KeOps' Factorize(self, other): a code-generation hint (compute the subexpression `other` once) that
-        does not change the value. keir's CSE and hoisting passes already compute every shared subexpression
-        once, so this returns the same formula (with other's variables joined, as pykeops does)."""
-        return self._combine(other, lambda formula, _: formula)
-
-    def auto_factorize(self) -> LazyTensor:
-        """KeOps' AutoFactorize: a code-generation hint that does not change the value; keir's CSE and hoisting
-        passes already share subexpressions, so this returns the same formula."""
-        return self._new(self.node, self.arrays, self.categories, self.dtype)
-
-    def bspline(self, x: Any, k: int = 0) -> LazyTensor:
-        """KeOps' BSpline: the vector of the D - k - 1 B-spline basis functions of order k for the knots
-        self (dimension D), evaluated at the scalar x (dimension 1). As in KeOps, B_j of order 0 is 1 on
-        [t_j, t_{j+1}) (so every function is 0 at the last knot), and ratios over repeated knots are 0.
-        Differentiable (with respect to x and the knots, away from the knots)."""
-        if not isinstance(k, numbers.Integral) or isinstance(k, bool):
-            raise TypeError(f"bspline: the order k must be an integer, got {k!r}")
-        if k < 0:
-            raise ValueError(f"bspline: the order of a B-spline must be >= 0, got {k}")
-        x = self._lift(x)
-        if x.node.dim != 1:
-            raise DimensionError(f"bspline: B-splines are sampled at scalar values, got x of dimension {x.node.dim}")
-        if self.node.dim < k + 2:
-            raise DimensionError(f"bspline: B-splines of order {k} need at least {k + 2} knots, got "
-                                 f"{self.node.dim}")
-        return self._combine(x, lambda knots, point: name_composite(_bspline_node(knots, point, int(k)), "BSpline",
-                                                                    knots, point, int(k)))
-
-    def softdtw_sqdist(self, other: Any, gamma: Any) -> LazyTensor:
-        """KeOps' SoftDTW_SqDist: the soft-DTW discrepancy between the series self (dimension n) and other
-        (dimension m), with squared differences as cost and smoothing gamma (a number or a LazyTensor of
-        dimension 1, e.g. Pm(0.1)); a scalar. Computed as KeOps does (the min subtracted inside the
-        log-sum-exp); gamma must be > 0 (gamma = 0 divides by zero, NaN, as in KeOps). Differentiable with
-        respect to x, y and gamma."""
-        gamma = self._lift(gamma)
-        if gamma.node.dim != 1:
-            raise DimensionError(f"softdtw_sqdist: gamma must be a scalar (dimension 1), got dimension "
-                                 f"{gamma.node.dim}")
-        return self._combine_many([other, gamma], lambda x, y, g: name_composite(
-            _softdtw_sqdist_node(x, y, g), "SoftDTW_SqDist", x, y, g))
-
-    def difference_matrix(self, other: Any) -> LazyTensor:
-        """DifferenceMatrix (pykeops 2.3's difference_matrix): the n*m differences self_i - other_j, component
-        j*n + i, n = self's dimension, m = other's."""
-        return self._combine(other, lambda x, y: name_composite(_difference_matrix_node(x, y), "DifferenceMatrix",
-                                                                x, y))
-
-    @staticmethod
-    def concatenate(tuple_of_lt: tuple, axis: int = -1) -> LazyTensor:
-        """The concatenation of a tuple of LazyTensors along the vector dimension, the only axis LazyTensors
-        concatenate on: axis is -1 or len(x._shape) - 1 for the first x."""
-        if not isinstance(tuple_of_lt, tuple):
-            raise ValueError("LazyTensor.concatenate is implemented on *tuples* of LazyTensors, got "
-                             f"{type(tuple_of_lt).__name__}")
-        if not tuple_of_lt:
-            raise ValueError("LazyTensor.concatenate received an empty tuple of LazyTensors")
-        first = tuple_of_lt[0]
-        if not isinstance(first, LazyTensor):
-            raise TypeError(f"LazyTensor.concatenate needs LazyTensors, got {type(first).__name__} first")
-        last = len(first._shape) - 1
-        if axis not in (-1, last):
-            raise ValueError(f"LazyTensor only supports concatenation along the last axis (-1 or {last}), "
-                             f"got axis={axis}")
-        return functools.reduce(lambda a, b: a.concat(b), tuple_of_lt)
-
-    @staticmethod
-    def cat(tuple_of_lt: tuple, dim: int) -> LazyTensor:
-        """torch's spelling of concatenate: the last dimension only."""
-        return LazyTensor.concatenate(tuple_of_lt, dim)
-
-    # pykeops' named arithmetic (what its operators call); rversion swaps the operands
-    def addop(self, other: Any, rversion: bool = False) -> LazyTensor:
-        return self._rbinary("add", other) if rversion else self._binary("add", other)
-
-    def subop(self, other: Any, rversion: bool = False) -> LazyTensor:
-        return self._rbinary("sub", other) if rversion else self._binary("sub", other)
-
-    def mulop(self, other: Any, rversion: bool = False) -> LazyTensor:
-        return self._rbinary("mul", other) if rversion else self._binary("mul", other)
-
-    def divop(self, other: Any, rversion: bool = False) -> LazyTensor:
-        return self._rbinary("div", other) if rversion else self._binary("div", other)
-
-    def solve(self, other: Any, var: Any = None, call: bool = True, alpha: float = 1e-10, eps: float = 1e-6,
-              max_iterations: int | None = None, **options: Any) -> Any:
-        """The solution a of (alpha Id + K) a = other, K = self a symmetric scalar kernel matrix, or with
-        `var` (a symbolic j-variable) the formula self, linear in var; by conjugate gradient (each step one
-        keir reduction, with pykeops' reduction options: backend, dtype_acc, sum_scheme, ...); differentiable
-        with torch. See keir.solve."""
-        from keir.solve import solve
-
-        return solve(self, other, var=var, call=call, alpha=alpha, eps=eps, max_iterations=max_iterations,
-                     **options)
 
     @property
     def ndim(self) -> int:
@@ -894,164 +558,6 @@ class LazyTensor:
     # over i, nb + 1 over j, and -1 or nb + 2 (the last axis) is the vector dimension, which sum, min, max,
     # argmin and argmax reduce symbolically (a LazyTensor; their default). `dim` is an alias of `axis`.
 
-    def sum(self, axis: int | None = -1, dim: int | None = None, call: bool = True, **options: Any) -> Any:
-        """The sum over i or j (axis nb / nb + 1: computed now, or a callable `Reduction` if call=False), or
-        over the vector's components (axis -1, the default: a LazyTensor)."""
-        return self._vector_or_reduction("sum", _axis(axis, dim), call, options)
-
-    def min(self, axis: int | None = -1, dim: int | None = None, call: bool = True, **options: Any) -> Any:
-        """The minimum over i or j, or the smallest component (axis -1, the default)."""
-        return self._vector_or_reduction("min", _axis(axis, dim), call, options)
-
-    def max(self, axis: int | None = -1, dim: int | None = None, call: bool = True, **options: Any) -> Any:
-        return self._vector_or_reduction("max", _axis(axis, dim), call, options)
-
-    def argmin(self, axis: int | None = -1, dim: int | None = None, call: bool = True, **options: Any) -> Any:
-        return self._vector_or_reduction("argmin", _axis(axis, dim), call, options)
-
-    def argmax(self, axis: int | None = -1, dim: int | None = None, call: bool = True, **options: Any) -> Any:
-        return self._vector_or_reduction("argmax", _axis(axis, dim), call, options)
-
-    # The reductions only: axis nb (over i) or nb + 1 (over j). pykeops requires the axis; keir takes j by
-    # default.
-    def sum_reduction(self, axis: int | None = None, dim: int | None = None, call: bool = True,
-                      **options: Any) -> Any:
-        return self._reduce("sum", _axis(axis, dim), call, options)
-
-    def min_reduction(self, axis: int | None = None, dim: int | None = None, call: bool = True,
-                      **options: Any) -> Any:
-        return self._reduce("min", _axis(axis, dim), call, options)
-
-    def max_reduction(self, axis: int | None = None, dim: int | None = None, call: bool = True,
-                      **options: Any) -> Any:
-        return self._reduce("max", _axis(axis, dim), call, options)
-
-    def argmin_reduction(self, axis: int | None = None, dim: int | None = None, call: bool = True,
-                         **options: Any) -> Any:
-        return self._reduce("argmin", _axis(axis, dim), call, options)
-
-    def argmax_reduction(self, axis: int | None = None, dim: int | None = None, call: bool = True,
-                         **options: Any) -> Any:
-        return self._reduce("argmax", _axis(axis, dim), call, options)
-
-    def min_argmin(self, axis: int | None = None, dim: int | None = None, call: bool = True, **options: Any) -> Any:
-        """(values, int64 indices) of the minimum over i or j."""
-        return self._reduce("min_argmin", _axis(axis, dim), call, options)
-
-    def max_argmax(self, axis: int | None = None, dim: int | None = None, call: bool = True, **options: Any) -> Any:
-        return self._reduce("max_argmax", _axis(axis, dim), call, options)
-
-    def Kmin(self, K: int, axis: int | None = None, dim: int | None = None, call: bool = True,  # noqa: N802,N803
-             **options: Any) -> Any:
-        """The K smallest values over i or j, sorted: shape (rows, K), or (rows, K, D) for a vector formula."""
-        return self._reduce("kmin", _axis(axis, dim), call, {**options, "k": _positive(K)})
-
-    def argKmin(self, K: int, axis: int | None = None, dim: int | None = None, call: bool = True,  # noqa: N802,N803
-                **options: Any) -> Any:
-        """The int64 indices of the K smallest values (ties: smallest index first); -1 where N < K."""
-        return self._reduce("argkmin", _axis(axis, dim), call, {**options, "k": _positive(K)})
-
-    def Kmin_argKmin(self, K: int, axis: int | None = None, dim: int | None = None, call: bool = True,  # noqa: N802,N803
-                     **options: Any) -> Any:
-        return self._reduce("kmin_argkmin", _axis(axis, dim), call, {**options, "k": _positive(K)})
-
-    def logsumexp(self, axis: int | None = None, dim: int | None = None, weight: Any = None, call: bool = True,
-                  **options: Any) -> Any:
-        """log sum exp(f) over i or j, with an online maximum (never overflows); with `weight` g (a LazyTensor
-        or array indexed like the reduced variable): log sum exp(f) g. pykeops also spells weight `other`."""
-        weight = options.pop("other", None) if weight is None else weight
-        if weight is None:
-            return self._reduce("logsumexp", _axis(axis, dim), call, options)
-        return self._weighted("logsumexp_weight", _axis(axis, dim), weight, call, options)
-
-    def sumsoftmaxweight(self, weight: Any, axis: int | None = None, dim: int | None = None, call: bool = True,
-                         **options: Any) -> Any:
-        """sum exp(f) g / sum exp(f) over i or j (a softmax-weighted sum), f scalar."""
-        return self._weighted("sumsoftmaxweight", _axis(axis, dim), weight, call, options)
-
-    def __min__(self, **kwargs: Any) -> Any:  # pykeops' aliases
-        return self.min(**kwargs)
-
-    def __max__(self, **kwargs: Any) -> Any:
-        return self.max(**kwargs)
-
-    Kmin_reduction = Kmin  # noqa: N815 (pykeops' names)
-    argKmin_reduction = argKmin  # noqa: N815
-    Kmin_argKmin_reduction = Kmin_argKmin  # noqa: N815
-    min_argmin_reduction = min_argmin
-    max_argmax_reduction = max_argmax
-    logsumexp_reduction = logsumexp
-    sumsoftmaxweight_reduction = sumsoftmaxweight
-
-    def _weighted(self, kind: str, axis: int | None, weight: Any, call: bool, options: dict[str, Any]) -> Any:
-        if self.node.dim != 1:
-            raise DimensionError(f"{kind} needs a scalar formula (dimension 1), got dimension {self.node.dim}")
-        index_axis = self._index_axis(axis, kind)
-        if self.adapter.is_array(weight) and len(weight.shape) == 2:  # rows of the reduced variable
-            weight = type(self)(weight, axis=index_axis)
-        return self.concat(weight)._reduce(kind, axis, call, options)
-
-    def _vector_or_reduction(self, kind: str, axis: int | None, call: bool, options: dict[str, Any]) -> Any:
-        if axis == -1 or axis == self._nbatch() + 2:  # the vector dimension
-            if options.pop("keepdim", True) is not True:  # the result is a LazyTensor of dimension 1
-                raise ValueError(f"{kind} over the vector dimension keeps it (dimension 1): keepdim=False "
-                                 "is not supported")
-            return self._unary(kind)
-        return self._reduce(kind, axis, call, options)
-
-    def _index_axis(self, axis: int | None, kind: str) -> int:
-        """0 (over i) or 1 (over j) from pykeops' axis, which counts the batch dimensions (None: over j)."""
-        if axis is None:
-            return 1
-        batch = self._nbatch()
-        if axis - batch not in (0, 1):
-            raise ValueError(f"{kind}: a reduction's axis is {batch} (over i) or {batch + 1} (over j), got {axis}"
-                             + (" (-1 is the vector dimension, which this reduction does not take)"
-                                if axis == -1 else ""))
-        return axis - batch
-
-    def __matmul__(self, v: Any, **options: Any) -> Any:
-        """K @ v: sum_j K_ij v_j for a scalar K; v of shape (N,) (the result has shape (M,)), (N, C), or with
-        batch dimensions (..., N, C), as in pykeops. `K.__matmul__(v, backend=...)` passes options on."""
-        if self.node.dim != 1:
-            raise DimensionError(f"K @ b needs a scalar kernel K (dimension 1), got dimension {self.node.dim}")
-        if isinstance(v, LazyTensor):
-            product = self * v
-            return product.sum(product._nbatch() + 1, **options)
-        if not self.adapter.is_array(v):
-            raise TypeError(f"K @ b needs an array b, got {type(v).__name__}")
-        shape = tuple(v.shape)
-        if len(shape) == 1:  # a vector: (1, N, 1), a j-variable of dimension 1
-            columns = type(self)(v.reshape(1, shape[0], 1))
-        else:  # (..., N, C) -> (..., 1, N, C): a j-variable, with the batch dimensions of v
-            columns = type(self)(v.reshape(shape[:-2] + (1,) + shape[-2:]))
-        product = self * columns
-        out = product.sum(product._nbatch() + 1, **options)
-        return out.reshape(-1) if len(shape) == 1 else out
-
-    def matvec(self, v: Any) -> Any:
-        """self @ v, for scipy.sparse.linalg.aslinearoperator(K) (with K.shape and K.dtype)."""
-        return self @ v
-
-    def rmatvec(self, v: Any) -> Any:
-        """self.T @ v, the transposed product (scipy's rmatvec)."""
-        return self.T @ v
-
-    def _reduce(self, kind: str, axis: int | None, call: bool, options: dict[str, Any]) -> Any:
-        index_axis = self._index_axis(axis, kind)
-        options.pop("keepdim", None)  # a reduction's result is (*batch, rows, D) either way, as in pykeops
-        reduction = Reduction(self, kind, index_axis, **options)
-        return reduction() if call and not reduction.symbolic else reduction
-
-    @property
-    def ranges(self) -> None:
-        """pykeops' block-sparse ranges: not supported yet (setting them raises rather than being ignored)."""
-        return None
-
-    @ranges.setter
-    def ranges(self, value: Any) -> None:
-        reject_ranges(value)
-
     def __repr__(self) -> str:
         return f"LazyTensor({self.node!r}, dim={self.node.dim})"
 
@@ -1073,10 +579,10 @@ def _catalogue_method(record: Op) -> Callable[..., LazyTensor]:
     return method
 
 
-# The methods of the elementwise ops are made from their catalogue records; a method written in the class
+# The methods of the elementwise ops are made from their catalogue records; a method written in the classes
 # above (an op whose arguments need handling: round, one_hot, pow...) takes precedence.
 for _record in OPS.values():
-    if _record.method and _record.elementwise and not _record.attrs and _record.method not in vars(LazyTensor):
+    if _record.method and _record.elementwise and not _record.attrs and not hasattr(LazyTensor, _record.method):
         setattr(LazyTensor, _record.method, _catalogue_method(_record))
 LazyTensor.clampint = LazyTensor.clamp
 
