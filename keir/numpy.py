@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from keir import genred, lazy
+from keir.frontend import NAMES, make_frontend
 from keir.lazy import LazyTensor
 
-__all__ = ["LazyTensor", "Vi", "Vj", "Pm", "Genred", "KernelSolve", "generic_sum", "generic_logsumexp",
-           "generic_argmin", "generic_argkmin"]
+__all__ = ["LazyTensor", *NAMES]
 
-
-Vi, Vj, Pm = lazy.variable_constructors(LazyTensor, __name__)
-
-
-class Genred(genred.Genred):
-    __doc__ = genred.Genred.__doc__
-    lazy_class = LazyTensor
-
-
-class KernelSolve(genred.KernelSolve):
-    __doc__ = genred.KernelSolve.__doc__
-    genred_class = Genred
-
-
-generic_sum, generic_logsumexp, generic_argmin, generic_argkmin = genred.make_generic(Genred)
+Vi, Vj, Pm, Genred, KernelSolve, generic_sum, generic_logsumexp, generic_argmin, generic_argkmin = make_frontend(
+    LazyTensor, __name__)

@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from keir import autograd, genred, lazy, solve_torch, torch_ops
+from keir import autograd, lazy, solve_torch, torch_ops
+from keir.frontend import NAMES, make_frontend
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 
-__all__ = ["LazyTensor", "Vi", "Vj", "Pm", "Genred", "KernelSolve", "generic_sum", "generic_logsumexp",
-           "generic_argmin", "generic_argkmin"]
+__all__ = ["LazyTensor", *NAMES]
 
 
 class TorchAdapter(lazy.ArrayAdapter):
@@ -94,17 +94,5 @@ torch_ops.make_traceable(LazyTensor)
 torch_ops.run_outside_dynamo(_build)
 
 
-Vi, Vj, Pm = lazy.variable_constructors(LazyTensor, __name__)
-
-
-class Genred(genred.Genred):
-    __doc__ = genred.Genred.__doc__
-    lazy_class = LazyTensor
-
-
-class KernelSolve(genred.KernelSolve):
-    __doc__ = genred.KernelSolve.__doc__
-    genred_class = Genred
-
-
-generic_sum, generic_logsumexp, generic_argmin, generic_argkmin = genred.make_generic(Genred)
+Vi, Vj, Pm, Genred, KernelSolve, generic_sum, generic_logsumexp, generic_argmin, generic_argkmin = make_frontend(
+    LazyTensor, __name__)
