@@ -66,7 +66,7 @@ class Plan:
 
     def sum(self, formula: Node, arrays: list[Any], categories: list[str], axis: int) -> Reduction:
         """A sum reduction of formula over these arrays, with this reduction's dtype and options."""
-        lazy = self.lazy_type._new(formula, tuple(arrays), tuple(categories), self.dtype)
+        lazy = self.lazy_type.from_node(formula, tuple(arrays), tuple(categories), self.dtype)
         return Reduction(lazy, "sum", axis, self.threads, **dict(self.sum_options))
 
 
@@ -210,7 +210,7 @@ def _selected_pairs(plan: Plan, inputs: list[Any], variable: Callable[[Any, str]
     axis = plan.root.attr("axis")
     output_category, reduced_category = ("i", "j") if axis == 1 else ("j", "i")
     detached = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in inputs)
-    lazy = plan.lazy_type._new(plan.root.args[0], detached, plan.categories, plan.dtype)
+    lazy = plan.lazy_type.from_node(plan.root.args[0], detached, plan.categories, plan.dtype)
     index = Reduction(lazy, SELECTING_ARG[plan.root.attr("kind")], axis, plan.threads)()
     # the reduced axis' size; 1 when no variable is indexed by it (pykeops' rule for a missing size)
     size = next((a.shape[-2] for a, c in zip(inputs, plan.categories) if c == reduced_category), 1)

@@ -174,7 +174,7 @@ class Genred:
         # one object per index: LazyTensors merge variables by identity, so that Vi(0,3) written twice in a
         # formula is one kernel input, not two
         variable = self.variables.setdefault(spec.index, variable)
-        return self.lazy_class._new(var(0, spec.category, spec.dim), (variable,), (spec.category,), None)
+        return self.lazy_class.from_node(var(0, spec.category, spec.dim), (variable,), (spec.category,), None)
 
     def _parse(self, text: str, names: dict[str, Any]) -> Any:
         functions = {name: function if name in _NUMBER_FIRST else self._lifting_first(function)
@@ -225,7 +225,7 @@ class Genred:
         if not has_symbolic_variables(lazy):  # constants only: the dtype of the arguments
             given = [a for a in arrays if lazy.adapter.is_array(a)]
             dtype = lazy.adapter.dtype_name(given[0]) if given else "float64"
-            return lazy._new(lazy.node, lazy.arrays, lazy.categories, dtype)
+            return lazy.from_node(lazy.node, lazy.arrays, lazy.categories, dtype)
         return bind_symbolic(lazy, arrays, count=self.arity)
 
 

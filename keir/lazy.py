@@ -237,7 +237,7 @@ class LazyTensor(Reductions, Composites):
     def parameter(cls, x: Any) -> LazyTensor:
         """Pm(x): x of shape (D,), or a Python number (a dimension-1 parameter that takes the formula's dtype)."""
         if _is_number(x):
-            return cls._new(var(0, "p", 1), (float(x),), ("p",), None)
+            return cls.from_node(var(0, "p", 1), (float(x),), ("p",), None)
         if isinstance(x, list):
             return cls(x)
         if not cls.adapter.is_array(x) or len(x.shape) > 1:
@@ -249,7 +249,9 @@ class LazyTensor(Reductions, Composites):
         return self
 
     @classmethod
-    def _new(cls, node: Node, arrays: tuple, categories: tuple, dtype: str | None) -> LazyTensor:
+    def from_node(cls, node: Node, arrays: tuple, categories: tuple, dtype: str | None) -> LazyTensor:
+        """The LazyTensor of formula `node` over `arrays` (variable k of the formula is arrays[k], of category
+        categories[k]), built without checks: the constructor that the rest of keir uses."""
         self = object.__new__(cls)
         self.node, self.arrays, self.categories, self.dtype = node, arrays, categories, dtype
         return self
@@ -261,7 +263,7 @@ class LazyTensor(Reductions, Composites):
         if isinstance(other, LazyTensor):
             return other
         if _is_number(other):
-            return self._new(constant(float(other)), (), (), None)
+            return self.from_node(constant(float(other)), (), (), None)
         if self.adapter.is_array(other) or isinstance(other, list):
             return type(self)(other)
         raise TypeError(f"cannot combine a LazyTensor with {type(other).__name__}")
@@ -272,7 +274,7 @@ class LazyTensor(Reductions, Composites):
     def _combine_many(self, others: list[Any], build: Callable[..., Node]) -> LazyTensor:
         """build(self.node, *other nodes) over the merged variable lists (see _merge)."""
         nodes, arrays, categories, dtype = self._merge(others)
-        return self._new(build(*nodes), arrays, categories, dtype)
+        return self.from_node(build(*nodes), arrays, categories, dtype)
 
     def _merge(self, others: Any) -> tuple[list[Node], tuple, tuple, str | None]:
         """The nodes of self and of others over one variable list: an array used by several operands under the
@@ -295,11 +297,11 @@ class LazyTensor(Reductions, Composites):
 
     def _unary(self, op: str, **attrs: Any) -> LazyTensor:
         node = make(op, self.node, **attrs) if attrs else interned(op, (self.node,), ())
-        return self._new(node, self.arrays, self.categories, self.dtype)
+        return self.from_node(node, self.arrays, self.categories, self.dtype)
 
     def _binary(self, op: str, other: Any) -> LazyTensor:
         (mine, theirs), arrays, categories, dtype = self._merge((other,))
-        return self._new(interned(op, (mine, theirs), ()), arrays, categories, dtype)
+        return self.from_node(interned(op, (mine, theirs), ()), arrays, categories, dtype)
 
     def _rbinary(self, op: str, other: Any) -> LazyTensor:
         return self._lift(other)._binary(op, self)
@@ -524,27 +526,27 @@ class LazyTensor(Reductions, Composites):
         return 0
 
     @property
-    def _shape(self) -> tuple[int, ...]:
+    def full_shape(self) -> tuple[int, ...]:
         """(*batch, M, N, D): the virtual tensor's full shape; M (N) is 1 without i (j) variables."""
         rows = {c: a.shape[-2] for a, c in zip(self.arrays, self.categories) if c in ("i", "j")}
         return (*self.batch_shape, rows.get("i", 1), rows.get("j", 1), self.node.dim)
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """pykeops' shape: _shape without its last axis when D = 1 ((M, N) for a scalar kernel)."""
-        shape = self._shape
+        """pykeops' shape: full_shape without its last axis when D = 1 ((M, N) for a scalar kernel)."""
+        shape = self.full_shape
         return shape[:-1] if shape[-1] == 1 else shape
 
     def dim(self) -> int:
-        """The number of axes of the virtual tensor, len(_shape), as torch's Tensor.dim()."""
-        return len(self._shape)
+        """The number of axes of the virtual tensor, len(full_shape), as torch's Tensor.dim()."""
+        return len(self.full_shape)
 
     def t(self) -> LazyTensor:
         """The transposed kernel matrix: i and j variables exchanged."""
         swapped = tuple({"i": "j", "j": "i"}.get(c, c) for c in self.categories)
         transposed = swap_i_j(self.node)
         carry_composite_names(self.node, swap_i_j)
-        return self._new(transposed, self.arrays, swapped, self.dtype)
+        return self.from_node(transposed, self.arrays, swapped, self.dtype)
 
     @property
     def T(self) -> LazyTensor:  # noqa: N802 (pykeops' name)

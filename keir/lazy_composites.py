@@ -122,7 +122,7 @@ class Composites:
         return self.sqnorm2().sqrt()
 
     def norm(self, dim: int = -1) -> LazyTensor:
-        last = self._nbatch() + 2  # pykeops: the norm is over the last axis only, -1 or len(_shape) - 1
+        last = self._nbatch() + 2  # pykeops: the norm is over the last axis only, -1 or len(full_shape) - 1
         if dim not in (-1, last):
             raise ValueError(f"norm reduces the vector dimension (dim=-1 or {last}), got dim={dim}")
         return self.norm2()
@@ -242,7 +242,7 @@ class Composites:
         linear = make("dot", make("grad", f, v, u), e)
         node = keir_differentiate.expand(keir_trace.expand(make("grad", linear, u, constant(1.0))))
         assert u not in variables(node), "diff: the auxiliary variable did not vanish"
-        return self._new(node, arrays, categories, dtype)
+        return self.from_node(node, arrays, categories, dtype)
 
     def grad_matrix(self, other: LazyTensor) -> LazyTensor:
         """KeOps' GradMatrix: the transposed Jacobian of this formula (dimension n) with respect to the variable
@@ -263,7 +263,7 @@ class Composites:
     def auto_factorize(self) -> LazyTensor:
         """KeOps' AutoFactorize: a code-generation hint that does not change the value; keir's CSE and hoisting
         passes already share subexpressions, so this returns the same formula."""
-        return self._new(self.node, self.arrays, self.categories, self.dtype)
+        return self.from_node(self.node, self.arrays, self.categories, self.dtype)
 
     def bspline(self, x: Any, k: int = 0) -> LazyTensor:
         """KeOps' BSpline: the vector of the D - k - 1 B-spline basis functions of order k for the knots
@@ -305,7 +305,7 @@ class Composites:
     @staticmethod
     def concatenate(tuple_of_lt: tuple, axis: int = -1) -> LazyTensor:
         """The concatenation of a tuple of LazyTensors along the vector dimension, the only axis LazyTensors
-        concatenate on: axis is -1 or len(x._shape) - 1 for the first x."""
+        concatenate on: axis is -1 or len(x.full_shape) - 1 for the first x."""
         if not isinstance(tuple_of_lt, tuple):
             raise ValueError("LazyTensor.concatenate is implemented on *tuples* of LazyTensors, got "
                              f"{type(tuple_of_lt).__name__}")
@@ -314,7 +314,7 @@ class Composites:
         first = tuple_of_lt[0]
         if not isinstance(first, Composites):
             raise TypeError(f"LazyTensor.concatenate needs LazyTensors, got {type(first).__name__} first")
-        last = len(first._shape) - 1
+        last = len(first.full_shape) - 1
         if axis not in (-1, last):
             raise ValueError(f"LazyTensor only supports concatenation along the last axis (-1 or {last}), "
                              f"got axis={axis}")

@@ -156,7 +156,7 @@ class Reduction:
     def over(self, arrays: Any) -> Reduction:
         """The same reduction (formula, kind, options) over other arrays of the same categories: torch.func's
         rules run it on batched or tangent tensors. `out` is not carried over."""
-        lazy = self.lazy._new(self.lazy.node, tuple(arrays), self.lazy.categories, self.lazy.dtype)
+        lazy = self.lazy.from_node(self.lazy.node, tuple(arrays), self.lazy.categories, self.lazy.dtype)
         return Reduction(lazy, self.kind, self.axis, threads=self.threads, backend=self.backend,
                          device_id=self.device_id, rows=self.rows, **self.reduce_attrs)
 

@@ -77,9 +77,9 @@ def solve(kernel: Any, b: Any, var: Any = None, call: bool = True, alpha: float 
         raise ValueError(f"solve: the kernel must be scalar (dimension 1), got dimension {kernel.node.dim}")
     elif kernel.symbolic_variables:
         raise ValueError("solve: the kernel has symbolic variables; say which one is the unknown with var=")
-    m, n = kernel._shape[-3:-1] if index is None else (kernel._shape[-3], kernel._shape[-3])
+    m, n = kernel.full_shape[-3:-1] if index is None else (kernel.full_shape[-3], kernel.full_shape[-3])
     if kernel.nbatchdims or m != n:
-        raise ValueError(f"solve: the kernel matrix must be square and unbatched, got shape {kernel._shape}")
+        raise ValueError(f"solve: the kernel matrix must be square and unbatched, got shape {kernel.full_shape}")
     if len(b.shape) != 2 or b.shape[0] != m:
         raise ValueError(f"solve: b must have shape ({m}, D), got {tuple(b.shape)}")
     if index is not None and b.shape[1] != var.node.dim:

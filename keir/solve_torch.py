@@ -42,7 +42,7 @@ class _KernelSolve(torch.autograd.Function):
 
 
 def _with_arrays(kernel: Any, arrays: list[Any]) -> Any:
-    return kernel._new(kernel.node, tuple(arrays), kernel.categories, kernel.dtype)
+    return kernel.from_node(kernel.node, tuple(arrays), kernel.categories, kernel.dtype)
 
 
 def differentiable_solve(kernel: Any, operator: Any, b: torch.Tensor, alpha: float, eps: float,

@@ -83,4 +83,4 @@ def bind_symbolic(lazy: Any, arrays: tuple, count: int | None = None) -> Any:
         raise TypeError(f"mixed dtypes in one formula: {' and '.join(sorted(dtypes))}")
     if not dtypes <= {"float32", "float64"}:
         raise TypeError(f"keir works on float32 and float64 arrays, got {dtypes.pop()}")
-    return lazy._new(lazy.node, bound, lazy.categories, dtypes.pop() if dtypes else lazy.dtype)
+    return lazy.from_node(lazy.node, bound, lazy.categories, dtypes.pop() if dtypes else lazy.dtype)

@@ -86,7 +86,7 @@ def _reduction(text: str, categories: str, rows_i: int, rows_j: int, inputs: lis
     """The keir Reduction that the op's arguments describe."""
     kernel = _kernel(text)
     root = kernel.result
-    lazy = _traced_class[0]._new(root.args[0], tuple(inputs), tuple(categories), _NAMES[kernel.dtype])
+    lazy = _traced_class[0].from_node(root.args[0], tuple(inputs), tuple(categories), _NAMES[kernel.dtype])
     attrs = {k: v for k, v in root.attrs if k not in ("kind", "axis")}
     rows = {c: r for c, r in (("i", rows_i), ("j", rows_j)) if r >= 0} or None
     return Reduction(lazy, root.attr("kind"), root.attr("axis"), rows=rows, **attrs)
@@ -209,7 +209,7 @@ def make_traceable(cls: type) -> None:
     _register_node()
     pytree.register_pytree_node(
         cls, lambda lazy: (list(lazy.arrays), (lazy.node, lazy.categories, lazy.dtype)),
-        lambda arrays, context: cls._new(context[0], tuple(arrays), context[1], context[2]))
+        lambda arrays, context: cls.from_node(context[0], tuple(arrays), context[1], context[2]))
     for klass in cls.__mro__[:-1]:
         for name, method in vars(klass).items():
             public = not name.startswith("_") or (name.startswith("__") and name not in _NOT_WRAPPED)

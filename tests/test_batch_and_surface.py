@@ -25,7 +25,7 @@ def test_batch_broadcasting(x_shape, y_shape, p_shape):
     K = (-kn.LazyTensor(x).sqdist(kn.LazyTensor(y)) * kn.LazyTensor(p)).exp()
     dense = _gauss_dense(x, y, p)
     assert K.nbatchdims == len(x_shape) - 3
-    assert K._shape == dense.shape[:-1] + (1,) and K.shape == dense.shape[:-1]  # pykeops drops a trailing 1
+    assert K.full_shape == dense.shape[:-1] + (1,) and K.shape == dense.shape[:-1]  # pykeops drops a trailing 1
     nb = K.nbatchdims  # as in pykeops, a reduction's axis counts the batch dimensions
     assert relative_error(K.sum(axis=nb + 1), dense.sum(-2)) < 1e-14
     assert relative_error(K.sum(axis=nb), dense.sum(-3)) < 1e-14
@@ -54,7 +54,7 @@ def test_torch_batches():
 def test_transpose_shape_str():
     x, y = np.random.rand(5, 3), np.random.rand(7, 3)
     K = (-kn.Vi(x).sqdist(kn.Vj(y))).exp()
-    assert K.shape == (5, 7) and K.T.shape == (7, 5) and K._shape == (5, 7, 1) and K.ndim == 1 and K.dim() == 3
+    assert K.shape == (5, 7) and K.T.shape == (7, 5) and K.full_shape == (5, 7, 1) and K.ndim == 1 and K.dim() == 3
     assert np.allclose(K.t().sum(axis=1), K.sum(axis=0), rtol=1e-14)
     text = str(K)
     assert "Exp(-SqDist(Vi(0,3), Vj(1,3)))" in text and "(5, 7)" in text

@@ -37,7 +37,7 @@ def _apply(op: str, first, *rest, **attrs):
     lazy = first
     for other in rest:
         lazy = lazy._combine(other, lambda mine, theirs: nodes.append(theirs) or mine)
-    return lazy._new(make(op, first.node, *nodes, **attrs), lazy.arrays, lazy.categories, lazy.dtype)
+    return lazy.from_node(make(op, first.node, *nodes, **attrs), lazy.arrays, lazy.categories, lazy.dtype)
 
 
 # name -> (formula on Vi(x), Vj(y), Vj(b), Pm(s), Pm(p); the inputs it uses); values stay in each op's domain.

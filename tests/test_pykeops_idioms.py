@@ -24,7 +24,7 @@ def test_sum_minus_one_is_the_vector_dimension():
     x_i, y_j = kn.LazyTensor(x[:, None, :]), kn.LazyTensor(y[None, :, :])
     for spelling in (lambda f: f.sum(-1), lambda f: f.sum(), lambda f: f.sum(dim=2), lambda f: f.sum(axis=2)):
         d_ij = spelling((x_i - y_j) ** 2)
-        assert isinstance(d_ij, kn.LazyTensor) and d_ij.shape == (30, 40) and d_ij._shape == (30, 40, 1)
+        assert isinstance(d_ij, kn.LazyTensor) and d_ij.shape == (30, 40) and d_ij.full_shape == (30, 40, 1)
         assert relative_error(d_ij.sum(1), _sqdist(x, y).sum(1, keepdims=True)) < 1e-13
         assert relative_error(d_ij.sum(dim=0), _sqdist(x, y).sum(0)[:, None]) < 1e-13
     v = x_i - y_j
