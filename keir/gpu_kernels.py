@@ -15,11 +15,9 @@ from keir.compiler.codegen_gpu import gpu_to_ptx, nvptx_target
 from keir.compiler.kernel import DTYPES, Kernel
 from keir.compiler.lower_gpu import GpuKernelText, lower_gpu, row_bytes
 from keir.compiler.operands import kernel_operands
-from keir.compiler.pipeline import Compilation, CompileOptions, cache_key
+from keir.compiler.pipeline import Compilation, CompileOptions
 from keir.dialect.node import Node
-from keir.dialect.ops import reduction_output_widths
-from keir.kernels import KernelTable
-from keir.runtime import cache
+from keir.kernels import KernelTable, cached_artifact, output_widths
 from keir.runtime.cuda import GpuKernel, cuda_available, device
 
 # The arch `.ir("ptx")` shows where no CUDA device says otherwise (Ampere, the oldest arch the tests assemble for).
@@ -64,18 +62,11 @@ def gpu_lowering(root: Node, dtype: np.dtype, options: CompileOptions, symbol: s
 
 
 def _load_or_compile(root: Node, dtype: np.dtype, options: CompileOptions, arch: str) -> GpuKernel:
-    elem = DTYPES[dtype.name]
-    keir_text = Compilation(Kernel("keir_kernel", root, elem), options).keir
-    key = cache_key(keir_text, options, nvptx_target(arch).key)
-    symbol = f"keir_{key[:24]}"
+    def build(symbol: str) -> bytes:
+        return gpu_to_ptx(gpu_lowering(root, dtype, options, symbol).text, arch).encode()
+
+    symbol, ptx = cached_artifact(root, dtype, options, nvptx_target(arch).key, ".ptx", build)
     operands = kernel_operands(root)
-    stored = cache.load(key, ".ptx")
-    if stored is None:
-        ptx = gpu_to_ptx(gpu_lowering(root, dtype, options, symbol).text, arch)
-        cache.store(key, ptx.encode(), ".ptx")
-    else:
-        ptx = stored.decode()
-    floats, indices = reduction_output_widths(root.attr("kind"), root.args[0].dim, dict(root.attrs).get("k", 1))
-    return GpuKernel(
-        ptx, symbol, arch, operands, floats, indices, root.attr("axis"), dtype, row_bytes(operands, elem)
-    )
+    floats, indices = output_widths(root)
+    return GpuKernel(ptx.decode(), symbol, arch, operands, floats, indices, root.attr("axis"), dtype,
+                     row_bytes(operands, DTYPES[dtype.name]))

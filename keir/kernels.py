@@ -56,18 +56,32 @@ def cpu_kernel(root: Node, dtype: np.dtype, options: CompileOptions | None = Non
                        lambda: _load_or_compile(root, np.dtype(dtype), options or _DEFAULT_OPTIONS))
 
 
+def cached_artifact(root: Node, dtype: np.dtype, options: CompileOptions, target_key: str, suffix: str,
+                    build: Callable[[str], bytes]) -> tuple[str, bytes]:
+    """(symbol, artifact) of reduction `root` for a target: from the on-disk cache (keyed by the keir IR, the
+    options and the target), or `build(symbol)` stored there. The CPU's artifact is object code, the GPU's PTX."""
+    keir_text = Compilation(Kernel("keir_kernel", root, DTYPES[dtype.name]), options).keir
+    key = cache_key(keir_text, options, target_key)
+    symbol = f"keir_{key[:24]}"
+    artifact = cache.load(key, suffix)
+    if artifact is None:
+        artifact = build(symbol)
+        cache.store(key, artifact, suffix)
+    return symbol, artifact
+
+
+def output_widths(root: Node) -> tuple[int, int]:
+    """(floats, int64 indices) that reduction `root` writes per output row."""
+    return reduction_output_widths(root.attr("kind"), root.args[0].dim, dict(root.attrs).get("k", 1))
+
+
 def _load_or_compile(root: Node, dtype: np.dtype, options: CompileOptions) -> CpuKernel:
     from keir.compiler.codegen import host_target
     from keir.runtime.cpu_loader import load_symbol
 
-    elem = DTYPES[dtype.name]
-    keir_text = Compilation(Kernel("keir_kernel", root, elem), options).keir
-    key = cache_key(keir_text, options, host_target().key)
-    symbol = f"keir_{key[:24]}"
-    object_code = cache.load(key)
-    if object_code is None:
-        compiled = Compilation(Kernel(symbol, root, elem), options)
-        object_code = compiled.object_code()
-        cache.store(key, object_code)
-    floats, indices = reduction_output_widths(root.attr("kind"), root.args[0].dim, dict(root.attrs).get("k", 1))
+    def build(symbol: str) -> bytes:
+        return Compilation(Kernel(symbol, root, DTYPES[dtype.name]), options).object_code()
+
+    symbol, object_code = cached_artifact(root, dtype, options, host_target().key, ".o", build)
+    floats, indices = output_widths(root)
     return CpuKernel(load_symbol(object_code, symbol), kernel_operands(root), floats, indices, root.attr("axis"), dtype)
