@@ -14,6 +14,8 @@ measures the accuracy of the routines the lowerings call. A new op cannot land w
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -109,20 +111,24 @@ def test_constants_of_every_magnitude_in_each_operand(name):
     dim = _operand_dim(name)
     constants = [c for c in CONSTANTS if name not in _TRIGONOMETRIC or abs(c) <= 2.0**20]
     arrays = _samples(name, seed=3)
+    width = 1 if record.elementwise else dim  # a constant is a scalar; an op over components gets it in each
     for slot in range(record.arity):
+        rest = [k for k in range(record.arity) if k != slot]
+        nodes, expected = [], []
         for c in constants:
             operands = _variables(name)
             literal = make("constant", value=c)
-            # a constant is a scalar; an op over components gets it in every component
-            width = 1 if record.elementwise else dim
             operands[slot] = literal if width == 1 else make("concat", make("concat", literal, literal), literal)
-            node = _node(name, operands)
-            rest = [k for k in range(record.arity) if k != slot]
-            out, _ = _run(format_formula(node), arrays[: max(rest) + 1] if rest else [])
+            nodes.append(_node(name, operands))
             given = list(arrays)
             given[slot] = np.full((1, width) if CATEGORIES[slot] != "p" else (width,), c)
-            expected = _reference_sum(name, given, {CATEGORIES[k] for k in rest})
-            np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-300, equal_nan=True,
+            expected.append(_reference_sum(name, given, {CATEGORIES[k] for k in rest}))
+        # one kernel per operand: the op at every constant, side by side
+        out, _ = _run(format_formula(functools.reduce(lambda a, b: make("concat", a, b), nodes)),
+                      arrays[: max(rest) + 1] if rest else [])
+        columns = np.cumsum([0] + [node.dim for node in nodes])
+        for c, node, want, start, stop in zip(constants, nodes, expected, columns, columns[1:]):
+            np.testing.assert_allclose(out.numpy()[:, start:stop], want, rtol=1e-12, atol=1e-300, equal_nan=True,
                                        err_msg=f"{format_formula(node)} with operand {slot} = {c!r}")
 
 
