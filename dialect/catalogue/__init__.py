@@ -20,7 +20,6 @@ for _family in FAMILIES:
         OPS[_op.name] = _op
 
 ELEMENTWISE = frozenset(name for name, op in OPS.items() if op.elementwise)
-ELEMENTWISE_UNARY = frozenset(name for name in ELEMENTWISE if OPS[name].arity == 1)
 COMMUTATIVE = frozenset(name for name, op in OPS.items() if op.commutative)
 KEOPS_NAMES = {name: op.keops for name, op in OPS.items() if op.keops}
 INTEGER_ATTRIBUTES = frozenset(name for name, kind in ATTRIBUTE_TYPES.items() if kind is int)
@@ -61,5 +60,5 @@ def irdl_text() -> str:
     return "\n".join([*lines, "}", ""])
 
 
-__all__ = ["OPS", "Op", "FAMILIES", "ELEMENTWISE", "ELEMENTWISE_UNARY", "COMMUTATIVE", "KEOPS_NAMES",
+__all__ = ["OPS", "Op", "FAMILIES", "ELEMENTWISE", "COMMUTATIVE", "KEOPS_NAMES",
            "INTEGER_ATTRIBUTES", "irdl_text"]
