@@ -20,5 +20,5 @@ def compute(b: Builder, node: Node, args: list[list[str]]) -> list[str]:
     if record.lower is None:
         raise ValueError(f"keir.{node.op} has no per-op lowering: {record.lowered_by}")
     if record.elementwise:  # dimension-1 operands broadcast
-        return [record.lower(b, node, *[a[k if len(a) > 1 else 0] for a in args]) for k in range(node.dim)]
+        return [elementwise_component(b, node, [a[k if len(a) > 1 else 0] for a in args]) for k in range(node.dim)]
     return record.lower(b, node, args)
