@@ -1,6 +1,7 @@
 """Every GPU check in one go, on a machine with an NVIDIA GPU and its driver (no CUDA SDK needed), in < 4 min:
 
-1. the GPU tests (tests/test_gpu_ptx.py: ptxas, and every op launched and compared with the CPU backend);
+1. the GPU tests (tests/compiler/lowering/test_gpu_ptx.py: ptxas, and every op launched and compared with the
+   CPU backend);
 2. every formula of the op test matrix, both reductions (over i and over j), float32 and float64, at sizes with
    partial blocks and several tiles, and the gradient of each with respect to each of its variables (float64),
    GPU against the CPU backend;
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the op test matrix
+sys.path.insert(0, str(ROOT / "tests"))  # the op test matrix (tests/support)
 # One artifact cache for this script and the tests it runs, so that kernels compile once.
 os.environ.setdefault("KEIR_CACHE_DIR", tempfile.mkdtemp(prefix="keir-gpu-check-"))
 
@@ -52,10 +53,10 @@ def data(m: int, n: int, dtype, seed: int = 0):
 
 
 def run_tests() -> bool:
-    print("== 1. tests/test_gpu_ptx.py")
+    print("== 1. tests/compiler/lowering/test_gpu_ptx.py")
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_gpu_ptx.py")],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/compiler/lowering/test_gpu_ptx.py"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -67,8 +68,7 @@ def run_tests() -> bool:
 
 
 def compare_matrix() -> bool:
-    from op_matrix import OPS
-    from test_gpu_ptx import REDUCTIONS
+    from support.op_matrix import OPS, REDUCTIONS
 
     print("== 2. every op, reduction and gradient: GPU against the CPU backend")
     start, failures, checked = time.perf_counter(), [], 0

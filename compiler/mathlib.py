@@ -2,7 +2,7 @@
 
 LLVM turns `math.exp` on a vector into one scalar `expf` call per lane; these polynomial versions stay in
 vector registers. Each works on any `Builder` (scalars or vectors, f32 or f64). Accuracy is tested against
-NumPy float64 in tests/compiler/test_mathlib.py; the bounds are stated in the README.
+NumPy float64 in tests/compiler/lowering/test_mathlib.py; the bounds are stated in the README.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def _logsumexp_weight(y: Node, e: Node) -> Contributions:
 
 # The cotangent of a reduction's formula at (i, j), from the cotangent e of the output row (y stands for the
 # output row's value). Every kind in REDUCTION_KINDS has a rule here or a reason in
-# NON_DIFFERENTIABLE_REDUCTIONS (tests/test_derivatives.py keeps the tables in step with REDUCTION_KINDS).
+# NON_DIFFERENTIABLE_REDUCTIONS (tests/dialect/test_derivatives.py keeps the tables in step with REDUCTION_KINDS).
 REDUCTION_VJP: dict[str, VjpRule] = {
     "sum": lambda y, e: (e,),
     "logsumexp": lambda y, e: (A.mul(e, A.exp(A.sub(y.args[0], y))),),  # dy/df_j = softmax_j = exp(f_j - y)

@@ -1,7 +1,7 @@
 """Elementary functions: exp, log, the trigonometric functions and their inverses, tanh, erf, x log x, sin(x)/x.
 
 Their lowerings call the vectorised routines of `keir.compiler.mathlib` by name (b.routine); the accuracy
-of each is measured in tests/compiler/test_mathlib.py."""
+of each is measured in tests/compiler/lowering/test_mathlib.py."""
 
 from __future__ import annotations
 

@@ -8,8 +8,9 @@ For every record with a lowering (the others state what lowers them instead):
 - with each operand in turn replaced by constants of many magnitudes and spellings (folded by keir-simplify
   where the record folds, or written as MLIR literals), it matches the reference;
 - its LazyTensor method, where the record names one, exists and builds the op.
-tests/test_gpu_ptx.py assembles a kernel of every record with `ptxas`, and tests/compiler/test_mathlib.py
-measures the accuracy of the routines the lowerings call. A new op cannot land without passing them.
+tests/compiler/lowering/test_gpu_ptx.py assembles a kernel of every record with `ptxas`, and
+tests/compiler/lowering/test_mathlib.py measures the accuracy of the routines the lowerings call. A new op cannot
+land without passing them.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ random.Random(f"{seed}:{index}"), so a case is reproducible from (seed, index) a
 
 from __future__ import annotations
 
+import copy
 import random
 from typing import Any
 
@@ -177,3 +178,11 @@ def _used(tree: dict | None, name: str) -> bool:
     if tree["op"] == "var":
         return tree["name"] == name
     return any(_used(arg, name) for arg in tree.get("args", []))
+
+
+def case_running(code: str) -> dict:
+    """A small case whose array set-up runs `code` (the fuzzer's data lines take literal special values): how the
+    fuzzer's own tests make a worker abort or hang."""
+    case = copy.deepcopy(random_case(0, 3, "ci"))
+    case["vars"][0]["data"]["specials"] = [code]
+    return case

@@ -10,7 +10,7 @@ import pytest
 
 from . import __main__ as cli
 from . import driver
-from .test_pool import _case_running
+from .generate import case_running
 
 
 class Killed(Exception):
@@ -18,7 +18,7 @@ class Killed(Exception):
 
 
 def test_summary_and_json_come_before_shrinking(monkeypatch, tmp_path, capsys) -> None:
-    failing = _case_running("__import__('os').abort()")
+    failing = case_running("__import__('os').abort()")
     monkeypatch.setattr(driver, "random_case", lambda seed, index, profile: failing)
 
     def killed(*args, **kwargs):

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import copy
-
-from .generate import random_case
+from .generate import case_running, random_case
 from .pool import run_cases
 from .signatures import signature
 
 
-def _case_running(code: str) -> dict:
-    """A small case whose array set-up runs `code` (the fuzzer's data lines take literal special values)."""
-    case = copy.deepcopy(random_case(0, 3, "ci"))
-    case["vars"][0]["data"]["specials"] = [code]
-    return case
-
-
 def test_abort_and_hang_are_classified_and_the_run_goes_on() -> None:
-    abort = _case_running("__import__('os').abort()")
-    hang = _case_running("__import__('time').sleep(60)")
+    abort = case_running("__import__('os').abort()")
+    hang = case_running("__import__('time').sleep(60)")
     fine = random_case(0, 3, "ci")
     outcomes = {id(c): o for c, o in run_cases([abort, hang, fine], jobs=1, timeout=20)}
     assert outcomes[id(abort)]["class"] == "crash"

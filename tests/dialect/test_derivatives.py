@@ -11,10 +11,10 @@ import random
 
 import numpy as np
 import pytest
-from dag_numpy import evaluate
+from support.dag_numpy import evaluate
 
 from keir.compiler.kernel import Kernel
-from keir.compiler.passes import PASSES, run_pipeline
+from keir.compiler.passes import run_pipeline
 from keir.compiler.passes.keir_differentiate import differentiate, expand
 from keir.compiler.pipeline import DEFAULT_PASSES
 from keir.dialect import algebra
@@ -174,7 +174,6 @@ def test_second_derivative_matches_finite_differences(name):
 
 
 def test_the_default_pipeline_expands_gradients():
-    assert "keir-differentiate" in PASSES and "keir-differentiate" in DEFAULT_PASSES
     kernel = Kernel("k", make("reduce", make("grad", make("exp", X), X, E3), kind="sum", axis=1), "f64")
     ops = {n.op for n in topological(run_pipeline(kernel, DEFAULT_PASSES).result)}
     assert "grad" not in ops and "exp" in ops

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dag_numpy import evaluate
+from support.dag_numpy import evaluate
 
 import keir.numpy as kn
 from keir.compiler.passes import keir_simplify

@@ -4,7 +4,7 @@ rows and columns, over either axis, mixed with other uses of the same variables,
 
 import numpy as np
 import pytest
-from reference import kernel_sum, relative_error
+from support.reference import kernel_sum, relative_error
 
 import keir.numpy as kn
 from keir.compiler.operands import WIDE_DIM

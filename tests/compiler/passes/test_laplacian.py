@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from dag_numpy import evaluate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import relative_error
+from support.dag_numpy import evaluate
+from support.reference import relative_error
 
 import keir.numpy as kn
 import keir.torch as kt

@@ -1,5 +1,6 @@
-"""The op test matrix: formulas that tests/test_ops.py checks against NumPy and tests/test_gpu_ptx.py compiles
-for the GPU."""
+"""The op test matrix: formulas that tests/compiler/lowering/test_ops.py checks against NumPy and
+tests/compiler/lowering/test_gpu_ptx.py compiles for the GPU, and the reduction kinds (with options) that the GPU
+tests and benchmarks/gpu_check.py run."""
 
 import numpy as np
 
@@ -35,3 +36,12 @@ OPS = {
         lambda x, y, b, p: np.exp(-((x - y) ** 2).sum(-1, keepdims=True) / 0.5) * b,
     ),
 }
+
+# (kind, options) of keir.reduce: every reduction kind and summation scheme
+REDUCTIONS = [
+    ("sum", {"sum_scheme": "kahan_scheme"}), ("sum", {"sum_scheme": "block_sum"}), ("sum", {"dtype_acc": "float64"}),
+    ("min", {}), ("max", {}), ("argmin", {}), ("argmax", {}), ("min_argmin", {}), ("max_argmax", {}),
+    ("kmin", {"k": 3}), ("argkmin", {"k": 3}), ("kmin_argkmin", {"k": 2}), ("logsumexp", {}),
+    ("logsumexp_weight", {}), ("sumsoftmaxweight", {}), ("logsumexp", {"sum_scheme": "kahan_scheme"}),
+    ("logsumexp_weight", {"dtype_acc": "float64"}), ("sumsoftmaxweight", {"sum_scheme": "kahan_scheme"}),
+]

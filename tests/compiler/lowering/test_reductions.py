@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from reference import relative_error
+from support.reference import relative_error
 
 import keir.numpy as kn
 import keir.torch as kt

@@ -4,7 +4,7 @@ any memory layout, thread counts."""
 import numpy as np
 import pytest
 import torch
-from reference import kernel_sum, relative_error
+from support.reference import kernel_sum, relative_error
 
 import keir.numpy as kn
 import keir.torch as kt

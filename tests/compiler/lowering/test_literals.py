@@ -16,7 +16,7 @@ from keir.compiler import literals
 from keir.numpy import Vi, Vj
 
 PACKAGE_DIRS = ("compiler", "dialect", "keir", "runtime")
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 # -0.0 is not among them: keir-simplify folds a product with a literal zero to +0.0, as KeOps does.
 F32_EDGES = [0.0, math.inf, -math.inf, 2.0**-149, -(2.0**-149), 2.0**-126, 2.0**-126 - 2.0**-149,

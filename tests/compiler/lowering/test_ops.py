@@ -5,8 +5,8 @@ import itertools
 
 import numpy as np
 import pytest
-from op_matrix import OPS
-from reference import kernel_sum, relative_error
+from support.op_matrix import OPS
+from support.reference import kernel_sum, relative_error
 
 from keir.numpy import Pm, Vi, Vj
 

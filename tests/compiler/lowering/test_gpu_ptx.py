@@ -1,8 +1,8 @@
 """GPU backend.
 
 Everywhere (ptxas tests skip where ptxas is not on PATH):
-- the PTX of every formula of the op test matrix (tests/test_ops.py), float32 and float64, reduced over i and
-  over j, assembles with `ptxas` for sm_80 and sm_90; registers and shared memory per kernel are reported;
+- the PTX of every formula of the op test matrix (tests/support/op_matrix.py), float32 and float64, reduced over
+  i and over j, assembles with `ptxas` for sm_80 and sm_90; registers and shared memory per kernel are reported;
 - so does a kernel for every op of the catalogue that has a lowering;
 - the GPU lowering itself runs on the host (each row a block of one thread), behind a stand-in CUDA driver that
   checks the runtime's argument packing and memory traffic, and matches the CPU backend for every op and every
@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from op_matrix import OPS
+from support.op_matrix import OPS, REDUCTIONS
 
 from keir import gpu_kernels, kernels
 from keir.compiler.codegen_gpu import nvptx_target, ptx_for
@@ -60,7 +60,7 @@ def _reduction(name: str, dtype, axis: int, m: int = 2, n: int = 3):
     return make("reduce", formula.node, kind="sum", axis=axis), list(formula.arrays)
 
 
-# Every op of the catalogue with a lowering, in one formula each (whether or not tests/test_ops.py has it yet):
+# Every op of the catalogue with a lowering, in one formula each (whether or not the op matrix has it yet):
 # operands in [-1, 1] (x - y), positive ones where the record's domain is, attributes as below. The records
 # without one say what lowers them instead (tests/dialect/test_catalogue.py checks that they do).
 _OP_ATTRS = {"pow": {"exponent": 3}, "elem": {"index": 1}, "extract": {"start": 1, "length": 2},
@@ -384,15 +384,6 @@ def test_gpu_lowering_on_host_matches_cpu(stand_in, name, elem, axis):
 def test_every_dialect_op_on_host_matches_cpu(stand_in, op):
     root = make("reduce", _op_formula(op), kind="sum", axis=1)
     _check_against_cpu(stand_in, root, list(_data(300, 70, np.float64)), 300, 70, np.float64)
-
-
-REDUCTIONS = [
-    ("sum", {"sum_scheme": "kahan_scheme"}), ("sum", {"sum_scheme": "block_sum"}), ("sum", {"dtype_acc": "float64"}),
-    ("min", {}), ("max", {}), ("argmin", {}), ("argmax", {}), ("min_argmin", {}), ("max_argmax", {}),
-    ("kmin", {"k": 3}), ("argkmin", {"k": 3}), ("kmin_argkmin", {"k": 2}), ("logsumexp", {}),
-    ("logsumexp_weight", {}), ("sumsoftmaxweight", {}), ("logsumexp", {"sum_scheme": "kahan_scheme"}),
-    ("logsumexp_weight", {"dtype_acc": "float64"}), ("sumsoftmaxweight", {"sum_scheme": "kahan_scheme"}),
-]
 
 
 @pytest.mark.parametrize("axis", [0, 1], ids=["over_i", "over_j"])

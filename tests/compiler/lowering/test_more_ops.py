@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from reference import kernel_sum, relative_error
+from support.reference import kernel_sum, relative_error
 
 import keir.numpy as kn
 

@@ -3,7 +3,7 @@
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import kernel_sum, relative_error
+from support.reference import kernel_sum, relative_error
 
 import keir.numpy as kn
 
