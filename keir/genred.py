@@ -14,9 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from keir.dialect.catalogue.record import ATTRIBUTE_TYPES, Op
-from keir.dialect.node import make, var
+from keir.dialect.node import var
 from keir.dialect.ops import OPS
 from keir.formula_parser import VariableSpec, parse_alias, parse_formula
+from keir.lazy_reductions import REDUCTION_OPS
 from keir.reduction import reject_ranges
 from keir.symbolic import SymbolicVariable, batch_dims, bind_symbolic, check_argument, has_symbolic_variables
 
@@ -31,10 +32,10 @@ def _placed(x: Any, start: int, dim: int) -> Any:
     rest = dim - start - x.node.dim
     if start < 0 or rest < 0:
         raise ValueError(f"a vector of dimension {x.node.dim} does not fit at {start} in dimension {dim}")
-    parts = [x._lift([0.0] * start)] if start else []
+    parts = [type(x)([0.0] * start)] if start else []
     parts.append(x)
     if rest:
-        parts.append(x._lift([0.0] * rest))
+        parts.append(type(x)([0.0] * rest))
     return functools.reduce(lambda a, b: a.concat(b), parts)
 
 
@@ -91,7 +92,7 @@ def _catalogue_function(record: Op) -> Callable[..., Any]:
                              + (f" then {', '.join(record.attrs)}" if record.attrs else "") + f", got {len(args)}")
         first, *others = args[: record.arity]
         attrs = {name: _integer(value, record.keops) for name, value in zip(record.attrs, args[record.arity:])}
-        return first._combine_many(others, lambda *nodes: make(record.name, *nodes, **attrs))
+        return first.op(record.name, *others, **attrs)
 
     return build
 
@@ -104,13 +105,6 @@ for _record in OPS.values():
         FUNCTIONS[_record.keops] = _catalogue_function(_record)
 # Functions whose first argument is a number, not a formula (the others lift a number there: Concat(0, x)).
 _NUMBER_FIRST = ("IntInv", "RatCst", "Zero")
-
-REDUCTIONS = {
-    "Sum": "sum", "Min": "min", "Max": "max", "ArgMin": "argmin", "ArgMax": "argmax",
-    "Min_ArgMin": "min_argmin", "Max_ArgMax": "max_argmax", "KMin": "kmin", "ArgKMin": "argkmin",
-    "KMin_ArgKMin": "kmin_argkmin", "LogSumExp": "logsumexp", "SumSoftMaxWeight": "sumsoftmaxweight",
-}
-
 
 def _integer(value: Any, where: str) -> int:
     if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
@@ -133,16 +127,18 @@ class Genred:
         a TypeError, as in pykeops."""
         self._arguments = (formula, list(aliases), reduction_op, axis, opt_arg, formula2, dtype_acc,
                            use_double_acc, sum_scheme)
-        if reduction_op not in REDUCTIONS:
-            raise ValueError(f"unknown reduction_op {reduction_op!r}; known: {', '.join(REDUCTIONS)}")
+        if reduction_op not in REDUCTION_OPS:
+            raise ValueError(f"unknown reduction_op {reduction_op!r}; known: {', '.join(REDUCTION_OPS)}")
         if axis not in (0, 1):
             raise ValueError(f"axis is 0 (reduce over i) or 1 (reduce over j), got {axis!r}")
-        self.kind, self.axis = REDUCTIONS[reduction_op], axis
+        self.reduction_op, self.axis = reduction_op, axis
         self.options: dict[str, Any] = {}
-        if self.kind.endswith("kmin"):
+        kind = REDUCTION_OPS[reduction_op]
+        self.opt_arg = None
+        if kind.endswith("kmin"):
             if opt_arg is None:
                 raise ValueError(f"reduction {reduction_op} needs opt_arg = K")
-            self.options["k"] = _integer(opt_arg, "opt_arg")
+            self.opt_arg = _integer(opt_arg, "opt_arg")
         if use_double_acc:
             dtype_acc = "float64"
         if dtype_acc not in ("auto", None):
@@ -156,10 +152,8 @@ class Genred:
             names[name] = self._variable(spec)
         self.lazy = self._parse(formula, names)
         self.weight = self._parse(formula2, names) if formula2 else None
-        if self.kind == "sumsoftmaxweight" and self.weight is None:
+        if kind == "sumsoftmaxweight" and self.weight is None:
             raise ValueError("SumSoftMaxWeight needs formula2, the weight")
-        if self.kind == "logsumexp" and self.weight is not None:
-            self.kind = "logsumexp_weight"
         self.arity = max(self.variables, default=-1) + 1  # an index no alias or formula uses takes any array
 
     def __reduce__(self) -> tuple:
@@ -207,10 +201,9 @@ class Genred:
         options = {**self.options, "backend": backend, "device_id": device_id, "out": out,
                    "rows": self._rows(arrays)}
         lazy = self._bind(self.lazy, arrays)
-        axis = self.axis + lazy._nbatch()  # Genred's axis is 0 or 1; a LazyTensor's counts batch dimensions
-        if self.weight is None:
-            return lazy._reduce(self.kind, axis, True, options)
-        return lazy._weighted(self.kind, axis, self._bind(self.weight, arrays), True, options)
+        weight = None if self.weight is None else self._bind(self.weight, arrays)
+        axis = self.axis + lazy.nbatchdims  # Genred's axis is 0 or 1; a LazyTensor's counts batch dimensions
+        return lazy.reduction(self.reduction_op, other=weight, opt_arg=self.opt_arg, axis=axis, **options)
 
     def _rows(self, arrays: tuple) -> dict[str, int]:
         """M and N from every i- and j-argument, used or not by the formula (pykeops takes them from the

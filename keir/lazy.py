@@ -268,6 +268,16 @@ class LazyTensor(Reductions, Composites):
             return type(self)(other)
         raise TypeError(f"cannot combine a LazyTensor with {type(other).__name__}")
 
+    def op(self, name: str, *others: Any, **attrs: Any) -> LazyTensor:
+        """The catalogue op `name` (keir.dialect.catalogue) on self and `others` (LazyTensors, numbers or arrays,
+        converted as LazyTensor(other) does), its attributes as keywords: x.op("elem", index=1) is x[1]. Every
+        op by its name, including those without a method of their own; variables, constants and reductions are
+        made by LazyTensor(...), numbers and the reduction methods instead."""
+        if name in ("var", "constant", "reduce"):
+            raise ValueError(f"LazyTensor.op builds formula ops, not keir.{name} (use LazyTensor(...), a number or "
+                             "a reduction method)")
+        return self._combine_many(list(others), lambda *nodes: make(name, *nodes, **attrs))
+
     def _combine(self, other: Any, build: Callable[[Node, Node], Node]) -> LazyTensor:
         return self._combine_many([other], build)
 
@@ -515,14 +525,11 @@ class LazyTensor(Reductions, Composites):
 
     @property
     def nbatchdims(self) -> int:
-        return len(self.batch_shape)
-
-    def _nbatch(self) -> int:
-        """nbatchdims, without broadcasting shapes when no variable has batch dimensions (the common case, on
-        every reduction)."""
+        """The number of batch dimensions (pykeops). Without broadcasting shapes when no variable has batch
+        dimensions: the common case, asked on every reduction."""
         for array, category in zip(self.arrays, self.categories):
             if not isinstance(array, float) and len(array.shape) > (1 if category == "p" else 2):
-                return self.nbatchdims
+                return len(self.batch_shape)
         return 0
 
     @property

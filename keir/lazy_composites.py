@@ -122,7 +122,7 @@ class Composites:
         return self.sqnorm2().sqrt()
 
     def norm(self, dim: int = -1) -> LazyTensor:
-        last = self._nbatch() + 2  # pykeops: the norm is over the last axis only, -1 or len(full_shape) - 1
+        last = self.nbatchdims + 2  # pykeops: the norm is over the last axis only, -1 or len(full_shape) - 1
         if dim not in (-1, last):
             raise ValueError(f"norm reduces the vector dimension (dim=-1 or {last}), got dim={dim}")
         return self.norm2()

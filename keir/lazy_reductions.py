@@ -15,6 +15,14 @@ def _axis(axis: int | None, dim: int | None) -> int | None:
     return axis if dim is None else dim
 
 
+# pykeops' reduction names (LazyTensor.reduction, Genred's reduction_op) -> keir.reduce kinds
+REDUCTION_OPS = {
+    "Sum": "sum", "Min": "min", "Max": "max", "ArgMin": "argmin", "ArgMax": "argmax",
+    "Min_ArgMin": "min_argmin", "Max_ArgMax": "max_argmax", "KMin": "kmin", "ArgKMin": "argkmin",
+    "KMin_ArgKMin": "kmin_argkmin", "LogSumExp": "logsumexp", "SumSoftMaxWeight": "sumsoftmaxweight",
+}
+
+
 def _positive(k: Any) -> int:
     if not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"K must be a positive integer, got {k!r}")
@@ -133,7 +141,7 @@ class Reductions:
         return self.concat(weight)._reduce(kind, axis, call, options)
 
     def _vector_or_reduction(self, kind: str, axis: int | None, call: bool, options: dict[str, Any]) -> Any:
-        if axis == -1 or axis == self._nbatch() + 2:  # the vector dimension
+        if axis == -1 or axis == self.nbatchdims + 2:  # the vector dimension
             if options.pop("keepdim", True) is not True:  # the result is a LazyTensor of dimension 1
                 raise ValueError(f"{kind} over the vector dimension keeps it (dimension 1): keepdim=False "
                                  "is not supported")
@@ -144,7 +152,7 @@ class Reductions:
         """0 (over i) or 1 (over j) from pykeops' axis, which counts the batch dimensions (None: over j)."""
         if axis is None:
             return 1
-        batch = self._nbatch()
+        batch = self.nbatchdims
         if axis - batch not in (0, 1):
             raise ValueError(f"{kind}: a reduction's axis is {batch} (over i) or {batch + 1} (over j), got {axis}"
                              + (" (-1 is the vector dimension, which this reduction does not take)"
@@ -158,7 +166,7 @@ class Reductions:
             raise DimensionError(f"K @ b needs a scalar kernel K (dimension 1), got dimension {self.node.dim}")
         if isinstance(v, Reductions):
             product = self * v
-            return product.sum(product._nbatch() + 1, **options)
+            return product.sum(product.nbatchdims + 1, **options)
         if not self.adapter.is_array(v):
             raise TypeError(f"K @ b needs an array b, got {type(v).__name__}")
         shape = tuple(v.shape)
@@ -167,7 +175,7 @@ class Reductions:
         else:  # (..., N, C) -> (..., 1, N, C): a j-variable, with the batch dimensions of v
             columns = type(self)(v.reshape(shape[:-2] + (1,) + shape[-2:]))
         product = self * columns
-        out = product.sum(product._nbatch() + 1, **options)
+        out = product.sum(product.nbatchdims + 1, **options)
         return out.reshape(-1) if len(shape) == 1 else out
 
     def matvec(self, v: Any) -> Any:
@@ -177,6 +185,30 @@ class Reductions:
     def rmatvec(self, v: Any) -> Any:
         """self.T @ v, the transposed product (scipy's rmatvec)."""
         return self.T @ v
+
+    def reduction(self, reduction_op: str, other: Any = None, opt_arg: int | None = None, axis: int | None = None,
+                  dim: int | None = None, call: bool = True, is_complex: bool | None = None, **options: Any) -> Any:
+        """pykeops' reduction by name (REDUCTION_OPS: "Sum", "ArgKMin", "LogSumExp", ...): `opt_arg` is K for the
+        K-min family, `other` the weight of "LogSumExp" (optional) and "SumSoftMaxWeight" (required)."""
+        if is_complex:
+            raise ValueError("keir's LazyTensors are real: is_complex=True is not supported")
+        if reduction_op not in REDUCTION_OPS:
+            raise ValueError(f"unknown reduction_op {reduction_op!r}; known: {', '.join(REDUCTION_OPS)}")
+        kind, axis = REDUCTION_OPS[reduction_op], _axis(axis, dim)
+        if kind.endswith("kmin"):
+            if opt_arg is None:
+                raise ValueError(f"reduction {reduction_op} needs opt_arg = K")
+            options["k"] = _positive(opt_arg)
+        elif opt_arg is not None:
+            raise ValueError(f"reduction {reduction_op} takes no opt_arg, got {opt_arg!r}")
+        if kind == "sumsoftmaxweight" and other is None:
+            raise ValueError("SumSoftMaxWeight needs the weight (other)")
+        if kind in ("logsumexp", "sumsoftmaxweight") and other is not None:
+            return self._weighted("sumsoftmaxweight" if kind == "sumsoftmaxweight" else "logsumexp_weight", axis,
+                                  other, call, options)
+        if other is not None:
+            raise ValueError(f"reduction {reduction_op} takes no weight (other)")
+        return self._reduce(kind, axis, call, options)
 
     def _reduce(self, kind: str, axis: int | None, call: bool, options: dict[str, Any]) -> Any:
         index_axis = self._index_axis(axis, kind)

@@ -430,3 +430,48 @@ def test_pykeops_keyword_names():
     v = rng.random(5)
     K = (-xi.sqdist(yj)).exp()
     assert relative_error(K.__matmul__(v=v), K @ v) == 0 and relative_error(K.matvec(v=v), K @ v) == 0
+
+
+# ---- LazyTensor.reduction (pykeops' reduction by name) and LazyTensor.op (a catalogue op by name) ---------------
+
+
+@pytest.mark.parametrize("front", FRONTS)
+def test_reduction_by_pykeops_name_matches_dense(front):
+    x, y, b = rng.random((40, 3)), rng.random((30, 3)), rng.random((30, 2))
+    xs, ys, bs = _arrays(front, x, y, b)
+    d = front.Vi(xs).sqdist(front.Vj(ys))
+    dense = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)  # (M, N)
+    np.testing.assert_allclose(_np(d.reduction("Sum", axis=1)), dense.sum(1, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(_np(d.reduction("Min", axis=0)), dense.min(0)[:, None], rtol=1e-12)
+    assert (_np(d.reduction("ArgKMin", opt_arg=4, axis=1)) == np.argsort(dense, 1)[:, :4]).all()
+    weights = np.exp(-dense)
+    lse = np.log(weights @ b)
+    np.testing.assert_allclose(_np((-d).reduction("LogSumExp", other=front.Vj(bs), axis=1)), lse, rtol=1e-12)
+    softmax = weights @ b / weights.sum(1, keepdims=True)
+    np.testing.assert_allclose(_np((-d).reduction("SumSoftMaxWeight", other=front.Vj(bs), dim=1)), softmax,
+                               rtol=1e-12)
+    reduction = d.reduction("Max", axis=1, call=False)  # a callable Reduction, as with call=False elsewhere
+    np.testing.assert_allclose(_np(reduction()), dense.max(1, keepdims=True), rtol=1e-12)
+
+
+def test_reduction_by_name_rejects_what_it_cannot_do():
+    d = kn.Vi(rng.random((5, 3))).sqdist(kn.Vj(rng.random((6, 3))))
+    for call, message in [(lambda: d.reduction("Median", axis=1), "unknown reduction_op 'Median'"),
+                          (lambda: d.reduction("KMin", axis=1), "needs opt_arg"),
+                          (lambda: d.reduction("Sum", opt_arg=3, axis=1), "takes no opt_arg"),
+                          (lambda: d.reduction("Sum", other=d, axis=1), "takes no weight"),
+                          (lambda: d.reduction("SumSoftMaxWeight", axis=1), "needs the weight"),
+                          (lambda: d.reduction("Sum", axis=1, is_complex=True), "real")]:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_op_applies_a_catalogue_op_by_name():
+    x, y = rng.random((5, 3)), rng.random((6, 3))
+    xi, yj = kn.Vi(x), kn.Vj(y)
+    got = xi.op("atan2", yj).op("elem", index=2).sum(axis=1)
+    np.testing.assert_allclose(got, np.arctan2(x[:, None, 2], y[None, :, 2]).sum(1, keepdims=True), rtol=1e-12)
+    for args, message in [(("nope",), "unknown keir op 'nope'"), (("add",), "takes 2 operand"),
+                          (("elem",), "needs attributes"), (("reduce",), "not keir.reduce")]:
+        with pytest.raises(ValueError, match=message):
+            xi.op(*args)
