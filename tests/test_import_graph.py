@@ -1,5 +1,6 @@
 """keir's modules import each other without cycles (function-level imports included; imports under
-`if TYPE_CHECKING:`, which never run, excluded), and the generic API layer never imports torch."""
+`if TYPE_CHECKING:`, which never run, excluded), use no other module's private names, and the generic API layer
+never imports torch."""
 
 from __future__ import annotations
 
@@ -93,3 +94,47 @@ def test_the_generic_api_layer_does_not_import_torch():
         imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                      if isinstance(node, ast.ImportFrom) and node.module}
         assert "torch" not in imported, f"keir/{module}.py imports torch (that belongs in keir/torch.py)"
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _defined_private_names(tree: ast.AST) -> set[str]:
+    """The private functions, methods, classes and attributes (self._x = ...) a module defines."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and _private(node.name):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and _private(node.attr):
+            names.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and _private(node.id):
+            names.add(node.id)
+    return names
+
+
+def _private_uses(tree: ast.AST, elsewhere: set[str]) -> list[str]:
+    """`from keir.x import _name`, and `obj._name` (obj not self or cls) for a private name that another of keir's
+    modules defines and this one does not."""
+    own = _defined_private_names(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("keir"):
+            found += [f"line {node.lineno}: from {node.module} import {a.name}" for a in node.names if _private(a.name)]
+        elif (isinstance(node, ast.Attribute) and _private(node.attr) and node.attr in elsewhere - own
+              and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_module_uses_another_modules_private_names():
+    trees = {name: ast.parse(path.read_text()) for name, path in _modules().items()}
+    defined = {name: _defined_private_names(tree) for name, tree in trees.items()}
+    offenders = [f"{name}: {use}" for name, tree in trees.items()
+                 for use in _private_uses(tree, set().union(*(d for m, d in defined.items() if m != name)))]
+    assert not offenders, "private names used across modules:\n" + "\n".join(offenders)
+
+
+def test_the_private_use_finder_finds_them():
+    tree = ast.parse("from keir.lazy import _is_number\nx._lift(1)\nself._lift(2)\ntorch._C\n")
+    assert _private_uses(tree, {"_lift"}) == ["line 1: from keir.lazy import _is_number", "line 2: x._lift"]
