@@ -26,20 +26,15 @@ from typing import ClassVar
 
 from keir.compiler.kernel import Kernel
 from keir.compiler.loop_levels import inner_category
-from keir.compiler.passes.keir_simplify import ARITHMETIC, Simplifier, normal_form
+from keir.compiler.normal_form import ARITHMETIC, NormalForm
+from keir.compiler.rewriter import Rewriter
 from keir.dialect.node import Node
 
 
-class Hoister(Simplifier):
-    """keir-simplify's normal form of products and sums, without its algebraic rewrites."""
-
-    rules = {op: (normal_form,) for op in ARITHMETIC}
-    default = ()
-    algebraic = False
-
-
 def hoist(root: Node, elem: str = "f64") -> Node:
-    return Hoister(inner_category(root), elem).simplify(root)
+    """root with its products and sums in the normal form's order, none of its algebraic rewrites done."""
+    form = NormalForm(inner_category(root), elem, algebraic=False)
+    return Rewriter({op: (form.rewrite,) for op in ARITHMETIC}, on_sweep=form.start_sweep).run(root)
 
 
 @dataclass(frozen=True)
