@@ -46,6 +46,7 @@ from keir.compiler.components import (
     level_of,
 )
 from keir.compiler.kernel import Kernel
+from keir.compiler.lowering_scaffold import IndexConstants, memref_arguments
 from keir.compiler.mlir_text import Builder, Names
 from keir.compiler.op_lowering import compute, elementwise_component
 from keir.compiler.operands import VECTOR_LANES, WIDE_DIM, Operand, column_block_components, kernel_operands
@@ -90,14 +91,11 @@ def lower_cpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None) -> Lo
     reduce = kernel.result
     if reduce.op != "reduce":
         raise ValueError(f"only a keir.reduce can be lowered to a loop nest, not keir.{reduce.op}")
-    attrs = dict(reduce.attrs)
     formula = reduce.args[0]
-    options = ReductionOptions(
-        attrs["kind"], formula.dim, attrs.get("k", 1), attrs.get("sum_scheme", "direct_sum"), attrs.get("dtype_acc")
-    )
-    if attrs["axis"] == 0:
+    if reduce.attr("axis") == 0:
         formula = swap_i_j(formula)
-    nest = _LoopNest(kernel.name, formula, kernel.dtype, attrs["axis"], operands or kernel_operands(reduce), options)
+    nest = _LoopNest(kernel.name, formula, kernel.dtype, reduce.attr("axis"), operands or kernel_operands(reduce),
+                     ReductionOptions.of(reduce))
     return nest.build()
 
 
@@ -114,7 +112,7 @@ class _LoopNest:
         self.lanes = VECTOR_LANES[elem]
         self.names = Names()
         self.entry = Builder(self.names, elem, None)
-        self.index_consts: dict[int, str] = {}
+        self.index_const = IndexConstants(self.entry)
         self.entry_scalars: dict[Node, list[str]] = {}
         self.entry_broadcasts: dict[str, str] = {}
         self.operands = operands
@@ -134,11 +132,6 @@ class _LoopNest:
     @property
     def vtype(self) -> str:
         return f"vector<{self.lanes}x{self.elem}>"
-
-    def index_const(self, value: int) -> str:
-        if value not in self.index_consts:
-            self.index_consts[value] = self.entry.emit(literals.constant(value, "index"), "k")
-        return self.index_consts[value]
 
     def alloca(self, memref: str) -> str:
         """A stack buffer of type `memref`, allocated once at function entry."""
@@ -189,13 +182,8 @@ class _LoopNest:
             lines += _Rows(self, 1).loop(split, "%i1")
         else:
             lines += _Rows(self, 1).loop("%i0", "%i1")
-        args = [f"%a{op.index}: memref<?x{e}>" for op in self.operands]
         floats, indices = self.widths
-        if floats:
-            args.append(f"%out: memref<?x{e}>")
-        if indices:
-            args.append("%out_idx: memref<?xi64>")
-        args += ["%i0: index", "%i1: index", "%n: index"]
+        args = memref_arguments(self.operands, e, floats, indices) + ["%i0: index", "%i1: index", "%n: index"]
         # Loops that fill or copy a stack buffer would become calls of memset/memcpy, which kernels cannot link.
         attributes = ' attributes {passthrough = ["no-builtins"]}' if self.stack_buffers else ""
         text = "\n".join([f"func.func @{self.symbol}({', '.join(args)}){attributes} {{"] + self.entry.lines + lines

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 from keir.compiler import literals
 from keir.compiler.kernel import Kernel
+from keir.compiler.lowering_scaffold import IndexConstants, memref_arguments
 from keir.compiler.mlir_text import Builder, Names
 from keir.compiler.op_lowering import compute
 from keir.compiler.operands import Operand, kernel_operands
@@ -128,14 +129,6 @@ def launch_config(
     return LaunchConfig(-(-rows // block), block, tile, tile * row_bytes)
 
 
-def reduction_options(reduce: Node) -> ReductionOptions:
-    attrs = dict(reduce.attrs)
-    return ReductionOptions(
-        attrs["kind"], reduce.args[0].dim, attrs.get("k", 1), attrs.get("sum_scheme", "direct_sum"),
-        attrs.get("dtype_acc"),
-    )
-
-
 def lower_module(kernels: list[Kernel]) -> str:
     """to a gpu.module, one thread per output row, j-tiles in workgroup memory (the GPU backend)"""
     return gpu_module_text([lower_gpu(k) for k in kernels])
@@ -151,7 +144,7 @@ def lower_gpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None) -> Gp
     if reduce.attr("axis") == 0:
         formula = swap_i_j(formula)
     kernel_ = _GpuKernel(kernel.name, formula, kernel.dtype, reduce.attr("axis"), operands or kernel_operands(reduce),
-                         reduction_options(reduce))
+                         ReductionOptions.of(reduce))
     return kernel_.build()
 
 
@@ -166,7 +159,7 @@ class _GpuKernel:
         self.consts = Builder(self.names, elem, None, indent="      ")  # index constants, first in the body
         self.entry = Builder(self.names, elem, None, indent="      ")  # once per thread: hoisted work
         self.inner = Builder(self.names, elem, None, indent="          ")  # once per (i, j): the j loop body
-        self.index_consts: dict[int, str] = {}
+        self.index_const = IndexConstants(self.consts)
         self.values: dict[Node, list[str]] = {}
         self.staged = staged_operands(operands)
         self.tile_base: dict[int, str] = {}  # operand index -> first element of its tile in workgroup memory
@@ -182,11 +175,6 @@ class _GpuKernel:
     def lanes(self, b: Builder) -> Builder:
         """A builder of vector<1xT> ops that appends to b's lines: the accumulators' state is one lane wide."""
         return Builder(self.names, self.elem, 1, b.lines, b.indent)
-
-    def index_const(self, value: int) -> str:
-        if value not in self.index_consts:
-            self.index_consts[value] = self.consts.emit(literals.constant(value, "index"), "k")
-        return self.index_consts[value]
 
     def index_op(self, b: Builder, op: str, x: str, y: str) -> str:
         return b.emit(f"arith.{op} {x}, {y} : index", "o")
@@ -325,9 +313,7 @@ class _GpuKernel:
         self.stores(store, values, "%out", e)
         self.stores(store, indices, "%out_idx", "i64")
 
-        args = [f"%a{op.index}: {self.memref}" for op in self.operands]
-        args += [f"%out: {self.memref}"] if values else []
-        args += ["%out_idx: memref<?xi64>"] if indices else []
+        args = memref_arguments(self.operands, e, len(values), len(indices))
         args += ["%rows: index", "%cols: index", "%tile: index"]
         text = "\n".join(
             [f"    gpu.func @{self.symbol}({', '.join(args)}) kernel {{"]

@@ -26,9 +26,13 @@ import functools
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from keir.compiler import literals, mathlib
 from keir.compiler.mlir_text import Builder
+
+if TYPE_CHECKING:
+    from keir.dialect.node import Node
 
 INT64_MAX = (1 << 63) - 1
 
@@ -40,6 +44,13 @@ class ReductionOptions:
     k: int = 1  # for the K-min family
     sum_scheme: str = "direct_sum"  # direct_sum | block_sum | kahan_scheme
     dtype_acc: str | None = None  # "float64" to accumulate float32 sums in double
+
+    @classmethod
+    def of(cls, reduce: Node) -> ReductionOptions:
+        """The options of keir.reduce node `reduce`: its attributes, the defaults for those it leaves out."""
+        attrs = dict(reduce.attrs)
+        return cls(attrs["kind"], reduce.args[0].dim, attrs.get("k", 1), attrs.get("sum_scheme", "direct_sum"),
+                   attrs.get("dtype_acc"))
 
 
 class Accumulator(ABC):

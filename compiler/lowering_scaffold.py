@@ -1,0 +1,33 @@
+"""What the CPU and GPU lowerings write the same way around the formula: a function's index constants and the
+memref arguments through which the runtime passes its inputs and outputs (their layouts: keir.compiler.operands
+and each lowering's docstring)."""
+
+from __future__ import annotations
+
+from keir.compiler import literals
+from keir.compiler.mlir_text import Builder
+from keir.compiler.operands import Operand
+
+
+class IndexConstants:
+    """The function's `index` constants, each emitted once into `builder`, a block that runs before every use."""
+
+    def __init__(self, builder: Builder):
+        self.builder = builder
+        self.names: dict[int, str] = {}
+
+    def __call__(self, value: int) -> str:
+        if value not in self.names:
+            self.names[value] = self.builder.emit(literals.constant(value, "index"), "k")
+        return self.names[value]
+
+
+def memref_arguments(operands: tuple[Operand, ...], elem: str, float_width: int, index_width: int) -> list[str]:
+    """One flat memref per operand (%a<its index>), then the outputs the kernel writes: %out (floats), %out_idx
+    (int64 indices)."""
+    args = [f"%a{op.index}: memref<?x{elem}>" for op in operands]
+    if float_width:
+        args.append(f"%out: memref<?x{elem}>")
+    if index_width:
+        args.append("%out_idx: memref<?xi64>")
+    return args
