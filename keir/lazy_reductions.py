@@ -203,11 +203,11 @@ class Reductions:
             raise ValueError(f"reduction {reduction_op} takes no opt_arg, got {opt_arg!r}")
         if kind == "sumsoftmaxweight" and other is None:
             raise ValueError("SumSoftMaxWeight needs the weight (other)")
-        if kind in ("logsumexp", "sumsoftmaxweight") and other is not None:
-            return self._weighted("sumsoftmaxweight" if kind == "sumsoftmaxweight" else "logsumexp_weight", axis,
-                                  other, call, options)
         if other is not None:
-            raise ValueError(f"reduction {reduction_op} takes no weight (other)")
+            weighted = {"logsumexp": "logsumexp_weight", "sumsoftmaxweight": "sumsoftmaxweight"}
+            if kind not in weighted:
+                raise ValueError(f"reduction {reduction_op} takes no weight (other)")
+            return self._weighted(weighted[kind], axis, other, call, options)
         return self._reduce(kind, axis, call, options)
 
     def _reduce(self, kind: str, axis: int | None, call: bool, options: dict[str, Any]) -> Any:
