@@ -14,6 +14,11 @@ TO_LLVM_PIPELINE = (
     "finalize-memref-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,reconcile-unrealized-casts)"
 )
 
+# A kernel is linked against nothing (the runtime's loader resolves no symbols), so LLVM must not turn its loops
+# into library calls: without this attribute, loop-idiom recognition turns an initialising loop into `memset` on
+# some CPUs (seen with AVX-512 on the arg-reductions' index rows).
+NO_LIBRARY_CALLS = "no-builtins"
+
 
 @dataclass(frozen=True)
 class HostTarget:
@@ -59,6 +64,9 @@ def loops_to_llvm_ir(loop_text: str) -> str:
     with keir_context():
         module = ir.Module.parse(loop_text)
         passmanager.PassManager.parse(TO_LLVM_PIPELINE).run(module.operation)
+        for op in module.body.operations:
+            if op.operation.name == "llvm.func":  # see NO_LIBRARY_CALLS
+                op.operation.attributes["passthrough"] = ir.ArrayAttr.get([ir.StringAttr.get(NO_LIBRARY_CALLS)])
         return str(llvm_dialect.translate_module_to_llvmir(module.operation))
 
 

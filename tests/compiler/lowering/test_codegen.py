@@ -29,3 +29,30 @@ def test_kernels_are_self_contained():
     llvm_ir = formula.sum(axis=1, call=False).ir("llvm")
     object_code = codegen.llvm_ir_to_object(llvm_ir)
     assert object_code[:4] == b"\x7fELF" and codegen.undefined_symbols(object_code) == []
+
+
+# A loop that fills a buffer with one byte value: the idiom LLVM's loop-idiom recognition turns into `memset`
+# (it did on AVX-512 hosts for the arg-reductions' index rows, which the loader cannot link).
+FILL_LOOP = """
+func.func @fill(%buffer: memref<?xi8>, %n: index) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %byte = arith.constant -1 : i8
+  scf.for %k = %c0 to %n step %c1 {
+    memref.store %byte, %buffer[%k] : memref<?xi8>
+  }
+  return
+}
+"""
+
+
+def test_an_initialising_loop_stays_a_loop():
+    object_code = codegen.llvm_ir_to_object(codegen.loops_to_llvm_ir(FILL_LOOP))
+    assert codegen.undefined_symbols(object_code) == []
+
+
+def test_without_the_attribute_the_same_loop_becomes_memset():  # the test above can fail
+    llvm_ir = codegen.loops_to_llvm_ir(FILL_LOOP)
+    llvm_ir = llvm_ir.replace(" #0 {", " {").replace(f'attributes #0 = {{ "{codegen.NO_LIBRARY_CALLS}" }}', "")
+    with pytest.raises(RuntimeError, match="memset"):
+        codegen.llvm_ir_to_object(llvm_ir)
