@@ -115,7 +115,12 @@ class Composites:
 
 
     def mod(self, modulus: Any, offset: Any = 0) -> LazyTensor:
-        """self - modulus * floor((self - offset) / modulus): values in [offset, offset + modulus)."""
+        """self - modulus * floor((self - offset) / modulus): values in [offset, offset + modulus).
+
+        A literal modulus 0 gives NaN, as the formula does in IEEE arithmetic (and KeOps' Mod, C's fmod): written
+        out, keir-simplify would fold the product with the literal 0 and return self."""
+        if isinstance(modulus, numbers.Real) and not isinstance(modulus, bool) and modulus == 0:
+            return (self - offset) * math.nan
         return self - modulus * ((self - offset) / modulus).floor()
 
     def norm2(self) -> LazyTensor:

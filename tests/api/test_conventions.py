@@ -46,6 +46,16 @@ def test_clamp_follows_keops_when_low_exceeds_high():
     np.testing.assert_array_equal(got, np.where(x < 2.0, 2.0, np.where(x > 1.0, 1.0, x))[:, 0])
 
 
+@pytest.mark.parametrize("modulus", [0, 0.0, -0.0])
+def test_mod_by_a_literal_zero_is_nan(modulus):
+    """x - 0 * floor(x / 0) is NaN in IEEE arithmetic (KeOps' Mod, C's fmod): the literal 0 must not fold it to x."""
+    one = np.ones((1, 1))
+    x = _column([-1.5, 0.0, 2.0])
+    got = (np_Vj(x).mod(modulus) * np_Vi(one)).sum(axis=0)
+    assert np.isnan(got).all()
+    np.testing.assert_array_equal((np_Vj(x).mod(2.0) * np_Vi(one)).sum(axis=0), np.mod(x, 2.0))
+
+
 # ---- derivatives at the kinks -----------------------------------------------------------------------------
 
 

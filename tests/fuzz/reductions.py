@@ -100,7 +100,7 @@ def check_extremes(got: np.ndarray, terms: Bound, p: Precision, k: int, smallest
     """K smallest (largest) values, sorted: each within the interval of the matching order statistic."""
     center, low, high = _order_bounds(terms, k, smallest)
     error = torch.maximum(center - low, high - center)
-    error = torch.where(low == high, torch.zeros_like(error), error).nan_to_num(nan=INF)
+    error = torch.where(low == high, torch.zeros_like(error), error).nan_to_num(nan=INF, posinf=INF)
     error = torch.where(_unclear_rows(terms).expand_as(error), INF, error)
     return compare_values(got, center, error, p, what)
 

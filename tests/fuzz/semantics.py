@@ -57,7 +57,7 @@ class Precision:
 def _absdiff(y: Tensor, center: Tensor) -> Tensor:
     """|y - center|, 0 where equal (infinities included), inf where only one of them is NaN."""
     same = (y == center) | (torch.isnan(y) & torch.isnan(center))
-    return torch.where(same, torch.zeros_like(y), (y - center).abs().nan_to_num(nan=INF))
+    return torch.where(same, torch.zeros_like(y), (y - center).abs().nan_to_num(nan=INF, posinf=INF))
 
 
 def _finish(center: Tensor, deviation: Tensor, p: Precision, relative: float) -> Bound:
@@ -66,7 +66,7 @@ def _finish(center: Tensor, deviation: Tensor, p: Precision, relative: float) ->
     rounding = torch.where(finite, relative * p.unit * center.abs(), torch.zeros_like(center)) + 4 * p.tiny
     error = deviation + torch.where(finite, rounding, torch.zeros_like(center))
     overflow = finite & (center.abs() + error > p.largest / 2)
-    error = torch.where(overflow, torch.full_like(error, INF), error).nan_to_num(nan=INF)
+    error = torch.where(overflow, torch.full_like(error, INF), error).nan_to_num(nan=INF, posinf=INF)
     return Bound(center, error)
 
 
@@ -162,7 +162,6 @@ UNARY: dict[str, tuple[Callable[[Tensor], Tensor], tuple[float, ...]]] = {
     "acos": (torch.acos, ()),
     "floor": (torch.floor, ()),
     "xlogx": (_xlogx, (0.0, math.exp(-1.0))),
-    "sinxdivx": (_sinxdivx, (0.0,)),
 }
 NAN_UNCLEAR = {"sign", "step", "relu", "clamp", "clampint", "ifelse", "lt", "le", "gt", "ge", "eq", "ne"}
 
@@ -282,8 +281,20 @@ class Evaluator:
             return self.variables[tree["name"]]
         if op == "num":
             return self.number(tree["text"])
+        if op == "pow_lazy" and tree["args"][1]["op"] == "num":  # `x ** 2.5`: the API dispatches on the number
+            return self._pow_number(self(tree["args"][0]), tree["args"][1]["text"])
         args = [self(arg) for arg in tree["args"]]
         return self.apply(op, args, tree["attrs"])
+
+    def _pow_number(self, base: Bound, text: str) -> Bound:
+        """pykeops' `x ** y` for a Python number y: an int is Pow, 0.5 Sqrt, -0.5 Rsqrt, other floats Powf (keir
+        takes an integer-valued float as Pow, the values of the C pow that KeOps' Powf calls)."""
+        exponent = number_value(text)
+        if exponent in (0.5, -0.5):
+            return self.apply("sqrt" if exponent == 0.5 else "rsqrt", [base], {})
+        if exponent.is_integer():
+            return self.apply("pow_int", [base], {"exponent": repr(exponent)})
+        return self._powf(base, self.number(text))
 
     def apply(self, op: str, args: list[Bound], attrs: dict) -> Bound:
         p = self.p
@@ -294,6 +305,11 @@ class Evaluator:
             x = args[0]
             error = torch.maximum(result.error, x.error + 2 * p.unit * x.value.abs() + p.unit)
             result = Bound(result.value, torch.where(error > 2, INF, error))
+        elif op == "sinxdivx":  # sin(x) / x: sin's error (as above, at most 2) over |x|; Lipschitz 1 below |x| = 1
+            result = pointwise(_sinxdivx, args, p, critical=(0.0,))
+            x = args[0]
+            sin_error = torch.clamp(x.error + 2 * p.unit * x.value.abs() + p.unit, max=2.0)
+            result = Bound(result.value, torch.maximum(result.error, sin_error / torch.clamp(x.value.abs(), min=1.0)))
         elif op in UNARY:
             fn, critical = UNARY[op]
             result = pointwise(fn, args, p, critical=critical)
