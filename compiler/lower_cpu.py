@@ -46,12 +46,19 @@ from keir.compiler.components import (
     level_of,
 )
 from keir.compiler.kernel import Kernel
-from keir.compiler.lowering_scaffold import IndexConstants, memref_arguments
+from keir.compiler.lowering_scaffold import IndexConstants, memref_arguments, store_row
 from keir.compiler.mlir_text import Builder, Names
 from keir.compiler.op_lowering import compute, elementwise_component
-from keir.compiler.operands import VECTOR_LANES, WIDE_DIM, Operand, column_block_components, kernel_operands
+from keir.compiler.operands import (
+    VECTOR_LANES,
+    WIDE_DIM,
+    Operand,
+    column_block_components,
+    kernel_operands,
+    loop_formula,
+)
 from keir.compiler.reductions import ReductionOptions, accumulator
-from keir.dialect.node import Node, make, swap_i_j, topological
+from keir.dialect.node import Node, make, topological
 from keir.dialect.ops import reduction_output_widths
 
 BLOCK_SUM_LANES = 64  # block_sum: vectors per block
@@ -91,9 +98,7 @@ def lower_cpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None) -> Lo
     reduce = kernel.result
     if reduce.op != "reduce":
         raise ValueError(f"only a keir.reduce can be lowered to a loop nest, not keir.{reduce.op}")
-    formula = reduce.args[0]
-    if reduce.attr("axis") == 0:
-        formula = swap_i_j(formula)
+    formula = loop_formula(reduce)
     nest = _LoopNest(kernel.name, formula, kernel.dtype, reduce.attr("axis"), operands or kernel_operands(reduce),
                      ReductionOptions.of(reduce))
     return nest.build()
@@ -685,9 +690,9 @@ class _Rows:
             finish_b = Builder(self.names, e, None, indent="      ")
             state = [f"%total#{k}" for k in range(r * per_row, (r + 1) * per_row)]
             values, indices = nest.acc.finish(finish_b, state)
+            store_row(finish_b, nest.index_const, self.rows[r], values, "%out", e)
+            store_row(finish_b, nest.index_const, self.rows[r], indices, "%out_idx", "i64")
             lines += finish_b.lines
-            lines += self._stores(values, "%out", e, self.rows[r])
-            lines += self._stores(indices, "%out_idx", "i64", self.rows[r])
         return ([f"    scf.for {base} = {lo} to {hi} step {nest.index_const(self.count)} {{"]
                 + self.row.lines + lines + ["    }"])
 
@@ -865,18 +870,6 @@ class _Rows:
 
             self._slice_loop(fb, step)
             b.lines += fb.lines
-
-    def _stores(self, scalars: list[str], memref: str, elem: str, row: str) -> list[str]:
-        if not scalars:
-            return []
-        nest = self.nest
-        base = self.names.fresh("o")
-        lines = [f"      {base} = arith.muli {row}, {nest.index_const(len(scalars))} : index"]
-        for k, value in enumerate(scalars):
-            offset = self.names.fresh("o")
-            lines.append(f"      {offset} = arith.addi {base}, {nest.index_const(k)} : index")
-            lines.append(f"      memref.store {value}, {memref}[{offset}] : memref<?x{elem}>")
-        return lines
 
 
 def _scf_for(b: Builder, bounds: str, carried: list[str], init: list[str], types: list[str], body: list[str],

@@ -40,12 +40,12 @@ from dataclasses import dataclass
 
 from keir.compiler import literals
 from keir.compiler.kernel import Kernel
-from keir.compiler.lowering_scaffold import IndexConstants, memref_arguments
+from keir.compiler.lowering_scaffold import IndexConstants, memref_arguments, store_row
 from keir.compiler.mlir_text import Builder, Names
 from keir.compiler.op_lowering import compute
-from keir.compiler.operands import Operand, kernel_operands
+from keir.compiler.operands import Operand, kernel_operands, loop_formula
 from keir.compiler.reductions import INT64_MAX, ReductionOptions, Sum, accumulator
-from keir.dialect.node import Node, swap_i_j
+from keir.dialect.node import Node
 
 ELEMENT_BYTES = {"f32": 4, "f64": 8}
 WARP = 32
@@ -140,9 +140,7 @@ def lower_gpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None) -> Gp
     reduce = kernel.result
     if reduce.op != "reduce":
         raise ValueError(f"only a keir.reduce can be lowered to a GPU kernel, not keir.{reduce.op}")
-    formula = reduce.args[0]
-    if reduce.attr("axis") == 0:
-        formula = swap_i_j(formula)
+    formula = loop_formula(reduce)
     kernel_ = _GpuKernel(kernel.name, formula, kernel.dtype, reduce.attr("axis"), operands or kernel_operands(reduce),
                          ReductionOptions.of(reduce))
     return kernel_.build()
@@ -247,14 +245,6 @@ class _GpuKernel:
             j = b.emit(f"vector.broadcast {column64} : i64 to vector<1xi64>", "q")
         return self.acc.update(b, state, lanes, None, j)
 
-    def stores(self, b: Builder, scalars: list[str], memref: str, elem: str) -> None:
-        if not scalars:
-            return
-        row = self.index_op(b, "muli", "%i", self.index_const(len(scalars)))
-        for k, value in enumerate(scalars):
-            offset = self.index_op(b, "addi", row, self.index_const(k))
-            b.lines.append(f"{b.indent}memref.store {value}, {memref}[{offset}] : memref<?x{elem}>")
-
     def build(self) -> GpuKernelText:
         e = self.elem
         k0, k1 = self.index_const(0), self.index_const(1)
@@ -310,8 +300,8 @@ class _GpuKernel:
                 for x in indices
             ]
         store = Builder(self.names, e, None, indent="        ")
-        self.stores(store, values, "%out", e)
-        self.stores(store, indices, "%out_idx", "i64")
+        store_row(store, self.index_const, "%i", values, "%out", e)
+        store_row(store, self.index_const, "%i", indices, "%out_idx", "i64")
 
         args = memref_arguments(self.operands, e, len(values), len(indices))
         args += ["%rows: index", "%cols: index", "%tile: index"]

@@ -1,6 +1,6 @@
 """What the CPU and GPU lowerings write the same way around the formula: a function's index constants and the
-memref arguments through which the runtime passes its inputs and outputs (their layouts: keir.compiler.operands
-and each lowering's docstring)."""
+memref arguments through which the runtime passes its inputs and outputs, and the stores of an output row (their
+layouts: keir.compiler.operands and each lowering's docstring)."""
 
 from __future__ import annotations
 
@@ -31,3 +31,13 @@ def memref_arguments(operands: tuple[Operand, ...], elem: str, float_width: int,
     if index_width:
         args.append("%out_idx: memref<?xi64>")
     return args
+
+
+def store_row(b: Builder, index: IndexConstants, row: str, values: list[str], memref: str, elem: str) -> None:
+    """values[k] into memref[row * len(values) + k]: one row of an output, row-major as the runtime reads it."""
+    if not values:
+        return
+    start = b.emit(f"arith.muli {row}, {index(len(values))} : index", "o")
+    for k, value in enumerate(values):
+        offset = b.emit(f"arith.addi {start}, {index(k)} : index", "o")
+        b.lines.append(f"{b.indent}memref.store {value}, {memref}[{offset}] : memref<?x{elem}>")

@@ -20,12 +20,16 @@ class Operand:
     dim: int
 
 
-def kernel_operands(reduce: Node) -> tuple[Operand, ...]:
-    """The lowered function's inputs for reduction `reduce`, in the loop's terms (i and j swapped for axis 0)."""
+def loop_formula(reduce: Node) -> Node:
+    """The formula of reduction `reduce` in the loop's terms: rows are "i" and the reduced axis "j", so a reduction
+    over i (axis 0) swaps the roles of its i- and j-variables."""
     formula = reduce.args[0]
-    if reduce.attr("axis") == 0:
-        formula = swap_i_j(formula)
-    return tuple(Operand(v.attr("index"), v.attr("category"), v.dim) for v in variables(formula))
+    return swap_i_j(formula) if reduce.attr("axis") == 0 else formula
+
+
+def kernel_operands(reduce: Node) -> tuple[Operand, ...]:
+    """The lowered function's inputs for reduction `reduce`, in the loop's terms (see `loop_formula`)."""
+    return tuple(Operand(v.attr("index"), v.attr("category"), v.dim) for v in variables(loop_formula(reduce)))
 
 
 def column_block_components(dim: int) -> int:
