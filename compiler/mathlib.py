@@ -7,6 +7,7 @@ NumPy float64 in tests/compiler/lowering/test_mathlib.py; the bounds are stated 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 from dataclasses import dataclass
@@ -344,7 +345,8 @@ def _sign_bit(b: Builder) -> str:
 
 
 def _sin_cos(b: Builder, x: str, cosine: bool) -> str:
-    """sin or cos of |x| = k*pi/2 + r, |r| <= pi/4: one of +-sin(r), +-cos(r) by the quadrant k mod 4."""
+    """sin or cos of |x| = k*pi/2 + r, |r| <= pi/4: one of +-sin(r), +-cos(r) by the quadrant k mod 4. In f32,
+    arguments past the Cody-Waite range take the Payne-Hanek reduction (only vectors that hold one do)."""
     trig = _TRIG[b.elem]
     ax = b.math("absf", x)
     k = b.math("roundeven", b.mul(ax, b.const(2 / math.pi)))
@@ -361,7 +363,19 @@ def _sin_cos(b: Builder, x: str, cosine: bool) -> str:
     # k mod 4, exactly, in floating point (0 once k is a multiple of 4); NaN (x = +-inf or NaN) -> 0
     quadrant = b.sub(k, b.mul(b.math("floor", b.mul(k, b.const(0.25))), b.const(4.0)))
     quadrant = b.select(b.cmp("uno", quadrant, quadrant), b.const(0.0), quadrant)
-    q = b.to_int(quadrant)
+    value = _sin_cos_reduced(b, r, r_lo, b.to_int(quadrant), x, cosine)
+    value = b.max(b.min(value, b.const(1.0)), b.const(-1.0))  # only acts past the accurate range
+    if b.elem != "f32":
+        return value
+    large = b.mask_op("andi", b.cmp("ogt", ax, b.const(_CODY_WAITE_LIMIT_F32)), b.cmp("olt", ax, b.const(math.inf)))
+    any_large = large if b.lanes is None else b.emit(f"vector.reduction <or>, {large} : {b.mask_type} into i1", "m")
+    return b.branch(any_large, lambda t: t.select(large, _sin_cos_payne_hanek_f32(t, x, cosine), value),
+                    lambda t: value)
+
+
+def _sin_cos_reduced(b: Builder, r: str, r_lo: str, q: str, x: str, cosine: bool) -> str:
+    """sin or cos of x from its reduction |x| = k*pi/2 + r + r_lo, q = k mod 4 (an int of the builder's width)."""
+    trig = _TRIG[b.elem]
     if cosine:
         q = b.int_op("addi", q, b.int_const(1))
     z = b.mul(r, r)
@@ -378,18 +392,66 @@ def _sin_cos(b: Builder, x: str, cosine: bool) -> str:
     flip = b.int_op("shli", b.int_op("andi", q, b.int_const(2)), b.int_const(width - 2))
     if not cosine:  # sin is odd
         flip = b.int_op("xori", flip, b.int_op("andi", b.to_bits(x), _sign_bit(b)))
-    value = b.max(b.min(value, b.const(1.0)), b.const(-1.0))  # only acts past the accurate range
     return b.from_bits(b.int_op("xori", b.to_bits(value), flip))
 
 
-def sin(b: Builder, x: str) -> str:
-    """sin(x): Cody-Waite reduction by pi/2 in three pieces, then a minimax polynomial on [-pi/4, pi/4].
+# Payne-Hanek reduction of a float32 argument: floor(2/pi * 2**198) (fdlibm's table of 2/pi starts the same,
+# 0xA2F9836E...; tests/compiler/lowering/test_mathlib.py recomputes it from Machin's formula), as 32-bit words,
+# least significant first. 198 bits: the float32 exponent reaches 127, and 71 more bits keep the fraction.
+TWO_OVER_PI_F32 = 0x28BE60DB9391054A7F09D5F47D4D377036D8A5664F10E4107F
+_TWO_OVER_PI_WORDS = tuple((TWO_OVER_PI_F32 >> (32 * k)) & 0xFFFFFFFF for k in range(7))
+_CODY_WAITE_LIMIT_F32 = 2.0**20  # the f32 Cody-Waite reduction is within 1 ulp up to here
 
-    Within 1 ulp (see README) for |x| <= 2**20 (f32) / 2**47 (f64). Beyond, the rounded product |x|*2/pi
-    can round to the wrong integer k, so r leaves [-pi/4, pi/4] where the polynomials were fitted: about an
-    ulp up to 2**21 (f32) / 2**49 (f64), then absolute errors up to ~0.1 below 2**22 / 2**51, growing until
-    from 2**24 / 2**53 the result is an arbitrary value in [-1, 1] (there is no Payne-Hanek reduction). It is
-    never inf or NaN for a finite x; sin(+-inf) and sin(NaN) are NaN; sin(-0) = -0."""
+
+def _sin_cos_payne_hanek_f32(b: Builder, x: str, cosine: bool) -> str:
+    """sin or cos of a float32 x with 2**20 < |x| < inf (other lanes give garbage), in 64-bit integer and float
+    arithmetic on the same lanes. |x| = m * 2**(e-23) with m a 24-bit integer, so x*2/pi mod 4 needs only the bits
+    of 2/pi of weight below 2**(25-e): 96 of them, F = floor(2/pi * 2**(e+71)) mod 2**96, give
+    Q = (m*F mod 2**96) / 2**32 = (x*2/pi mod 4) * 2**62 within 2**-8 of a unit, the quadrant in its top two bits
+    and r = the rest * pi/2 * 2**-62, accurate to 2**-70 absolutely (|r| > 2**-31 for every float32 x)."""
+    d = dataclasses.replace(b, elem="f64")  # the same block (lines shared), 64-bit values
+    bits = b.int_op("andi", b.to_bits(x), b.int_const(0x7FFFFFFF))
+    wide = b.emit(f"arith.extui {bits} : {b.int_type} to {d.int_type}", "q")
+    mantissa = d.int_op("ori", d.int_op("andi", wide, d.int_const(0x7FFFFF)), d.int_const(0x800000))
+    exponent = d.int_op("subi", d.int_op("shrui", wide, d.int_const(23)), d.int_const(127))
+    exponent = d.int_op("maxsi", d.int_op("minsi", exponent, d.int_const(127)), d.int_const(20))
+    shift = d.int_op("subi", d.int_const(127), exponent)  # F = (2/pi table >> shift) mod 2**96
+    word_shift = d.int_op("shrui", shift, d.int_const(5))
+    bit_shift = d.int_op("andi", shift, d.int_const(31))
+    is_word = [d.int_cmp("eq", word_shift, d.int_const(q)) for q in range(1, 4)]
+
+    def table_word(j: int) -> str:  # table word word_shift + j
+        word = d.int_const(_TWO_OVER_PI_WORDS[j])
+        for q in range(1, 4):
+            word = d.select(is_word[q - 1], d.int_const(_TWO_OVER_PI_WORDS[q + j]), word, of_int=True)
+        return word
+
+    window = [table_word(j) for j in range(4)]
+    low_bits = d.int_const(0xFFFFFFFF)
+    up_shift = d.int_op("subi", d.int_const(32), bit_shift)
+    f = [d.int_op("andi", d.int_op("ori", d.int_op("shrui", window[k], bit_shift),
+                                   d.int_op("shli", window[k + 1], up_shift)), low_bits) for k in range(3)]
+    products = [d.int_op("muli", mantissa, word) for word in f]  # each < 2**56: exact
+    q_value = d.int_op("addi", d.int_op("addi", d.int_op("shli", products[2], d.int_const(32)), products[1]),
+                       d.int_op("shrui", products[0], d.int_const(32)))  # mod 2**64
+    rounded = d.int_op("addi", q_value, d.int_const(1 << 61))  # to the nearest quadrant
+    quadrant = d.int_op("shrui", rounded, d.int_const(62))
+    fraction = d.int_op("subi", d.int_op("andi", rounded, d.int_const((1 << 62) - 1)), d.int_const(1 << 61))
+    r = d.mul(d.to_float(fraction), d.const(math.pi / 2 * 2.0**-62))
+    x64 = b.emit(f"arith.extf {x} : {b.type} to {d.type}")
+    value = _sin_cos_reduced(d, r, d.const(0.0), quadrant, x64, cosine)
+    return b.emit(f"arith.truncf {value} : {d.type} to {b.type}")
+
+
+def sin(b: Builder, x: str) -> str:
+    """sin(x): Cody-Waite reduction by pi/2 in three pieces, then a minimax polynomial on [-pi/4, pi/4]; in f32,
+    the Payne-Hanek reduction past |x| = 2**20 (evaluated in f64).
+
+    Within 1 ulp (see README) for every f32 and for |x| <= 2**47 in f64. Beyond, in f64, the rounded product
+    |x|*2/pi can round to the wrong integer k, so r leaves [-pi/4, pi/4] where the polynomials were fitted: about
+    an ulp up to 2**49, then absolute errors up to ~0.1 below 2**51, growing until from 2**53 the result is an
+    arbitrary value in [-1, 1] (f64 has no Payne-Hanek reduction). It is never inf or NaN for a finite x;
+    sin(+-inf) and sin(NaN) are NaN; sin(-0) = -0."""
     return _sin_cos(b, x, cosine=False)
 
 

@@ -263,8 +263,8 @@ def domain(name: str, elem: str, count: int = 50_000, seed: int = 0) -> tuple[np
     return (np.concatenate([*(np.asarray(p, DTYPES[elem]) for p in parts), specials]),)
 
 
-# |x| up to which sin and cos meet their bounds (the argument reduction by pi/2 stays exact enough)
-TRIG_LIMIT = {"f32": 2.0**20, "f64": 2.0**47}
+# |x| up to which sin and cos meet their bounds: every float32 (Payne-Hanek past 2**20), 2**47 in float64 (Cody-Waite)
+TRIG_LIMIT = {"f32": float(np.finfo(np.float32).max), "f64": 2.0**47}
 
 # Max ulp error asserted: measured (see the README table), then rounded up a little; the same for f32 and f64.
 _BOUND = {"exp": 1.0, "log": 1.0, "sin": 1.0, "cos": 1.0, "atan": 1.0, "atan2": 1.0, "asin": 1.0, "acos": 1.0,
@@ -297,7 +297,7 @@ def test_special_values_exact(name: str, elem: str) -> None:
     else:
         args = (specials,)
     worst, errors = measure(name, elem, *args)
-    if name in ("sin", "cos"):  # past TRIG_LIMIT only boundedness is promised (test_sin_cos_huge_arguments)
+    if name in ("sin", "cos"):  # past TRIG_LIMIT only boundedness is promised (test_sin_cos_huge_float64_arguments)
         errors = errors[~(np.abs(args[0]) > TRIG_LIMIT[elem])]
     bad = np.flatnonzero(errors > BOUNDS[elem][name])
     assert bad.size == 0, f"{name} {elem} wrong at {[a[bad[:8]] for a in args]}"
@@ -323,31 +323,71 @@ def test_lengths_and_tails(name: str, elem: str) -> None:
 @pytest.mark.parametrize("elem", ["f32", "f64"])
 def test_sin_cos_near_multiples_of_pi_over_2(elem: str) -> None:
     """The hardest arguments of the reduction: the floats nearest to k*pi/2 (and their neighbours), where
-    sin or cos is tiny and every bit of the reduced argument counts."""
+    sin or cos is tiny and every bit of the reduced argument counts. k*pi/2 is computed exactly (integers),
+    for k up to the largest float32 / TRIG_LIMIT in float64."""
     needs_reference(elem)
     rng = np.random.default_rng(11)
-    k = np.unique(np.exp2(rng.uniform(0, np.log2(TRIG_LIMIT[elem] / 1.6), 20_000)).astype(np.int64))
-    half_pi = np.longdouble(1.5707963267948966) + np.longdouble(6.123233995736766e-17)
-    nearest = (k.astype(np.longdouble) * half_pi).astype(DTYPES[elem])
+    top_bits = 127 if elem == "f32" else 46
+    k = sorted({int(rng.integers(1, 2**31)) << int(rng.integers(0, top_bits - 30)) for _ in range(10_000)}
+               | set(range(1, 2000)))
+    scale = 1 << 300
+    half_pi = _machin_pi(300) // 2
+    nearest = np.array([float(_round_to_float(kk * half_pi, scale, elem)) for kk in k], DTYPES[elem])
     x = np.concatenate([nearest, np.nextafter(nearest, np.inf), np.nextafter(nearest, -np.inf)])
     x = np.concatenate([x, -x])
+    x = x[np.isfinite(x)]
     for name in ("sin", "cos"):
         worst, _ = measure(name, elem, x)
         assert worst <= BOUNDS[elem][name], f"{name} {elem}: {worst:.3f} ulp near multiples of pi/2"
 
 
-@pytest.mark.parametrize("elem", ["f32", "f64"])
-def test_sin_cos_huge_arguments(elem: str) -> None:
-    """Past TRIG_LIMIT the results are not accurate, but finite and in [-1, 1]; +-inf and NaN give NaN."""
+def _machin_pi(bits: int) -> int:
+    """floor(pi * 2**bits) (within a few units), by Machin's formula in integers."""
+    def arctan_of_inverse(n: int) -> int:
+        total, term, k, sign = 0, (1 << (bits + 16)) // n, 1, 1
+        while term:
+            total, term, k, sign = total + sign * (term // k), term // (n * n), k + 2, -sign
+        return total
+    return (4 * (4 * arctan_of_inverse(5) - arctan_of_inverse(239))) >> 16
+
+
+def _round_to_float(numerator: int, scale: int, elem: str) -> float:
+    """numerator / scale rounded to the nearest float of `elem` (via the correctly rounded float64 division)."""
+    value = numerator / scale  # Python's int / int is correctly rounded
+    return float(np.float32(value)) if elem == "f32" else value
+
+
+def test_float32_table_of_two_over_pi() -> None:
+    """The Payne-Hanek table is floor(2/pi * 2**198), recomputed here from Machin's formula."""
+    pi = _machin_pi(400)
+    assert mathlib.TWO_OVER_PI_F32 == (1 << (198 + 401)) // pi
+
+
+def test_sin_cos_huge_float64_arguments() -> None:
+    """Past TRIG_LIMIT (float64 has no Payne-Hanek reduction) the results are not accurate, but finite and in
+    [-1, 1]; +-inf and NaN give NaN (float32: test_max_ulp_error covers every magnitude)."""
     rng = np.random.default_rng(13)
-    top = float(np.finfo(DTYPES[elem]).max)
-    x = log_uniform(rng, 20_000, elem, TRIG_LIMIT[elem], top, signs=True)
-    x = np.concatenate([x, [top, -top, np.inf, -np.inf, np.nan]]).astype(DTYPES[elem])
+    top = float(np.finfo(np.float64).max)
+    x = log_uniform(rng, 20_000, "f64", TRIG_LIMIT["f64"], top, signs=True)
+    x = np.concatenate([x, [top, -top, np.inf, -np.inf, np.nan]])
     for name in ("sin", "cos"):
         for vector in (True, False):
-            y = compiled(name, elem, vector)(x)
-            assert np.all(np.isfinite(y[:-3])) and np.all(np.abs(y[:-3]) <= 1), f"{name} {elem} not in [-1, 1]"
-            assert np.all(np.isnan(y[-3:])), f"{name} {elem}: inf or NaN must give NaN"
+            y = compiled(name, "f64", vector)(x)
+            assert np.all(np.isfinite(y[:-3])) and np.all(np.abs(y[:-3]) <= 1), f"{name} f64 not in [-1, 1]"
+            assert np.all(np.isnan(y[-3:])), f"{name} f64: inf or NaN must give NaN"
+
+
+def test_sin_cos_float32_bits_anywhere_in_a_vector() -> None:
+    """Vectors that mix small and huge arguments (one lane past 2**20 takes the Payne-Hanek path for the whole
+    vector): every lane gives the bits it gets alone."""
+    rng = np.random.default_rng(19)
+    small = rng.uniform(-10, 10, 4096).astype(np.float32)
+    huge = log_uniform(rng, 4096, "f32", 2.0**20, float(np.finfo(np.float32).max), signs=True).astype(np.float32)
+    mixed = np.where(rng.random(4096) < 0.1, huge, small).astype(np.float32)
+    for name in ("sin", "cos"):
+        vector, scalar = compiled(name, "f32", True), compiled(name, "f32", False)
+        assert_same_bits(vector(mixed), scalar(mixed))
+        assert_same_bits(vector(mixed)[mixed == small], vector(small)[mixed == small])
 
 
 def test_erf_reference() -> None:
