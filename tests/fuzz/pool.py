@@ -25,16 +25,27 @@ class _Worker:
         self.stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.fuzz.worker"], cwd=REPO, env=env, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1, start_new_session=True)
+            stdout=subprocess.PIPE, stderr=self.stderr, bufsize=0, start_new_session=True)
         self.case: dict | None = None
         self.started = 0.0
         self.announced = False
+        self.unread = b""  # received after the last complete line
 
     def send(self, case: dict) -> None:
         self.case, self.started, self.announced = case, time.monotonic(), False
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(case) + "\n")
-        self.process.stdin.flush()
+        self.process.stdin.write((json.dumps(case) + "\n").encode())
+
+    def receive(self) -> list[str] | None:
+        """The complete lines that have arrived (None once the worker has closed its end: it died). One read of
+        the pipe's bytes: a buffered readline could leave a second line in its buffer, where select() no longer
+        sees it (a fast case's outcome right behind its START then looked like a hang)."""
+        assert self.process.stdout is not None
+        chunk = os.read(self.process.stdout.fileno(), 1 << 16)
+        if not chunk:
+            return None
+        *lines, self.unread = (self.unread + chunk).split(b"\n")
+        return [line.decode() for line in lines]
 
     def stderr_tail(self) -> str:
         self.stderr.seek(0, os.SEEK_END)
@@ -138,16 +149,18 @@ class Pool:
         while any(w.case is not None for w in self.workers):
             for key, _ in self.selector.select(timeout=0.5):
                 worker = key.data
-                line = worker.process.stdout.readline()
-                if not line:  # the worker died
+                lines = worker.receive()
+                if lines is None:  # the worker died
                     if worker.case is not None:
                         finish(worker, _death(worker))
                     feed(self._replace(worker))
-                elif line.strip() == "START":
-                    worker.announced = True
-                else:
-                    finish(worker, json.loads(line))
-                    feed(worker)
+                    continue
+                for line in lines:
+                    if line.strip() == "START":
+                        worker.announced = True
+                    else:
+                        finish(worker, json.loads(line))
+                        feed(worker)
             now = time.monotonic()
             for worker in list(self.workers):
                 if worker.case is not None and now - worker.started > self.timeout:

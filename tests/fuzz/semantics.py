@@ -133,7 +133,8 @@ def _xlogx(x: Tensor) -> Tensor:
 
 
 def _pow_int(x: Tensor, n: int) -> Tensor:
-    return torch.ones_like(x) if n == 0 else x**n
+    """x**n; past int64 (`x ** 3.4e38` takes the integer route) as a float exponent, C's pow of an integer."""
+    return torch.ones_like(x) if n == 0 else x ** (n if abs(n) < 2**62 else float(n))
 
 
 def _one(x: Tensor) -> Tensor:
@@ -317,6 +318,9 @@ class Evaluator:
                 result = _unknown_where(result, _contains_zero(args[0]).expand_as(result.value))
         elif op in BINARY:
             result = pointwise(BINARY[op], args, p)
+            if op in ("add", "sub"):  # keir-simplify may reassociate sums: rounding of the operands' magnitudes
+                magnitude = _finite_abs(args[0].value) + _finite_abs(args[1].value)
+                result = Bound(result.value, result.error + 4 * p.unit * magnitude)
             if op == "div":
                 result = _unknown_where(result, _contains_zero(args[1]).expand_as(result.value))
             if op == "atan2":

@@ -16,3 +16,10 @@ def test_abort_and_hang_are_classified_and_the_run_goes_on() -> None:
     assert signature(abort, outcomes[id(abort)]).startswith("crash:worker died: signal SIGABRT")
     assert outcomes[id(hang)]["class"] == "hang"
     assert outcomes[id(fine)]["class"] != "hang"
+
+
+def test_fast_cases_are_not_taken_for_hangs() -> None:
+    """A case that answers at once sends its START and its outcome in one burst: both lines must be read."""
+    instant = [case_running("result = None") for _ in range(100)]
+    outcomes = [o for _, o in run_cases(instant, jobs=1, timeout=5)]
+    assert len(outcomes) == 100 and not [o for o in outcomes if o["class"] == "hang"]
