@@ -93,7 +93,8 @@ def exp(b: Builder, x: str) -> str:
 
     - `_exp_normal`, where every result is normal: 2**k added to p's exponent field;
     - `_exp_bounded`, for any x up to `_exp_top` (a Gaussian's, underflowing or not): a clamp and three more
-      operations, which round subnormal results to the subnormal grid;
+      operations, which round subnormal results to the subnormal grid (and a vector whose every lane is past
+      the clamp, so 0, is 0 without it);
     - `_exp_anywhere`, for any x (NaN, overflow), on scalars and in code that runs once per row.
 
     The first two have no operation with a subnormal operand or result: on many CPUs each such operation takes
@@ -107,8 +108,12 @@ def exp(b: Builder, x: str) -> str:
     # and k >= -(bias - 2): p * 2**k is normal (p >= 2**-0.5)
     normal = b.mask_op("andi", bounded, b.cmp("oge", x, b.const(-(fmt.bias - 2) * math.log(2))))
 
-    def not_all_normal(t: Builder) -> str:
-        return t.branch(_every_lane(t, bounded), lambda u: _exp_bounded(u, x), lambda a: _exp_anywhere(a, x))
+    def some_subnormal_or_large(u: Builder) -> str:
+        return u.branch(_every_lane(u, bounded), lambda v: _exp_bounded(v, x), lambda a: _exp_anywhere(a, x))
+
+    def not_all_normal(t: Builder) -> str:  # a vector of zeros (every x past the clamp) costs no polynomial
+        zero = t.cmp("olt", x, t.const(fmt.exp_clamp[0]))
+        return t.branch(_every_lane(t, zero), lambda z: z.const(0.0), some_subnormal_or_large)
 
     return b.branch(_every_lane(b, normal), lambda n: _exp_normal(n, x), not_all_normal)
 

@@ -468,7 +468,8 @@ def assert_exp_as_by_multiplications(x: np.ndarray, elem: str) -> None:
 def test_exp_float32_bits_in_the_underflow_and_overflow_ranges() -> None:
     """Every float32 in [-110, -80] (subnormal results, 0 and the normal ones next to them), in [60, 70] (the
     top of the vector paths without overflow), in [85, 90] (overflow to inf) and in a stretch around -1e4
-    (clamped): the same bits as the multiplications give, sorted and shuffled (vectors of mixed lanes)."""
+    (clamped; sorted, whole vectors of zeros): the same bits as the multiplications give, sorted and shuffled
+    (vectors of mixed lanes)."""
     parts = [float_range(-110.0, -80.0, "f32"), float_range(60.0, 70.0, "f32"), float_range(85.0, 90.0, "f32")]
     x = np.concatenate([*parts, float_range(-1.0001e4, -0.9999e4, "f32"), special_values("f32")])
     assert_exp_as_by_multiplications(x, "f32")
