@@ -60,6 +60,23 @@ from keir.dialect.node import Node, constant, make
 
 # The normal range of each float type (smallest and largest magnitude) that folded constants stay in.
 NORMAL_RANGE = {"f32": (Fraction(2) ** -126, Fraction(2) ** 127), "f64": (Fraction(2) ** -1022, Fraction(2) ** 1023)}
+
+# The most bits a folded power may take to compute. An exact power past it is far outside every float range
+# (unless the base is 0 or +-1), and computing it would not end: 0.25 ** 10**20, from `(x * 0.25) ** 1e20`.
+POWER_BITS = 1 << 14
+
+
+def _bounded_power(value: Fraction, k: int) -> Fraction | None:
+    """value ** k exactly; None for a division by zero or a power that would need more than POWER_BITS bits."""
+    if value == 0:
+        return None if k < 0 else Fraction(0 if k else 1)
+    if abs(value) == 1:
+        return value if k % 2 else Fraction(1)
+    if abs(k) * max(value.numerator.bit_length(), value.denominator.bit_length()) > POWER_BITS:
+        return None
+    return value**k
+
+
 ARITHMETIC = frozenset({"add", "sub", "neg", "mul", "div", "square", "pow"})  # the ops read into the normal form
 PRODUCT_OPS = frozenset({"mul", "div", "neg", "square", "pow"})
 
@@ -178,15 +195,17 @@ class NormalForm:
             value = A.constant_value(item)
             if value is not None and math.isfinite(value):
                 value = self._exact.get(A.splat_value(item), Fraction(value))
-                if (value == 0 and k < 0) or not self._foldable(coefficient * value**k):
+                power = _bounded_power(value, k)
+                if power is None or not self._foldable(coefficient * power):
                     return Term(Fraction(1), ((node, 1),))  # a division by zero stays as written, and so on
-                coefficient *= value**k
+                coefficient *= power
                 continue
             if item is not node and self._shared(item, self._terms):
                 shared = self.term(item)
-                if (shared.coefficient == 0 and k < 0) or not self._foldable(coefficient * shared.coefficient**k):
+                power = _bounded_power(shared.coefficient, k)
+                if power is None or not self._foldable(coefficient * power):
                     return Term(Fraction(1), ((node, 1),))
-                coefficient *= shared.coefficient**k
+                coefficient *= power
                 for part, sign in ((shared.numerator, 1), (shared.denominator, -1)):
                     for f, e in part:
                         side = powers[0] if sign * k > 0 else powers[1]

@@ -105,6 +105,17 @@ def test_folding_never_leaves_the_float_range():
     assert simplified(make("mul", make("mul", B1, c(1e100)), c(1e100))) is make("mul", c(1e200), B1)
 
 
+def test_huge_powers_of_constants_are_not_folded_exactly():
+    """(x * 0.25) ** 10**20 used to compute 0.25 ** 10**20 as a fraction (it never ended): kept as written, while
+    a power that fits still folds, and (-1) ** n, 1 ** n, 0 ** n fold whatever n."""
+    formula = make("pow", make("mul", B1, c(0.25)), exponent=10**20)
+    assert simplified(formula) is formula
+    cube = make("pow", B1, exponent=3)
+    assert simplified(make("pow", make("mul", B1, c(0.5)), exponent=3)) is make("mul", c(0.125), cube)
+    odd = make("pow", B1, exponent=10**20 + 1)
+    assert simplified(make("pow", make("neg", B1), exponent=10**20 + 1)) is make("neg", odd)
+
+
 def test_signs_are_pulled_out():
     assert simplified(make("mul", make("neg", D1), B1)) is make("neg", make("mul", B1, D1))
     assert simplified(make("mul", make("neg", D1), make("neg", B1))) is make("mul", B1, D1)
