@@ -235,7 +235,11 @@ def numpy_call(case: Case, data: Data, threads: int) -> Callable[[], np.ndarray]
 
 
 # --- the C reference -------------------------------------------------------------------------------------
-C_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp", "-shared", "-fPIC")
+C_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp", "-fPIC")
+# Linked in a second step, without -ffast-math: linking with it adds GCC's crtfastmath.o, whose constructor sets
+# flush-to-zero and denormals-are-zero for the whole process when the library is loaded, and every later
+# measurement (keir's underflow rows above all) would then run with subnormals flushed.
+C_LINK_FLAGS = ("-shared", "-fopenmp")
 
 # Written once with placeholder words, instantiated per element type (REAL, SFX, EXP, LOG, REAL_MAX) and,
 # for the sums, per kernel (NAME, WEIGHT: the kernel as an expression of d2 and gamma).
@@ -349,9 +353,11 @@ class CReference:
     """The C loops, compiled into a shared library in a temporary folder and loaded with ctypes."""
 
     def __init__(self, compiler: str, folder: Path):
-        source, library = folder / "reference.c", folder / "reference.so"
+        source, objects, library = folder / "reference.c", folder / "reference.o", folder / "reference.so"
         source.write_text(c_source())
-        subprocess.run([compiler, *C_FLAGS, str(source), "-o", str(library), "-lm"], check=True, capture_output=True)
+        subprocess.run([compiler, *C_FLAGS, "-c", str(source), "-o", str(objects)], check=True, capture_output=True)
+        subprocess.run([compiler, *C_LINK_FLAGS, str(objects), "-o", str(library), "-lm"], check=True,
+                       capture_output=True)
         self.library = ctypes.CDLL(str(library))
         pointer, count = ctypes.c_void_p, ctypes.c_long
         for types in C_TYPES.values():
