@@ -122,9 +122,24 @@ def _rsqrt(x: Tensor) -> Tensor:
     return torch.where(x == 0, torch.zeros_like(x), 1.0 / torch.sqrt(x))
 
 
+class _SinXDivX(torch.autograd.Function):
+    """sin(x)/x, 1 at 0, with KeOps' derivative Cos(f)/f - Sin(f)/f^2 (NaN at 0, as in pykeops: a gradient there
+    is not compared), itself differentiable for second derivatives."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        safe = torch.where(x == 0, torch.ones_like(x), x)
+        return torch.where(x == 0, torch.ones_like(x), torch.sin(safe) / safe)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return grad * (torch.cos(x) / x - torch.sin(x) / x**2)
+
+
 def _sinxdivx(x: Tensor) -> Tensor:
-    safe = torch.where(x == 0, torch.ones_like(x), x)
-    return torch.where(x == 0, torch.ones_like(x), torch.sin(safe) / safe)
+    return _SinXDivX.apply(x)
 
 
 def _xlogx(x: Tensor) -> Tensor:
