@@ -50,6 +50,7 @@ from keir.compiler.lowering_scaffold import IndexConstants, memref_arguments, st
 from keir.compiler.mlir_text import Builder, Names
 from keir.compiler.op_lowering import compute, elementwise_component
 from keir.compiler.operands import (
+    BLOCK_SPARSE,
     VECTOR_LANES,
     WIDE_DIM,
     Operand,
@@ -92,15 +93,16 @@ def lower_module(kernels: list[Kernel]) -> str:
     return "module {\n" + "\n".join(lower_cpu(k).func_text for k in kernels) + "\n}\n"
 
 
-def lower_cpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None) -> LoopKernel:
+def lower_cpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None, block_sparse: bool = False) -> LoopKernel:
     """Lower `kernel`; `operands` fixes the signature (default: the variables it uses), so that a kernel
-    whose passes removed a variable still takes the inputs of the formula it was compiled from."""
+    whose passes removed a variable still takes the inputs of the formula it was compiled from.
+    block_sparse: the function reduces over lists of j-intervals (pykeops' ranges; see BLOCK_SPARSE)."""
     reduce = kernel.result
     if reduce.op != "reduce":
         raise ValueError(f"only a keir.reduce can be lowered to a loop nest, not keir.{reduce.op}")
     formula = loop_formula(reduce)
     nest = _LoopNest(kernel.name, formula, kernel.dtype, reduce.attr("axis"), operands or kernel_operands(reduce),
-                     ReductionOptions.of(reduce))
+                     ReductionOptions.of(reduce), block_sparse)
     return nest.build()
 
 
@@ -110,9 +112,9 @@ class _LoopNest:
     left over run one at a time."""
 
     def __init__(self, symbol: str, formula: Node, elem: str, axis: int, operands: tuple[Operand, ...],
-                 options: ReductionOptions):
+                 options: ReductionOptions, block_sparse: bool = False):
         self.symbol, self.formula, self.elem, self.axis = symbol, formula, elem, axis
-        self.options = options
+        self.options, self.block_sparse = options, block_sparse
         self.acc = accumulator(options, elem, VECTOR_LANES[elem])
         self.lanes = VECTOR_LANES[elem]
         self.names = Names()
@@ -166,8 +168,9 @@ class _LoopNest:
             self.init = self.acc.init(entry_v)
         if self.acc.needs_index:
             self.iota = self.entry.emit(literals.vector_constant(list(range(lanes)), f"vector<{lanes}xi64>"), "q")
-        self.rem = self.entry.emit(f"arith.remui %n, {self.index_const(lanes)} : index", "o")
-        self.n_full = self.entry.emit(f"arith.subi %n, {self.rem} : index", "o")
+        if not self.block_sparse:
+            self.rem = self.entry.emit(f"arith.remui %n, {self.index_const(lanes)} : index", "o")
+            self.n_full = self.entry.emit(f"arith.subi %n, {self.rem} : index", "o")
         block = ROW_BLOCK if len(self.init) <= MAX_BLOCKED_STATE else 1
         if self.wide_root:
             first, per_component = self.acc.head_dims, self.state_bytes_per_component()
@@ -177,23 +180,41 @@ class _LoopNest:
                 self.chunk_width = min(self.chunk_width, max(1, WIDE_STATE_BYTES // per_component))
             self.chunks = [(k, min(k + self.chunk_width, self.formula.dim))
                            for k in range(first, self.formula.dim, self.chunk_width)]
-        lines: list[str] = []
-        if block > 1:
-            count = self.entry.emit("arith.subi %i1, %i0 : index", "o")
-            blocks = self.entry.emit(f"arith.divui {count}, {self.index_const(block)} : index", "o")
-            span = self.entry.emit(f"arith.muli {blocks}, {self.index_const(block)} : index", "o")
-            split = self.entry.emit(f"arith.addi %i0, {span} : index", "o")
-            lines += _Rows(self, block).loop("%i0", split)
-            lines += _Rows(self, 1).loop(split, "%i1")
+        if self.block_sparse:
+            lines = self._ranges_loop(block)
         else:
-            lines += _Rows(self, 1).loop("%i0", "%i1")
+            lines = self._row_loops(self.entry, "%i0", "%i1", block)
         floats, indices = self.widths
-        args = memref_arguments(self.operands, e, floats, indices) + ["%i0: index", "%i1: index", "%n: index"]
+        args = memref_arguments(self.operands, e, floats, indices)
+        if self.block_sparse:
+            args += [f"{name}: memref<?xi64>" for name in BLOCK_SPARSE]
+        args += ["%i0: index", "%i1: index", "%n: index"]
         # Loops that fill or copy a stack buffer would become calls of memset/memcpy, which kernels cannot link.
         attributes = ' attributes {passthrough = ["no-builtins"]}' if self.stack_buffers else ""
         text = "\n".join([f"func.func @{self.symbol}({', '.join(args)}){attributes} {{"] + self.entry.lines + lines
                          + ["    return", "}"])
         return LoopKernel(self.symbol, self.operands, floats, indices, self.axis, text)
+
+    def _row_loops(self, b: Builder, lo: str, hi: str, block: int) -> list[str]:
+        """The loops over rows [lo, hi): blocks of `block` rows, then the rows left one at a time (where they
+        start is computed in b, which runs before the loops)."""
+        if block == 1:
+            return _Rows(self, 1).loop(lo, hi)
+        count = b.emit(f"arith.subi {hi}, {lo} : index", "o")
+        blocks = b.emit(f"arith.divui {count}, {self.index_const(block)} : index", "o")
+        span = b.emit(f"arith.muli {blocks}, {self.index_const(block)} : index", "o")
+        split = b.emit(f"arith.addi {lo}, {span} : index", "o")
+        return _Rows(self, block).loop(lo, split) + _Rows(self, 1).loop(split, hi)
+
+    def _ranges_loop(self, block: int) -> list[str]:
+        """Block-sparse: for each i-range r in [%i0, %i1), its rows, each reduced over its j-intervals (see
+        BLOCK_SPARSE)."""
+        b = Builder(self.names, self.elem, None, indent="      ")
+        one = self.index_const(1)
+        lo, hi = _load_pair(b, "%ranges", "%r", self.index_const)
+        self.interval_bounds = _load_pair(b, "%slices", "%r", self.index_const)
+        rows = self._row_loops(b, lo, hi, block)
+        return [f"    scf.for %r = %i0 to %i1 step {one} {{"] + b.lines + rows + ["    }"]
 
     @property
     def widths(self) -> tuple[int, int]:
@@ -655,46 +676,94 @@ class _Rows:
         if nest.wide_root:
             return self._wide_loop(base, lo, hi)
         init = nest.init * self.count
-        count, types = len(init), self.state_types
-        zero_c = nest.index_const(0)
-        if nest.options.sum_scheme == "block_sum":  # partial sums over blocks of j, then their sum
-            block = nest.index_const(BLOCK_SUM_LANES * lanes)
-            outer = [self.names.fresh("st") for _ in init]
-            carried = ", ".join(f"{s} = {v}" for s, v in zip(outer, init))
-            lines = [f"      %loop:{count} = scf.for %jb = {zero_c} to {nest.n_full} step {block} "
-                     f"iter_args({carried}) -> ({types}) {{",
-                     f"        %jb_end = arith.addi %jb, {block} : index",
-                     f"        %jb_hi = arith.minui %jb_end, {nest.n_full} : index"]
-            lines += self._j_loop("%jb", "%jb_hi", init, "%block", "        ")
-            merge_b = Builder(self.names, e, lanes, indent="        ")
-            merged = nest.acc.merge(merge_b, outer, [f"%block#{k}" for k in range(count)])
-            lines += merge_b.lines + [f"        scf.yield {', '.join(merged)} : {types}", "      }"]
+        b = Builder(self.names, e, lanes, indent="      ")
+        types = list(nest.acc.state_types() * self.count)
+        if nest.block_sparse:
+            total = self._over_intervals(b, init, types, self._interior)
         else:
-            lines = self._j_loop(zero_c, nest.n_full, init, "%loop", "      ")
+            state = self._interior(b, nest.index_const(0), nest.n_full, init)
+            has_tail = b.emit(f"arith.cmpi ne, {nest.rem}, {nest.index_const(0)} : index", "m")
+            total = self._masked_step(b, nest.n_full, None, nest.rem, has_tail, state, types)
+        return ([f"    scf.for {base} = {lo} to {hi} step {nest.index_const(self.count)} {{"]
+                + self.row.lines + b.lines + self._finish_rows(total) + ["    }"])
 
-        tail_b = Builder(self.names, e, lanes, indent="        ", once=True)
-        mask = tail_b.emit(f"vector.create_mask {nest.rem} : vector<{lanes}xi1>", "m")
-        after_loop = [f"%loop#{k}" for k in range(count)]
-        tail_state = self._step(tail_b, nest.n_full, after_loop, mask)
-        has_tail = self.names.fresh("m")
-        lines.append(f"      {has_tail} = arith.cmpi ne, {nest.rem}, {zero_c} : index")
-        lines.append(f"      %total:{count} = scf.if {has_tail} -> ({types}) {{")
-        lines += tail_b.lines
-        lines.append(f"        scf.yield {', '.join(tail_state)} : {types}")
-        lines.append("      } else {")
-        lines.append(f"        scf.yield {', '.join(after_loop)} : {types}")
-        lines.append("      }")
-
-        per_row = len(nest.init)
+    def _finish_rows(self, state: list[str]) -> list[str]:
+        """Each row's outputs from its final state."""
+        nest, per_row = self.nest, len(self.nest.init)
+        lines = []
         for r in range(self.count):
-            finish_b = Builder(self.names, e, None, indent="      ")
-            state = [f"%total#{k}" for k in range(r * per_row, (r + 1) * per_row)]
-            values, indices = nest.acc.finish(finish_b, state)
-            store_row(finish_b, nest.index_const, self.rows[r], values, "%out", e)
+            finish_b = Builder(self.names, nest.elem, None, indent="      ")
+            values, indices = nest.acc.finish(finish_b, state[r * per_row : (r + 1) * per_row])
+            store_row(finish_b, nest.index_const, self.rows[r], values, "%out", nest.elem)
             store_row(finish_b, nest.index_const, self.rows[r], indices, "%out_idx", "i64")
             lines += finish_b.lines
-        return ([f"    scf.for {base} = {lo} to {hi} step {nest.index_const(self.count)} {{"]
-                + self.row.lines + lines + ["    }"])
+        return lines
+
+    def _interior(self, b: Builder, lo: str, hi: str, init: list[str]) -> list[str]:
+        """The unmasked j steps over [lo, hi) (multiples of the vector width), from state `init` (block_sum:
+        each block from the accumulator's start, then merged into the running state)."""
+        nest, e, lanes = self.nest, self.nest.elem, self.nest.lanes
+        if nest.options.sum_scheme != "block_sum":
+            result = self.names.fresh("loop")
+            b.lines += self._j_loop(lo, hi, init, result, b.indent)
+            return [f"{result}#{k}" for k in range(len(init))]
+        block = nest.index_const(BLOCK_SUM_LANES * lanes)  # partial sums over blocks of j, then their sum
+        jb, outer = self.names.fresh("jb"), [self.names.fresh("st") for _ in init]
+        body = Builder(self.names, e, lanes, indent=b.indent + "  ")
+        end = body.emit(f"arith.addi {jb}, {block} : index", "o")
+        jb_hi = body.emit(f"arith.minui {end}, {hi} : index", "o")
+        result = self.names.fresh("block")
+        body.lines += self._j_loop(jb, jb_hi, nest.init * self.count, result, body.indent)
+        merged = nest.acc.merge(body, outer, [f"{result}#{k}" for k in range(len(init))])
+        types = list(nest.acc.state_types() * self.count)
+        return _scf_for(b, f"{jb} = {lo} to {hi} step {block}", outer, init, types, body.lines, merged)
+
+    # block-sparse: the j loop over a list of intervals ---------------------------------------------------
+    def _over_intervals(self, b: Builder, init: list[str], types: list[str],
+                        interior: Callable[[Builder, str, str, list[str]], list[str]]) -> list[str]:
+        """The rows' state after reducing over their j-intervals, each [start, end) an arbitrary pair: a
+        masked step for the partial vector it starts in, `interior` over its whole vectors, a masked step
+        for the partial vector it ends in."""
+        nest = self.nest
+        s, state = self.names.fresh("s"), [self.names.fresh("st") for _ in init]
+        body = Builder(self.names, nest.elem, nest.lanes, indent=b.indent + "  ")
+        start, end = _load_pair(body, "%redranges", s, nest.index_const)
+        state_now = self._interval(body, start, end, state, types, interior)
+        first, last = nest.interval_bounds
+        return _scf_for(b, f"{s} = {first} to {last} step {nest.index_const(1)}", state, init, types, body.lines,
+                        state_now)
+
+    def _interval(self, b: Builder, start: str, end: str, state: list[str], types: list[str],
+                  interior: Callable[[Builder, str, str, list[str]], list[str]]) -> list[str]:
+        nest = self.nest
+        lanes, zero = nest.index_const(nest.lanes), nest.index_const(0)
+        start_off = b.emit(f"arith.remui {start}, {lanes} : index", "o")
+        head = b.emit(f"arith.subi {start}, {start_off} : index", "o")
+        end_off = b.emit(f"arith.remui {end}, {lanes} : index", "o")
+        whole_hi = b.emit(f"arith.subi {end}, {end_off} : index", "o")
+        up = b.emit(f"arith.addi {start}, {nest.index_const(nest.lanes - 1)} : index", "o")
+        whole_lo = b.emit(f"arith.subi {up}, {b.emit(f'arith.remui {up}, {lanes} : index', 'o')} : index", "o")
+
+        starts_inside = b.emit(f"arith.cmpi ne, {start_off}, {zero} : index", "m")
+        head_end = b.emit(f"arith.minui {b.emit(f'arith.subi {end}, {head} : index', 'o')}, {lanes} : index", "o")
+        state = self._masked_step(b, head, start_off, head_end, starts_inside, state, types)
+        state = interior(b, whole_lo, whole_hi, state)
+        ends_inside = b.emit(f"arith.cmpi ne, {end_off}, {zero} : index", "m")
+        past_head = b.emit(f"arith.cmpi uge, {whole_hi}, {whole_lo} : index", "m")
+        tail = b.emit(f"arith.andi {ends_inside}, {past_head} : i1", "m")
+        return self._masked_step(b, whole_hi, None, end_off, tail, state, types)
+
+    def _masked_step(self, b: Builder, at: str, lo_lane: str | None, hi_lane: str, condition: str,
+                     state: list[str], types: list[str]) -> list[str]:
+        """If `condition`: the j step at lanes at..at+L-1, masked to lanes [lo_lane (or 0), hi_lane)."""
+        nest = self.nest
+        mb = Builder(self.names, nest.elem, nest.lanes, indent=b.indent + "  ", once=True)
+        mask_type = f"vector<{nest.lanes}xi1>"
+        mask = mb.emit(f"vector.create_mask {hi_lane} : {mask_type}", "m")
+        if lo_lane is not None:
+            below = mb.emit(f"vector.create_mask {lo_lane} : {mask_type}", "m")
+            mask = mb.emit(f"arith.xori {mask}, {below} : {mask_type}", "m")
+        return _scf_if(b, condition, types, mb.lines, self._step(mb, at, state, mask), state)
 
     # a wide formula: the reduction's state, a slice per component, in memory --------------------------------
     def _wide_loop(self, base: str, lo: str, hi: str) -> list[str]:
@@ -712,31 +781,36 @@ class _Rows:
 
     def _wide_chunk(self, b: Builder, outer: list[tuple[str, str]], inner: list[tuple[str, str]]) -> None:
         """The components self.chunk = [lo, hi) of a wide formula, for the rows of the block: a pass over j."""
-        nest, e, lanes, acc = self.nest, self.nest.elem, self.nest.lanes, self.nest.acc
-        init, types = nest.init * self.count, acc.head_types() * self.count
-        zero = nest.index_const(0)
-        self.buffers = outer
+        nest = self.nest
+        init, types = nest.init * self.count, nest.acc.head_types() * self.count
+        self.buffers, self.inner_buffers = outer, inner
         self._fill(b, outer)
-        if nest.options.sum_scheme == "block_sum":  # partial sums over blocks of j, merged into `outer`
-            block = nest.index_const(BLOCK_SUM_LANES * lanes)
-            jb, heads = self.names.fresh("jb"), [self.names.fresh("st") for _ in init]
-            body = Builder(self.names, e, lanes, indent="        ")
-            end = body.emit(f"arith.addi {jb}, {block} : index", "o")
-            jb_hi = body.emit(f"arith.minui {end}, {nest.n_full} : index", "o")
-            self.buffers = inner
-            self._fill(body, inner)
-            block_heads = self._wide_j_loop(body, jb, jb_hi, init)
-            merged = self._merge(body, heads, block_heads, outer, inner)
-            state = _scf_for(b, f"{jb} = {zero} to {nest.n_full} step {block}", heads, init, types, body.lines, merged)
-            self.buffers = outer
+        if nest.block_sparse:
+            state = self._over_intervals(b, init, types, self._wide_interior)
         else:
-            state = self._wide_j_loop(b, zero, nest.n_full, init)
-        tail_b = Builder(self.names, e, lanes, indent="        ", once=True)
-        mask = tail_b.emit(f"vector.create_mask {nest.rem} : vector<{lanes}xi1>", "m")
-        tail_state = self._step(tail_b, nest.n_full, state, mask)
-        has_tail = b.emit(f"arith.cmpi ne, {nest.rem}, {zero} : index", "m")
-        state = _scf_if(b, has_tail, types, tail_b.lines, tail_state, state)
+            state = self._wide_interior(b, nest.index_const(0), nest.n_full, init)
+            has_tail = b.emit(f"arith.cmpi ne, {nest.rem}, {nest.index_const(0)} : index", "m")
+            state = self._masked_step(b, nest.n_full, None, nest.rem, has_tail, state, types)
         self._wide_finish(b, state)
+
+    def _wide_interior(self, b: Builder, lo: str, hi: str, init: list[str]) -> list[str]:
+        """`_interior` of a wide formula (state: the loop-carried heads, and self.buffers in memory)."""
+        nest = self.nest
+        if nest.options.sum_scheme != "block_sum":
+            return self._wide_j_loop(b, lo, hi, init)
+        outer, inner = self.buffers, self.inner_buffers
+        block = nest.index_const(BLOCK_SUM_LANES * nest.lanes)
+        jb, heads = self.names.fresh("jb"), [self.names.fresh("st") for _ in init]
+        body = Builder(self.names, nest.elem, nest.lanes, indent=b.indent + "  ")
+        end = body.emit(f"arith.addi {jb}, {block} : index", "o")
+        jb_hi = body.emit(f"arith.minui {end}, {hi} : index", "o")
+        self.buffers = inner
+        self._fill(body, inner)
+        block_heads = self._wide_j_loop(body, jb, jb_hi, nest.init * self.count)
+        merged = self._merge(body, heads, block_heads, outer, inner)
+        self.buffers = outer
+        types = self.nest.acc.head_types() * self.count
+        return _scf_for(b, f"{jb} = {lo} to {hi} step {block}", heads, init, types, body.lines, merged)
 
     @property
     def _width(self) -> int:
@@ -896,6 +970,18 @@ def _scf_if(b: Builder, condition: str, types: list[str], then: list[str], then_
                 + [f"{b.indent}  scf.yield {', '.join(then_values)} : {type_list}", f"{b.indent}}} else {{",
                    f"{b.indent}  scf.yield {', '.join(else_values)} : {type_list}", f"{b.indent}}}"])
     return [f"{result}#{k}" for k in range(len(types))]
+
+
+def _load_index(b: Builder, memref: str, at: str) -> str:
+    """memref[at] of an int64 memref, as an index."""
+    value = b.emit(f"memref.load {memref}[{at}] : memref<?xi64>", "q")
+    return b.emit(f"arith.index_cast {value} : i64 to index", "o")
+
+
+def _load_pair(b: Builder, memref: str, k: str, index: IndexConstants) -> tuple[str, str]:
+    """(start, end) of the k-th [start, end) pair of a flat (K, 2) int64 memref."""
+    at = b.emit(f"arith.muli {k}, {index(2)} : index", "o")
+    return _load_index(b, memref, at), _load_index(b, memref, b.emit(f"arith.addi {at}, {index(1)} : index", "o"))
 
 
 def _picked(node: Node) -> range:

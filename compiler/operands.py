@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from keir.dialect.node import Node, swap_i_j, variables
 
 VECTOR_LANES = {"f32": 16, "f64": 8}  # the j loop's vector width
+# A block-sparse kernel (pykeops' ranges) takes three more flat int64 memrefs of [start, end) pairs, and its %i0,
+# %i1 count i-ranges, not rows: range r is the rows [%ranges[2r], %ranges[2r + 1]), each reduced over the
+# j-intervals [%redranges[2s], %redranges[2s + 1]) for s in [%slices[2r], %slices[2r + 1]).
+BLOCK_SPARSE = ("%ranges", "%slices", "%redranges")
 WIDE_DIM = 8  # dot / sqdist of an i- and a j-variable this wide runs as a matrix product (lower_cpu's wide product)
 
 

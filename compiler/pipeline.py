@@ -35,6 +35,7 @@ class CompileOptions:
 
     passes: tuple[str, ...] = DEFAULT_PASSES
     target: str = "cpu"
+    block_sparse: bool = False  # reduce over lists of j-intervals (pykeops' ranges; operands.BLOCK_SPARSE)
 
 
 def cache_key(keir_text: str, options: CompileOptions, target_key: str) -> str:
@@ -101,7 +102,7 @@ class Compilation:
     @functools.cached_property
     @_stage("loops")
     def loop_kernel(self) -> LoopKernel:
-        return lower_cpu(self.optimized, kernel_operands(self.kernel.result))
+        return lower_cpu(self.optimized, kernel_operands(self.kernel.result), self.options.block_sparse)
 
     @property
     def loops(self) -> str:

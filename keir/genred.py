@@ -18,7 +18,6 @@ from keir.dialect.node import var
 from keir.dialect.ops import OPS
 from keir.formula_parser import VariableSpec, parse_alias, parse_formula
 from keir.lazy_reductions import REDUCTION_OPS
-from keir.reduction import reject_ranges
 from keir.symbolic import SymbolicVariable, batch_dims, bind_symbolic, check_argument, has_symbolic_variables
 
 
@@ -192,14 +191,13 @@ class Genred:
 
     def __call__(self, *arrays: Any, backend: str = "auto", device_id: int = -1, ranges: Any = None,
                  out: Any = None) -> Any:
-        reject_ranges(ranges)
         if len(arrays) != self.arity:
             raise ValueError(f"this Genred takes {self.arity} arrays (one per variable index), got {len(arrays)}")
         batch = batch_dims(arrays, self.variables)
         for index, variable in self.variables.items():
             check_argument(index, arrays[index], variable, batch)
         options = {**self.options, "backend": backend, "device_id": device_id, "out": out,
-                   "rows": self._rows(arrays)}
+                   "rows": self._rows(arrays), "ranges": ranges}
         lazy = self._bind(self.lazy, arrays)
         weight = None if self.weight is None else self._bind(self.weight, arrays)
         axis = self.axis + lazy.nbatchdims  # Genred's axis is 0 or 1; a LazyTensor's counts batch dimensions
@@ -254,11 +252,11 @@ class KernelSolve:
 
     def __call__(self, *arrays: Any, backend: str = "auto", device_id: int = -1, alpha: float = 1e-10,
                  eps: float = 1e-6, ranges: Any = None, max_iterations: int | None = None) -> Any:
-        reject_ranges(ranges)
         b = arrays[self.position]
         iterations = max_iterations if max_iterations is not None else 10 * b.shape[0] + 10
         return self.genred.lazy_class.adapter.genred_solve(self.genred, arrays, self.position, alpha, eps, iterations,
-                                                           {"backend": backend, "device_id": device_id})
+                                                           {"backend": backend, "device_id": device_id,
+                                                            "ranges": ranges})
 
 
 def make_generic(genred: type) -> tuple[Callable[..., Genred], ...]:

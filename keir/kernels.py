@@ -84,4 +84,5 @@ def _load_or_compile(root: Node, dtype: np.dtype, options: CompileOptions) -> Cp
 
     symbol, object_code = cached_artifact(root, dtype, options, host_target().key, ".o", build)
     floats, indices = output_widths(root)
-    return CpuKernel(load_symbol(object_code, symbol), kernel_operands(root), floats, indices, root.attr("axis"), dtype)
+    return CpuKernel(load_symbol(object_code, symbol), kernel_operands(root), floats, indices, root.attr("axis"), dtype,
+                     options.block_sparse)

@@ -20,6 +20,7 @@ from keir.dialect.ops import OPS, DimensionError
 from keir.formula_parser import carry_composite_names, format_formula
 from keir.lazy_composites import Composites
 from keir.lazy_reductions import Reductions
+from keir.ranges import swap_axes
 from keir.symbolic import SymbolicVariable, symbolic_variable
 
 SUPPORTED_DTYPES = ("float32", "float64")
@@ -180,7 +181,8 @@ class LazyTensor(Reductions, Composites):
     """A symbolic formula over arrays. Build it with Vi/Vj/Pm or LazyTensor(array) (pykeops shapes)."""
 
     adapter: ClassVar[ArrayAdapter] = ArrayAdapter()
-    __slots__ = ("node", "arrays", "categories", "dtype")
+    # _ranges: pykeops' block-sparse ranges (the `ranges` property), unset on most LazyTensors
+    __slots__ = ("node", "arrays", "categories", "dtype", "_ranges")
     __array_priority__ = 1000  # NumPy defers `array * lazy` to LazyTensor.__rmul__
 
     node: Node
@@ -284,7 +286,21 @@ class LazyTensor(Reductions, Composites):
     def _combine_many(self, others: list[Any], build: Callable[..., Node]) -> LazyTensor:
         """build(self.node, *other nodes) over the merged variable lists (see _merge)."""
         nodes, arrays, categories, dtype = self._merge(others)
-        return self.from_node(build(*nodes), arrays, categories, dtype)
+        return self._ranged(self.from_node(build(*nodes), arrays, categories, dtype), others)
+
+    def _ranged(self, result: LazyTensor, others: Any = ()) -> LazyTensor:
+        """result, with the block-sparse ranges of self and of the LazyTensors among others (which must agree),
+        as pykeops carries them from operands to results."""
+        ranges = getattr(self, "_ranges", None)
+        for other in others:
+            theirs = getattr(other, "_ranges", None) if isinstance(other, LazyTensor) else None
+            if theirs is not None and ranges is not None and theirs is not ranges and not all(
+                    a.shape == b.shape and np.array_equal(a, b) for a, b in zip(ranges, theirs)):
+                raise ValueError("cannot combine LazyTensors with different block-sparse ranges")
+            ranges = ranges if theirs is None else theirs
+        if ranges is not None:
+            result._ranges = ranges
+        return result
 
     def _merge(self, others: Any) -> tuple[list[Node], tuple, tuple, str | None]:
         """The nodes of self and of others over one variable list: an array used by several operands under the
@@ -307,11 +323,11 @@ class LazyTensor(Reductions, Composites):
 
     def _unary(self, op: str, **attrs: Any) -> LazyTensor:
         node = make(op, self.node, **attrs) if attrs else interned(op, (self.node,), ())
-        return self.from_node(node, self.arrays, self.categories, self.dtype)
+        return self._ranged(self.from_node(node, self.arrays, self.categories, self.dtype))
 
     def _binary(self, op: str, other: Any) -> LazyTensor:
         (mine, theirs), arrays, categories, dtype = self._merge((other,))
-        return self.from_node(interned(op, (mine, theirs), ()), arrays, categories, dtype)
+        return self._ranged(self.from_node(interned(op, (mine, theirs), ()), arrays, categories, dtype), (other,))
 
     def _rbinary(self, op: str, other: Any) -> LazyTensor:
         return self._lift(other)._binary(op, self)
@@ -553,7 +569,11 @@ class LazyTensor(Reductions, Composites):
         swapped = tuple({"i": "j", "j": "i"}.get(c, c) for c in self.categories)
         transposed = swap_i_j(self.node)
         carry_composite_names(self.node, swap_i_j)
-        return self.from_node(transposed, self.arrays, swapped, self.dtype)
+        result = self.from_node(transposed, self.arrays, swapped, self.dtype)
+        ranges = getattr(self, "_ranges", None)
+        if ranges is not None:
+            result._ranges = swap_axes(ranges)
+        return result
 
     @property
     def T(self) -> LazyTensor:  # noqa: N802 (pykeops' name)

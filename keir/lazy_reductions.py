@@ -7,7 +7,8 @@ import numbers
 from typing import Any
 
 from keir.dialect.ops import DimensionError
-from keir.reduction import Reduction, reject_ranges
+from keir.ranges import as_ranges
+from keir.reduction import Reduction
 
 
 def _axis(axis: int | None, dim: int | None) -> int | None:
@@ -213,15 +214,17 @@ class Reductions:
     def _reduce(self, kind: str, axis: int | None, call: bool, options: dict[str, Any]) -> Any:
         index_axis = self._index_axis(axis, kind)
         options.pop("keepdim", None)  # a reduction's result is (*batch, rows, D) either way, as in pykeops
+        if options.get("ranges") is None:
+            options["ranges"] = self.ranges
         reduction = Reduction(self, kind, index_axis, **options)
         return reduction() if call and not reduction.symbolic else reduction
 
     @property
-    def ranges(self) -> None:
-        """pykeops' block-sparse ranges: not supported yet (setting them raises rather than being ignored)."""
-        return None
+    def ranges(self) -> Any:
+        """pykeops' block-sparse ranges (keir.ranges), used by this LazyTensor's reductions and carried to the
+        formulas built from it; None: dense. Checked when set."""
+        return getattr(self, "_ranges", None)
 
     @ranges.setter
     def ranges(self, value: Any) -> None:
-        reject_ranges(value)
-
+        self._ranges = as_ranges(value)

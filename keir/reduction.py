@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from keir import kernels
+from keir import ranges as block_sparse
 from keir.compiler.passes import keir_differentiate, keir_trace
 from keir.compiler.pipeline import CompileOptions
 from keir.dialect import algebra
@@ -15,19 +16,7 @@ from keir.dialect.node import Node, interned, make
 from keir.symbolic import bind_symbolic, has_symbolic_variables
 
 _DTYPES = {name: np.dtype(name) for name in ("float32", "float64")}
-
-
-class BlockSparseNotSupportedError(ValueError):
-    """Raised for pykeops' block-sparse `ranges`, which keir does not implement yet: ignoring them would give
-    the dense reduction, a wrong answer."""
-
-    def __init__(self) -> None:
-        super().__init__("block-sparse ranges are not supported yet (issue 14)")
-
-
-def reject_ranges(ranges: Any) -> None:
-    if ranges is not None:
-        raise BlockSparseNotSupportedError()
+_BLOCK_SPARSE = CompileOptions(block_sparse=True)
 
 
 BACKENDS = ("auto", "CPU", "GPU", "GPU_1D", "GPU_2D")  # pykeops' 1D / 2D GPU schemes are one GPU path here
@@ -47,8 +36,8 @@ class Reduction:
         out: an array to write the result into. backend: "auto" (the GPU for CUDA tensors, else the CPU),
         "CPU" or "GPU" ("GPU_1D", "GPU_2D" as in pykeops); device_id: the GPU to use (-1: the default one).
         rows: the number of rows ("i") or columns ("j") where the formula has no such variable (default 1,
-        as in pykeops). `ranges` (block-sparse) is not supported yet: it raises."""
-        reject_ranges(ranges)
+        as in pykeops). ranges: pykeops' block-sparse 6-tuple (keir.ranges), the same for every batch entry."""
+        self.ranges = block_sparse.as_ranges(ranges)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
         for name in _TUNING_OPTIONS:
@@ -112,6 +101,15 @@ class Reduction:
 
     def _kernel_and_inputs(self, arrays: Any) -> tuple[Any, list[Any]]:
         """The compiled kernel (CPU or GPU) and the inputs in the form it takes."""
+        if self.ranges is not None:
+            if self._on_gpu(arrays):
+                raise ValueError("block-sparse ranges run on the CPU backend only for now (issue 14): use "
+                                 "backend='CPU' with CPU arrays")
+            rows, columns = (self.sizes["i"], self.sizes["j"])[:: 1 if self.axis == 1 else -1]
+            schedule = block_sparse.schedule(self.ranges, self.axis, rows, columns)
+            kernel = kernels.cpu_kernel(self.root, self.dtype, _BLOCK_SPARSE)
+            return ((lambda values, m, n, threads: kernel(values, m, n, threads, schedule)),
+                    self.adapter.numpy_inputs(arrays, self.dtype))
         if not self._on_gpu(arrays):
             return kernels.cpu_kernel(self.root, self.dtype), self.adapter.numpy_inputs(arrays, self.dtype)
         from keir import gpu_kernels
@@ -131,6 +129,8 @@ class Reduction:
             return self._with(arrays, call_options)()
         arrays = self.lazy.arrays
         if self.adapter.tracing(arrays):  # torch.compile / torch.export: a custom op in the graph
+            if self.ranges is not None:
+                raise ValueError("block-sparse ranges are not supported under torch.compile / torch.export yet")
             return self._into_out(self.adapter.traced(self))
         like = arrays[0] if arrays else None  # a formula of constants has no arrays: M = N = 1
         if self.kind == "sum" and self.is_zero:  # e.g. a vanishing second derivative: no kernel
@@ -150,7 +150,7 @@ class Reduction:
             raise ValueError(f"this reduction has no symbolic variables: it takes no arrays, got {len(arrays)}")
         lazy = bind_symbolic(self.lazy, arrays) if self.symbolic else self.lazy
         options = {"threads": self.threads, "out": self.out, "backend": self.backend, "device_id": self.device_id,
-                   "rows": self.rows, **self.reduce_attrs, **call_options}
+                   "rows": self.rows, "ranges": self.ranges, **self.reduce_attrs, **call_options}
         return Reduction(lazy, self.kind, self.axis, **options)
 
     def over(self, arrays: Any) -> Reduction:
@@ -158,7 +158,7 @@ class Reduction:
         rules run it on batched or tangent tensors. `out` is not carried over."""
         lazy = self.lazy.from_node(self.lazy.node, tuple(arrays), self.lazy.categories, self.lazy.dtype)
         return Reduction(lazy, self.kind, self.axis, threads=self.threads, backend=self.backend,
-                         device_id=self.device_id, rows=self.rows, **self.reduce_attrs)
+                         device_id=self.device_id, rows=self.rows, ranges=self.ranges, **self.reduce_attrs)
 
     def _into_out(self, result: Any) -> Any:
         if self.out is None:

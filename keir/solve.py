@@ -56,13 +56,11 @@ def solve(kernel: Any, b: Any, var: Any = None, call: bool = True, alpha: float 
     same points for i and j), or with `var` (a symbolic j-variable, `Vj(index, dim)`) a formula linear in
     var; b: an i-variable (Vi(b) / LazyTensor(b[:, None, :])) or an array of shape (M, D). options: pykeops'
     reduction options (SOLVE_OPTIONS), applied to every product by K."""
-    from keir.reduction import reject_ranges
     from keir.symbolic import SymbolicVariable
 
     unknown = set(options) - set(SOLVE_OPTIONS)
     if unknown:
         raise TypeError(f"solve got unexpected option(s) {', '.join(sorted(unknown))}")
-    reject_ranges(options.pop("ranges", None))
     if not call:
         raise ValueError("solve(call=False) (a callable for a symbolic right-hand side) is not supported: give b")
     lazy_type = type(kernel)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keir.compiler.operands import VECTOR_LANES, Operand, column_block_components
+from keir.compiler.operands import BLOCK_SPARSE, VECTOR_LANES, Operand, column_block_components
 from keir.compiler.reductions import INT64_MAX
 from keir.runtime.cpu_loader import c_function
 
@@ -135,6 +135,19 @@ def _address(array: np.ndarray) -> int:
         return array.ctypes.data
 
 
+@dataclass(frozen=True)
+class BlockSparse:
+    """What a block-sparse kernel runs (keir.compiler.operands.BLOCK_SPARSE), every array C-contiguous int64:
+    row ranges covering every output row once, each with the [first, last) of its intervals of the reduced
+    index, and the cumulative work (pairs computed) up to each range, by which threads share them."""
+
+    ranges: np.ndarray  # (R, 2) [start, end) of rows
+    slices: np.ndarray  # (R, 2) range r is reduced over redranges[slices[r, 0] : slices[r, 1]]
+    redranges: np.ndarray  # (S, 2) [start, end) of the reduced index
+    work: np.ndarray  # (R,) non-decreasing
+    empty_rows: np.ndarray  # the rows reduced over no index: an arg-reduction gives them index -1
+
+
 @dataclass
 class CpuKernel:
     """A compiled kernel: `operands` in the loop's terms (rows "i", columns "j", "p"), and how many floats and
@@ -146,6 +159,7 @@ class CpuKernel:
     index_width: int
     axis: int
     dtype: np.dtype
+    block_sparse: bool = False  # compiled block-sparse: it takes a BlockSparse schedule
 
     def __post_init__(self) -> None:
         self.lanes = VECTOR_LANES["f32" if self.dtype == np.float32 else "f64"]
@@ -157,21 +171,34 @@ class CpuKernel:
             for width, dtype in ((self.float_width, self.dtype), (self.index_width, np.int64))
             if width
         )
-        self.function = c_function(self.address, len(self.operands) + len(self._outputs))
+        memrefs = len(self.operands) + len(self._outputs) + (len(BLOCK_SPARSE) if self.block_sparse else 0)
+        self.function = c_function(self.address, memrefs)
 
-    def __call__(self, arrays: list[np.ndarray], m: int, n: int, threads: int | None = None) -> list[np.ndarray]:
+    def __call__(self, arrays: list[np.ndarray], m: int, n: int, threads: int | None = None,
+                 block_sparse: BlockSparse | None = None) -> list[np.ndarray]:
         """arrays[k] is the user's k-th variable, shaped (M, D), (N, D) or (D,) and of self.dtype.
         m, n: the number of i and j indices. Returns the outputs, each (M, width) for axis 1 or (N, width) for
-        axis 0: the floats (if any), then the int64 indices (if any; -1 where fewer than K candidates exist)."""
+        axis 0: the floats (if any), then the int64 indices (if any; -1 where fewer than K candidates exist).
+        block_sparse: the schedule of a kernel compiled block-sparse (it must cover every output row)."""
+        if (block_sparse is not None) != self.block_sparse:  # a wrong signature would crash the process
+            raise ValueError("a block-sparse kernel needs a schedule, a dense one takes none")
         rows, cols = (m, n) if self.axis == 1 else (n, m)
         lanes = self.lanes
         inputs = [_column_blocks(arrays[index], lanes) if blocked else np.ascontiguousarray(arrays[index])
                   for index, blocked in self._inputs]
         outputs = [np.empty((rows, width), dtype=dtype) for width, dtype in self._outputs]
+        buffers = inputs + outputs  # these lists keep the memory alive until the call returns
+        if block_sparse is not None:
+            buffers += [block_sparse.ranges, block_sparse.slices, block_sparse.redranges]
         descriptors: list[int] = []
-        for array in inputs + outputs:  # these lists keep the memory alive until the call returns
+        for array in buffers:
             pointer = _address(array)
             descriptors += (pointer, pointer, 0, array.size, 1)
+        if block_sparse is not None:
+            self._run_block_sparse(block_sparse, buffers, descriptors, cols, threads)
+            if self.index_width:
+                outputs[-1][block_sparse.empty_rows] = -1
+            return self._finish(outputs)
         if rows * cols < _PARALLEL_MIN_PAIRS or rows < 2:
             # decided without default_threads(): reading the environment costs a microsecond
             self.function(*descriptors, 0, rows, cols)
@@ -181,6 +208,20 @@ class CpuKernel:
         bounds = [rows * k // blocks for k in range(blocks + 1)]
         _run_blocks(_pool(threads), self.function, inputs + outputs, descriptors, bounds, cols)
         return self._finish(outputs)
+
+    def _run_block_sparse(self, schedule: BlockSparse, buffers: list[np.ndarray], descriptors: list[int],
+                          cols: int, threads: int | None) -> None:
+        """The ranges in runs of about equal work (pairs computed), on the pool when there is enough of it."""
+        count = len(schedule.ranges)
+        total = int(schedule.work[-1]) if count else 0
+        if total < _PARALLEL_MIN_PAIRS or count < 2:
+            self.function(*descriptors, 0, count, cols)
+            return
+        threads = threads or default_threads()
+        blocks = min(count, max(threads * 4, total // _BLOCK_MAX_PAIRS))
+        inner = np.searchsorted(schedule.work, np.linspace(0, total, blocks + 1)[1:-1]) + 1
+        bounds = [0, *np.minimum(inner, count).tolist(), count]
+        _run_blocks(_pool(threads), self.function, buffers, descriptors, bounds, cols)
 
     def _finish(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
         if self.index_width:

@@ -77,20 +77,6 @@ def test_exponents():
         kn.Vi(np.ones((4, 3))) ** kn.Vj(np.ones((5, 2)))
 
 
-def test_block_sparse_ranges_are_refused():
-    from keir.reduction import BlockSparseNotSupportedError
-
-    x = np.random.rand(4, 3)
-    ranges = tuple(np.zeros((1, 2), dtype=np.int32) for _ in range(6))
-    K = kn.Vi(x).sqdist(kn.Vj(x))
-    for attempt in (lambda: K.sum(axis=1, ranges=ranges),
-                    lambda: kn.Genred("SqDist(x,y)", ["x = Vi(3)", "y = Vj(3)"], axis=1)(x, x, ranges=ranges),
-                    lambda: setattr(K, "ranges", ranges)):
-        with pytest.raises(BlockSparseNotSupportedError, match=r"ranges are not supported yet \(issue 14\)"):
-            attempt()
-    assert issubclass(BlockSparseNotSupportedError, ValueError) and K.ranges is None
-
-
 def test_torch_device_and_dtype():
     with pytest.raises(TypeError, match="float32 and float64 arrays, got int32"):
         kt.Vi(torch.ones(4, 3, dtype=torch.int32))

@@ -30,9 +30,6 @@ SUITE_FILE = "test_pykeops.py"  # the placeholder module that stands for the dow
 
 # Files that exercise features keir does not have yet, with the true reason; each is reported as one skip.
 NOT_RUN = {
-    "test_block_sparse_reduction.py": "uses block-sparse ranges (issue 14) and pykeops.torch.cluster",
-    "test_chunks_ranges.py": "uses block-sparse ranges (issue 14)",
-    "test_finalchunks_ranges.py": "uses block-sparse ranges (issue 14)",
     "test_complex.py": "uses complex numbers, not supported by keir yet",
     "test_complex_numpy.py": "uses complex numbers (ComplexLazyTensor), not supported by keir yet",
     "test_float16.py": "uses float16, not supported by keir yet",
@@ -97,7 +94,9 @@ def _load_file(name: str, path: Path) -> types.ModuleType:
 def alias_pykeops(package: Path) -> None:
     """sys.modules: pykeops.numpy -> keir.numpy, pykeops.torch -> keir.torch, and the helper modules."""
     import keir.numpy
+    import keir.numpy.cluster
     import keir.torch
+    import keir.torch.cluster
     from keir.runtime.cuda import cuda_available
 
     _module("keopscore", auto_factorize=True)  # a flag test_torch_func.py sets; keir has no such switch
@@ -107,18 +106,12 @@ def alias_pykeops(package: Path) -> None:
     sys.modules["pykeops.numpy"] = keir.numpy
     sys.modules["pykeops.torch"] = keir.torch
     sys.modules["pykeops.torch.operations"] = keir.torch
-    # numpy/utils.py imports pykeops.numpy.cluster for swap_axes only (a helper for ranges, which keir lacks)
-    _module("pykeops.numpy.cluster", swap_axes=_swap_axes)
+    sys.modules["pykeops.numpy.cluster"] = keir.numpy.cluster
+    sys.modules["pykeops.torch.cluster"] = keir.torch.cluster
     try:  # it imports names from pykeops.numpy: if keir lacks one, the files that use utils fail to import
         _load_file("pykeops.numpy.utils", package / "numpy" / "utils.py")
     except ImportError:
         sys.modules.pop("pykeops.numpy.utils", None)
-
-
-def _swap_axes(ranges: object) -> object:
-    if ranges is not None:
-        raise ValueError("block-sparse ranges are not supported yet (issue 14)")
-    return None
 
 
 class SkippedFile(pytest.Item):

@@ -1,0 +1,315 @@
+"""Block-sparse reductions (pykeops' `ranges`) against a dense, masked float64 reference.
+
+The reference is written without keir: the dense (M, N) terms in NumPy or torch float64, the pairs outside the
+kept blocks masked out, and each reduction spelled directly (a row with no kept pair gets the reduction of no
+terms: 0, +-inf, index -1, log 0 = -inf). The ranges are random: clusters of odd sizes, intervals that start
+and end inside a vector of lanes, several intervals per block of rows, empty ones, rows no range covers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import keir.numpy as kn
+from keir.numpy.cluster import from_matrix
+from keir.ranges import RangesError
+
+KINDS = ("sum", "min", "max", "argmin", "argmax", "min_argmin", "max_argmax", "kmin", "argkmin", "kmin_argkmin",
+         "logsumexp", "logsumexp_weight", "sumsoftmaxweight")
+
+
+def _clusters(rng: np.random.Generator, size: int) -> np.ndarray:
+    """[start, end) ranges cutting [0, size) at random points (some empty), a few rows left uncovered."""
+    cuts = np.sort(rng.integers(0, size + 1, size=max(1, size // 9)))
+    bounds = np.unique(np.concatenate(([0], cuts, [size])))
+    pairs = np.stack((bounds[:-1], bounds[1:]), axis=1)
+    pairs = pairs[rng.random(len(pairs)) > 0.15]  # some rows in no range
+    return np.concatenate((pairs, [[pairs[0, 0], pairs[0, 0]]])) if len(pairs) else pairs  # an empty one
+
+
+def random_ranges(rng: np.random.Generator, m: int, n: int, density: float = 0.4):
+    ranges_i, ranges_j = _clusters(rng, m), _clusters(rng, n)
+    keep = rng.random((len(ranges_i), len(ranges_j))) < density
+    return from_matrix(ranges_i, ranges_j, keep), _mask(ranges_i, ranges_j, keep, m, n)
+
+
+def _mask(ranges_i, ranges_j, keep, m, n) -> np.ndarray:
+    mask = np.zeros((m, n), dtype=bool)
+    for a, c in zip(*np.nonzero(keep)):
+        mask[ranges_i[a, 0] : ranges_i[a, 1], ranges_j[c, 0] : ranges_j[c, 1]] = True
+    return mask
+
+
+def dense_reduction(kind: str, terms: np.ndarray, mask: np.ndarray, axis: int, k: int = 3, weight=None):
+    """pykeops' reduction `kind` of terms (M, N, D) over `axis`, over the pairs where mask (M, N) holds."""
+    if axis == 0:
+        terms, mask = terms.swapaxes(0, 1), mask.T
+    inf = np.where(mask[..., None], terms, np.inf)
+    if kind == "sum":
+        return np.where(mask[..., None], terms, 0).sum(1)
+    if kind in ("min", "argmin", "min_argmin", "max", "argmax", "max_argmax"):
+        signed = inf if kind.startswith(("min", "argmin")) else np.where(mask[..., None], -terms, np.inf)
+        index = np.where(mask.any(1)[:, None], signed.argmin(1), -1)
+        value = np.take_along_axis(inf if signed is inf else -signed, np.maximum(index, 0)[:, None], 1)[:, 0]
+        value = np.where(index >= 0, value, np.inf if signed is inf else -np.inf)
+        return {"min": value, "max": value, "argmin": index, "argmax": index}.get(kind, (value, index))
+    if kind in ("kmin", "argkmin", "kmin_argkmin"):
+        order = np.argsort(inf[..., 0], axis=1, kind="stable")[:, :k]
+        values = np.take_along_axis(inf[..., 0], order, 1)
+        index = np.where(np.isfinite(values), order, -1)
+        return {"kmin": values, "argkmin": index}.get(kind, (values, index))
+    f = np.where(mask[..., None], terms, -np.inf)
+    top = np.max(f, axis=1, keepdims=True)
+    shifted = np.exp(f - np.where(np.isfinite(top), top, 0))
+    if kind == "logsumexp":
+        return (np.log(shifted.sum(1)) + top[:, 0])
+    w = weight if axis == 1 else weight
+    if kind == "logsumexp_weight":
+        return np.log((shifted * w[None]).sum(1)) + top[:, 0]
+    return (shifted * w[None]).sum(1) / shifted.sum(1)  # sumsoftmaxweight: 0 / 0 on an empty row
+
+
+def _keir(kind: str, K, axis: int, ranges, weight, k: int = 3):
+    if kind in ("kmin", "argkmin", "kmin_argkmin"):
+        return getattr(K, {"kmin": "Kmin", "argkmin": "argKmin", "kmin_argkmin": "Kmin_argKmin"}[kind])(
+            k, axis=axis, ranges=ranges)
+    if kind == "logsumexp_weight":
+        return K.logsumexp(axis=axis, weight=weight, ranges=ranges)
+    if kind == "sumsoftmaxweight":
+        return K.sumsoftmaxweight(weight, axis=axis, ranges=ranges)
+    return getattr(K, kind)(axis=axis, ranges=ranges)
+
+
+def _compare(got, want, dtype) -> None:
+    got, want = (got if isinstance(got, tuple) else (got,)), (want if isinstance(want, tuple) else (want,))
+    for g, w in zip(got, want):
+        g, w = np.asarray(g, dtype=np.float64).reshape(w.shape), np.asarray(w, dtype=np.float64)
+        tolerance = 1e-4 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(g, w, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_reduction_kind_against_a_masked_dense_reference(kind, dtype):
+    rng = np.random.default_rng(hash((kind, dtype.__name__)) % 2**32)
+    m, n = 123, 211
+    x, y = rng.standard_normal((m, 3)), rng.standard_normal((n, 3))
+    ranges, mask = random_ranges(rng, m, n)
+    terms = ((x[:, None] - y[None]) ** 2).sum(-1, keepdims=True)
+    for axis in (1, 0):
+        weight_rows = n if axis == 1 else m
+        w = rng.random((weight_rows, 1)) + 0.5
+        K = kn.Vi(x.astype(dtype)).sqdist(kn.Vj(y.astype(dtype)))
+        if kind == "logsumexp" or kind.startswith(("logsumexp", "sumsoftmax")):
+            K = -K
+            signed = -terms
+        else:
+            signed = terms
+        weight = (kn.Vj if axis == 1 else kn.Vi)(w.astype(dtype))
+        with np.errstate(divide="ignore", invalid="ignore"):  # log 0 and 0 / 0 on the rows with no terms
+            want = dense_reduction(kind, signed, mask, axis, weight=w)
+        _compare(_keir(kind, K, axis, ranges, weight), want, dtype)
+
+
+@pytest.mark.parametrize("formula", ["gaussian", "wide", "wide_root"])
+@pytest.mark.parametrize("sum_scheme", ["direct_sum", "block_sum", "kahan_scheme"])
+def test_sums_of_every_loop_shape(formula, sum_scheme):
+    """The loop nest's variants: narrow, a wide product (D >= 8), a wide formula (its state in memory), each
+    with every summation scheme; sizes that leave partial vectors everywhere."""
+    rng = np.random.default_rng(7)
+    m, n, d = 77, 1003, 3 if formula == "gaussian" else 20
+    x, y, b = rng.standard_normal((m, d)), rng.standard_normal((n, d)), rng.standard_normal((n, 17))
+    ranges, mask = random_ranges(rng, m, n, density=0.3)
+    gauss = np.exp(-((x[:, None] - y[None]) ** 2).sum(-1) / d)
+    K = (-kn.Vi(x).sqdist(kn.Vj(y)) / d).exp()
+    if formula == "wide_root":
+        K, terms = K * kn.Vj(b), gauss[..., None] * b[None]
+    else:
+        terms = gauss[..., None]
+    got = K.sum(axis=1, ranges=ranges, sum_scheme=sum_scheme)
+    np.testing.assert_allclose(got, dense_reduction("sum", terms, mask, 1), rtol=1e-10, atol=1e-10)
+
+
+def test_ranges_attribute_transpose_genred_and_batches():
+    rng = np.random.default_rng(3)
+    m, n = 40, 57
+    x, y, b = rng.random((m, 2)), rng.random((n, 2)), rng.random((n, 1))
+    ranges, mask = random_ranges(rng, m, n)
+    K = (-kn.Vi(x).sqdist(kn.Vj(y))).exp()
+    dense = np.exp(-((x[:, None] - y[None]) ** 2).sum(-1)) * mask
+    K.ranges = ranges
+    np.testing.assert_allclose(K @ b, dense @ b, rtol=1e-12)  # carried from K to K * b
+    np.testing.assert_allclose(K.t() @ rng.random((m, 1)).reshape(m, 1) * 0 + (K.t() @ np.ones((m, 1))),
+                               dense.T @ np.ones((m, 1)), rtol=1e-12)  # .t() swaps the halves
+    genred = kn.Genred("Exp(-SqDist(x,y)) * b", ["x = Vi(2)", "y = Vj(2)", "b = Vj(1)"], reduction_op="Sum", axis=1)
+    np.testing.assert_allclose(genred(x, y, b, ranges=ranges), dense @ b, rtol=1e-12)
+    genred0 = kn.Genred("Exp(-SqDist(x,y))", ["x = Vi(2)", "y = Vj(2)"], reduction_op="Sum", axis=0)
+    np.testing.assert_allclose(genred0(x, y, ranges=ranges), dense.sum(0)[:, None], rtol=1e-12)
+    # batch dimensions with ranges: the same blocks in every batch entry (KeOps cannot combine them)
+    xb, yb = rng.random((3, m, 1, 2)), rng.random((3, 1, n, 2))
+    Kb = (-kn.LazyTensor(xb).sqdist(kn.LazyTensor(yb))).exp()
+    got = Kb.sum(axis=2, ranges=ranges)
+    want = (np.exp(-((xb - yb) ** 2).sum(-1)) * mask).sum(2)[..., None]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_solve_and_kernel_solve_with_ranges():
+    """(alpha Id + K) a = b with K block-sparse (symmetric blocks): the masked dense system's solution."""
+    rng = np.random.default_rng(4)
+    m = 90
+    x, b = rng.random((m, 2)), rng.random((m, 1))
+    clusters = np.array([[0, 20], [20, 51], [51, 90]])
+    keep = np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=bool)
+    ranges, mask = from_matrix(clusters, clusters, keep), _mask(clusters, clusters, keep, m, m)
+    dense = np.exp(-((x[:, None] - x[None]) ** 2).sum(-1)) * mask
+    want = np.linalg.solve(0.5 * np.eye(m) + dense, b)
+    K = (-kn.Vi(x).sqdist(kn.Vj(x))).exp()
+    np.testing.assert_allclose(K.solve(b, alpha=0.5, eps=1e-12, ranges=ranges), want, rtol=1e-8, atol=1e-10)
+    solver = kn.KernelSolve("Exp(-SqDist(x,y)) * b", ["x = Vi(2)", "y = Vj(2)", "b = Vj(1)"], "b", axis=1)
+    np.testing.assert_allclose(solver(x, x, b, alpha=0.5, eps=1e-12, ranges=ranges), want, rtol=1e-8, atol=1e-10)
+
+
+def test_threads_share_the_work_of_large_calls():
+    rng = np.random.default_rng(11)
+    m, n = 3000, 2000
+    x, y = rng.random((m, 3)), rng.random((n, 3))
+    ranges, mask = random_ranges(rng, m, n, density=0.5)
+    K = (-kn.Vi(x).sqdist(kn.Vj(y))).exp()
+    dense = np.exp(-((x[:, None] - y[None]) ** 2).sum(-1)) * mask
+    for threads in (1, 2, 3):
+        np.testing.assert_allclose(K.sum(axis=1, ranges=ranges, threads=threads)[:, 0], dense.sum(1), rtol=1e-12)
+
+
+def _valid():
+    return from_matrix(np.array([[0, 2], [2, 4]]), np.array([[0, 3], [3, 5]]), np.array([[True, False], [True, True]]))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda r: r[:5], "6-tuple"),
+    (lambda r: (r[0].astype(float), *r[1:]), "must hold integers"),
+    (lambda r: (np.array([[0, 2, 0], [2, 4, 0]]), *r[1:]), r"shape \(count, 2\)"),
+    (lambda r: (np.array([[3, 2], [2, 4]]), *r[1:]), r"ranges_i\[0\] = \[3, 2\] is not a \[start, end\) range"),
+    (lambda r: (r[0], np.array([2, 1]), *r[2:]), "non-decreasing"),
+    (lambda r: (r[0], r[1], np.array([[0, 3], [0, 2], [3, 5]]), *r[3:]), "different blocks"),
+])
+def test_malformed_ranges_are_clear_errors(damage, message):
+    x = np.random.rand(4, 1)
+    K = kn.Vi(x).sqdist(kn.Vj(np.random.rand(5, 1)))
+    with pytest.raises(RangesError, match=message):
+        K.sum(axis=1, ranges=damage(_valid()))
+    with pytest.raises(RangesError, match=message):
+        K.ranges = damage(_valid())
+
+
+def test_overlapping_or_out_of_bounds_ranges_are_clear_errors():
+    x, y = np.random.rand(4, 1), np.random.rand(5, 1)
+    K = kn.Vi(x).sqdist(kn.Vj(y))
+    overlapping_rows = from_matrix(np.array([[0, 3], [2, 4]]), np.array([[0, 5]]), np.array([[True], [True]]))
+    with pytest.raises(RangesError, match=r"ranges_i has overlapping ranges \[0, 3\] and \[2, 4\]"):
+        K.sum(axis=1, ranges=overlapping_rows)
+    twice = from_matrix(np.array([[0, 4]]), np.array([[0, 3], [2, 5]]), np.array([[True, True]]))
+    with pytest.raises(RangesError, match="redranges_j has overlapping ranges"):
+        K.sum(axis=1, ranges=twice)
+    too_long = from_matrix(np.array([[0, 4]]), np.array([[0, 6]]), np.array([[True]]))
+    with pytest.raises(RangesError, match=r"redranges_j\[0\] = \[0, 6\] ends past 5"):
+        K.sum(axis=1, ranges=too_long)
+    with pytest.raises(ValueError, match="different block-sparse ranges"):
+        a, b = kn.Vi(x), kn.Vj(y)
+        a.ranges, b.ranges = _valid(), too_long
+        a * b
+
+
+def test_gradients_of_any_order_are_block_sparse():
+    """Gradients with respect to i-variables (reductions over j) and j-variables (over i: the transposed half),
+    and a second derivative, against torch autograd of the masked dense float64 form."""
+    torch = pytest.importorskip("torch")
+    import keir.torch as kt
+
+    rng = np.random.default_rng(5)
+    m, n = 50, 70
+    ranges, mask = random_ranges(rng, m, n)
+    x, y, b = (torch.tensor(rng.standard_normal(s), requires_grad=True) for s in ((m, 2), (n, 2), (n, 3)))
+    dense_mask = torch.tensor(mask)
+
+    def dense(kind):
+        d2 = ((x[:, None] - y[None]) ** 2).sum(-1)
+        if kind == "sum":
+            return (torch.exp(-d2) * dense_mask) @ b
+        if kind == "min":
+            return torch.where(dense_mask, d2, torch.inf).min(1).values[:, None]
+        f = torch.where(dense_mask, -d2, -torch.inf)
+        return torch.logsumexp(f, 1)[:, None]
+
+    def sparse(kind):
+        D = kt.Vi(x).sqdist(kt.Vj(y))
+        if kind == "sum":
+            return ((-D).exp() * kt.Vj(b)).sum(axis=1, ranges=ranges)
+        if kind == "min":
+            return D.min(axis=1, ranges=ranges)
+        return (-D).logsumexp(axis=1, ranges=ranges)
+
+    for kind in ("sum", "min", "logsumexp"):
+        got, want = sparse(kind), dense(kind)
+        finite = torch.isfinite(want)
+        assert torch.equal(finite, torch.isfinite(got))
+        cotangent = torch.where(finite, torch.tensor(rng.standard_normal(want.shape)), 0.0)
+        inputs = (x, y, b) if kind == "sum" else (x, y)
+        for g, w in zip(torch.autograd.grad(got, inputs, cotangent, create_graph=True),
+                        torch.autograd.grad(want, inputs, cotangent, create_graph=True)):
+            torch.testing.assert_close(g, torch.nan_to_num(w), rtol=1e-9, atol=1e-9)
+    # second order: d/dy of <d/dx sum, v>
+    v = torch.tensor(rng.standard_normal((m, 2)))
+    (gx,) = torch.autograd.grad(sparse("sum").sum(), x, create_graph=True)
+    (wx,) = torch.autograd.grad(dense("sum").sum(), x, create_graph=True)
+    torch.testing.assert_close(torch.autograd.grad((gx * v).sum(), y)[0], torch.autograd.grad((wx * v).sum(), y)[0],
+                               rtol=1e-9, atol=1e-9)
+
+
+def test_torch_cluster_helpers_and_multiscale_sinkhorn_as_ot_libraries_write_it():
+    """Cluster, sort, centroids, from_matrix, then `ranges=` on generic_logsumexp, as geomloss' multiscale
+    Sinkhorn does: with every pair of clusters kept it equals the dense result; with a truncation, the blocks
+    left out change it by no more than their (tiny) weight."""
+    torch = pytest.importorskip("torch")
+    import keir.torch as kt
+    from keir.torch.cluster import cluster_ranges_centroids, from_matrix, grid_cluster, sort_clusters
+
+    rng = np.random.default_rng(2)
+    x = torch.tensor(rng.random((600, 2)))
+    y = torch.tensor(rng.random((500, 2)) * 0.8 + 0.1)
+    a, b = torch.full((600,), 1 / 600, dtype=torch.float64), torch.full((500,), 1 / 500, dtype=torch.float64)
+    x_lab, y_lab = grid_cluster(x, 0.1), grid_cluster(y, 0.1)
+    assert x_lab.dtype == torch.int32 and int(x_lab.max()) + 1 == len(torch.unique(x_lab))
+    x_ranges, x_c, x_w = cluster_ranges_centroids(x, x_lab, weights=a)
+    y_ranges, y_c, y_w = cluster_ranges_centroids(y, y_lab, weights=b)
+    (x, a), x_lab = sort_clusters((x, a), x_lab)
+    (y, b), y_lab = sort_clusters((y, b), y_lab)
+    assert torch.all(x_lab[x_ranges[:, 0]] == torch.arange(len(x_ranges), dtype=torch.int32))
+    torch.testing.assert_close(x_c[x_lab.long()].sub(x).abs().max(dim=0).values <= 0.1, torch.tensor([True, True]))
+    torch.testing.assert_close(x_w.sum(), torch.tensor(1.0, dtype=torch.float64))
+    eps = 0.01
+    softmin = kt.generic_logsumexp("( B - SqDist(X,Y) / E )", "A = Vi(1)", "X = Vi(2)", "Y = Vj(2)", "B = Vj(1)",
+                                   "E = Pm(1)")
+    cost = ((x_c[:, None] - y_c[None]) ** 2).sum(-1)
+
+    def sinkhorn(ranges, iterations=30):
+        f, g = torch.zeros(600, 1, dtype=torch.float64), torch.zeros(500, 1, dtype=torch.float64)
+        e = torch.tensor([eps], dtype=torch.float64)
+        swapped = None if ranges is None else (*ranges[3:], *ranges[:3])
+        for _ in range(iterations):
+            f = -eps * softmin(x, y, (g / eps + b.log()[:, None]), e, ranges=ranges)
+            g = -eps * kt.generic_logsumexp("( B - SqDist(X,Y) / E )", "A = Vi(1)", "X = Vi(2)", "Y = Vj(2)",
+                                            "B = Vj(1)", "E = Pm(1)")(y, x, (f / eps + a.log()[:, None]), e,
+                                                                      ranges=swapped)
+        return f, g
+
+    dense_f, dense_g = sinkhorn(None)
+    everything = from_matrix(x_ranges, y_ranges, torch.ones_like(cost, dtype=torch.bool))
+    f, g = sinkhorn(everything)
+    torch.testing.assert_close(f, dense_f, rtol=1e-10, atol=1e-10)
+    # pairs of cells whose centroids are 0.5 apart hold points at least 0.36 apart: exp(-0.36^2 / eps) ~ 2e-6
+    truncated = from_matrix(x_ranges, y_ranges, cost < 0.5**2)
+    kept = float((cost < 0.5**2).double().mean())
+    assert 0.05 < kept < 0.8
+    f, g = sinkhorn(truncated)
+    torch.testing.assert_close(f, dense_f, rtol=0, atol=1e-6)
