@@ -46,6 +46,7 @@ fuzz: $(TEST_STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/cpu.py
+	$(BIN)/python benchmarks/block_sparse.py
 	$(BIN)/python benchmarks/grad.py
 	$(BIN)/python benchmarks/laplacian.py
 	$(BIN)/python benchmarks/gpu_static.py

@@ -76,6 +76,7 @@ def schedule(ranges: tuple[np.ndarray, ...], axis: int, rows: int, columns: int)
     firsts = np.concatenate(([0], ends[:-1])).astype(np.int64)
     _check_disjoint(pairs, np.zeros(len(pairs), dtype=np.int64), names[0])
     _check_disjoint(intervals[_spans(firsts, ends)], np.repeat(np.arange(len(ends)), ends - firsts), names[2])
+    firsts, ends, intervals = _merged(firsts, ends, intervals)
     # the rows no range covers, as ranges with no intervals
     covered = pairs[pairs[:, 1] > pairs[:, 0]]
     covered = covered[np.argsort(covered[:, 0])]
@@ -100,6 +101,25 @@ def schedule(ranges: tuple[np.ndarray, ...], axis: int, rows: int, columns: int)
     empty = columns_per_row == 0
     empty_rows = _spans(lo[empty], hi[empty])
     return BlockSparse(out_pairs, out_slices, np.ascontiguousarray(intervals, dtype=np.int64), work, empty_rows)
+
+
+def _merged(firsts: np.ndarray, ends: np.ndarray, intervals: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each range's intervals sorted, empty ones dropped, and those that touch ([a, b) then [b, c)) made one: a
+    row then runs over the same columns in fewer, longer loops (clusters kept side by side are common)."""
+    group = np.repeat(np.arange(len(ends)), ends - firsts)
+    spans = intervals[_spans(firsts, ends)]
+    keep = spans[:, 1] > spans[:, 0]
+    spans, group = spans[keep], group[keep]
+    order = np.lexsort((spans[:, 0], group))
+    spans, group = spans[order], group[order]
+    starts_new = np.ones(len(spans), dtype=bool)
+    starts_new[1:] = (group[1:] != group[:-1]) | (spans[1:, 0] != spans[:-1, 1])
+    merged = spans[starts_new].copy()
+    if len(spans):
+        merged[:, 1] = np.maximum.reduceat(spans[:, 1], np.flatnonzero(starts_new))
+    counts = np.bincount(group[starts_new], minlength=len(ends)) if len(spans) else np.zeros(len(ends), np.int64)
+    new_ends = np.cumsum(counts).astype(np.int64)
+    return new_ends - counts, new_ends, merged.reshape(-1, 2)
 
 
 def _integers(array: Any, name: str) -> np.ndarray:
