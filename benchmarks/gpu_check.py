@@ -6,7 +6,10 @@
    partial blocks and several tiles, and the gradient of each with respect to each of its variables (float64),
    GPU against the CPU backend;
 3. the Gaussian kernel sum out_i = sum_j exp(-|x_i - y_j|^2) b_j, D = 3, float32, M = N in {1e4, 1e5, 1e6}:
-   keir on torch CUDA tensors against torch (chunked, dense blocks on the GPU) and pykeops when installed.
+   keir on torch CUDA tensors against torch (chunked, dense blocks on the GPU) and pykeops when installed;
+4. block-sparse reductions (ranges): every reduction kind over i and j against the masked dense float64
+   reference (tests/support/block_sparse.py), and the truncated Gaussian of benchmarks/block_sparse.py
+   (M = N = 1e5, 5 % of cluster pairs kept) against keir dense, both on the GPU.
 
     python benchmarks/gpu_check.py            # exits non-zero if any check fails
 """
@@ -207,6 +210,49 @@ def benchmark() -> bool:
     return ok
 
 
+def block_sparse() -> bool:
+    print("== 4. block-sparse reductions on the GPU")
+    import torch
+    from support.block_sparse import dense_reduction, random_ranges
+
+    import keir.torch as kt
+    from keir.torch.cluster import cluster_ranges_centroids, from_matrix, grid_cluster, sort_clusters
+
+    ok = True
+    rng = np.random.default_rng(1)
+    m, n = 3000, 2000
+    ranges, mask = random_ranges(rng, m, n)
+    x, y = rng.standard_normal((m, 3)), rng.standard_normal((n, 3))
+    terms = -((x[:, None] - y[None]) ** 2).sum(-1, keepdims=True)
+    K = -kt.Vi(torch.tensor(x, device="cuda")).sqdist(kt.Vj(torch.tensor(y, device="cuda")))
+    for kind in ("sum", "max", "argmax", "logsumexp"):
+        for axis in (0, 1):
+            got = getattr(K, kind)(axis=axis, ranges=ranges).cpu().numpy()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                want = dense_reduction(kind, terms, mask, axis)
+            good = np.allclose(got.reshape(want.shape), want, rtol=1e-10, atol=1e-10)
+            ok &= good
+            print(f"   {kind:10s} axis {axis}: {'ok' if good else 'WRONG'}")
+    size = 100_000
+    points = [torch.tensor(rng.random((400, 3)), device="cuda")[torch.randint(0, 400, (size,), device="cuda")]
+              + 0.03 * torch.randn(size, 3, device="cuda", dtype=torch.float64) for _ in range(2)]
+    x, y = (p.float() for p in points)
+    b = torch.randn(size, 1, device="cuda")
+    labels = [grid_cluster(p, 1 / 8) for p in (x, y)]
+    (x_ranges, x_c, _), (y_ranges, y_c, _) = (cluster_ranges_centroids(p, lab) for p, lab in zip((x, y), labels))
+    x, _ = sort_clusters(x, labels[0])
+    (y, b), _ = sort_clusters((y, b), labels[1])
+    distances = ((x_c[:, None] - y_c[None]) ** 2).sum(-1)
+    keep = distances <= torch.quantile(distances.flatten().cpu(), 0.05).to(distances.device)
+    kernel = (-kt.Vi(x).sqdist(kt.Vj(y)) / 0.05**2).exp() * kt.Vj(b)
+    ranges = from_matrix(x_ranges, y_ranges, keep)
+    dense_time, _ = time_call(lambda: kernel.sum(axis=1), 5)
+    sparse_time, _ = time_call(lambda: kernel.sum(axis=1, ranges=ranges), 5)
+    print(f"   truncated Gaussian, M = N = 1e5, 5 % kept: dense {dense_time * 1e3:.2f} ms, ranges "
+          f"{sparse_time * 1e3:.2f} ms ({dense_time / sparse_time:.1f}x)")
+    return ok
+
+
 def main() -> int:
     start = time.perf_counter()
     if not cuda.cuda_available():
@@ -214,7 +260,7 @@ def main() -> int:
         return 1
     dev = cuda.device(0)
     print(f"device 0: {dev.name}, {dev.arch}, {dev.multiprocessors} multiprocessors")
-    results = [run_tests(), compare_matrix(), benchmark()]
+    results = [run_tests(), compare_matrix(), benchmark(), block_sparse()]
     print(f"all GPU checks {'passed' if all(results) else 'FAILED'} in {time.perf_counter() - start:.0f} s")
     return 0 if all(results) else 1
 

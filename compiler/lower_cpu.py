@@ -46,7 +46,7 @@ from keir.compiler.components import (
     level_of,
 )
 from keir.compiler.kernel import Kernel
-from keir.compiler.lowering_scaffold import IndexConstants, memref_arguments, store_row
+from keir.compiler.lowering_scaffold import IndexConstants, load_pair, memref_arguments, store_row
 from keir.compiler.mlir_text import Builder, Names
 from keir.compiler.op_lowering import compute, elementwise_component
 from keir.compiler.operands import (
@@ -211,8 +211,8 @@ class _LoopNest:
         BLOCK_SPARSE)."""
         b = Builder(self.names, self.elem, None, indent="      ")
         one = self.index_const(1)
-        lo, hi = _load_pair(b, "%ranges", "%r", self.index_const)
-        self.interval_bounds = _load_pair(b, "%slices", "%r", self.index_const)
+        lo, hi = load_pair(b, "%ranges", "%r", self.index_const)
+        self.interval_bounds = load_pair(b, "%slices", "%r", self.index_const)
         rows = self._row_loops(b, lo, hi, block)
         return [f"    scf.for %r = %i0 to %i1 step {one} {{"] + b.lines + rows + ["    }"]
 
@@ -727,7 +727,7 @@ class _Rows:
         nest = self.nest
         s, state = self.names.fresh("s"), [self.names.fresh("st") for _ in init]
         body = Builder(self.names, nest.elem, nest.lanes, indent=b.indent + "  ")
-        start, end = _load_pair(body, "%redranges", s, nest.index_const)
+        start, end = load_pair(body, "%redranges", s, nest.index_const)
         state_now = self._interval(body, start, end, state, types, interior)
         first, last = nest.interval_bounds
         return _scf_for(b, f"{s} = {first} to {last} step {nest.index_const(1)}", state, init, types, body.lines,
@@ -970,18 +970,6 @@ def _scf_if(b: Builder, condition: str, types: list[str], then: list[str], then_
                 + [f"{b.indent}  scf.yield {', '.join(then_values)} : {type_list}", f"{b.indent}}} else {{",
                    f"{b.indent}  scf.yield {', '.join(else_values)} : {type_list}", f"{b.indent}}}"])
     return [f"{result}#{k}" for k in range(len(types))]
-
-
-def _load_index(b: Builder, memref: str, at: str) -> str:
-    """memref[at] of an int64 memref, as an index."""
-    value = b.emit(f"memref.load {memref}[{at}] : memref<?xi64>", "q")
-    return b.emit(f"arith.index_cast {value} : i64 to index", "o")
-
-
-def _load_pair(b: Builder, memref: str, k: str, index: IndexConstants) -> tuple[str, str]:
-    """(start, end) of the k-th [start, end) pair of a flat (K, 2) int64 memref."""
-    at = b.emit(f"arith.muli {k}, {index(2)} : index", "o")
-    return _load_index(b, memref, at), _load_index(b, memref, b.emit(f"arith.addi {at}, {index(1)} : index", "o"))
 
 
 def _picked(node: Node) -> range:

@@ -40,10 +40,10 @@ from dataclasses import dataclass
 
 from keir.compiler import literals
 from keir.compiler.kernel import Kernel
-from keir.compiler.lowering_scaffold import IndexConstants, memref_arguments, store_row
+from keir.compiler.lowering_scaffold import IndexConstants, load_pair, memref_arguments, store_row
 from keir.compiler.mlir_text import Builder, Names
 from keir.compiler.op_lowering import compute
-from keir.compiler.operands import Operand, kernel_operands, loop_formula
+from keir.compiler.operands import BLOCK_SPARSE, Operand, kernel_operands, loop_formula
 from keir.compiler.reductions import INT64_MAX, ReductionOptions, Sum, accumulator
 from keir.dialect.node import Node
 
@@ -68,6 +68,7 @@ class GpuKernelText:
     axis: int
     elem: str
     func_text: str
+    block_sparse: bool = False  # a block per range of rows, over its j-intervals (BLOCK_SPARSE)
 
     @property
     def row_bytes(self) -> int:
@@ -134,22 +135,26 @@ def lower_module(kernels: list[Kernel]) -> str:
     return gpu_module_text([lower_gpu(k) for k in kernels])
 
 
-def lower_gpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None) -> GpuKernelText:
+def lower_gpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None, block_sparse: bool = False) -> GpuKernelText:
     """Lower `kernel` to a gpu.func; `operands` fixes the signature (default: the variables it uses), as for
-    `lower_cpu`. All j operands of the signature are staged, so the launch depends on the signature alone."""
+    `lower_cpu`. All j operands of the signature are staged, so the launch depends on the signature alone.
+    block_sparse: block b computes the rows of range b (at most blockDim of them), tile by tile over each of its
+    j-intervals (keir.compiler.operands.BLOCK_SPARSE); all threads of a block share them, so the barriers stay
+    uniform."""
     reduce = kernel.result
     if reduce.op != "reduce":
         raise ValueError(f"only a keir.reduce can be lowered to a GPU kernel, not keir.{reduce.op}")
     formula = loop_formula(reduce)
     kernel_ = _GpuKernel(kernel.name, formula, kernel.dtype, reduce.attr("axis"), operands or kernel_operands(reduce),
-                         ReductionOptions.of(reduce))
+                         ReductionOptions.of(reduce), block_sparse)
     return kernel_.build()
 
 
 class _GpuKernel:
     def __init__(self, symbol: str, formula: Node, elem: str, axis: int, operands: tuple[Operand, ...],
-                 options: ReductionOptions):
+                 options: ReductionOptions, block_sparse: bool = False):
         self.symbol, self.formula, self.elem, self.axis, self.operands = symbol, formula, elem, axis, operands
+        self.block_sparse = block_sparse
         self.acc = accumulator(options, elem, 1)
         # A sum adds each tile's partial sum to the total, except a Kahan sum, whose compensation runs throughout.
         self.per_tile = isinstance(self.acc, Sum) and options.sum_scheme != "kahan_scheme"
@@ -252,11 +257,20 @@ class _GpuKernel:
             "      %tid = gpu.thread_id x",
             "      %bid = gpu.block_id x",
             "      %bdim = gpu.block_dim x",
-            "      %row0 = arith.muli %bid, %bdim : index",
-            "      %row = arith.addi %row0, %tid : index",
-            "      %active = arith.cmpi ult, %row, %rows : index",
-            f"      %last = arith.subi %rows, {k1} : index",
-            "      %i = arith.minui %row, %last : index",  # rows past the end compute row rows-1, store nothing
+        ]
+        if self.block_sparse:  # the rows [row0, end) of range %bid
+            pairs = Builder(self.names, e, None, indent="      ")
+            row0, end = load_pair(pairs, "%ranges", "%bid", self.index_const)
+            self.intervals = load_pair(pairs, "%slices", "%bid", self.index_const)
+            prologue += pairs.lines
+        else:
+            row0, end = "%row0", "%rows"
+            prologue.append("      %row0 = arith.muli %bid, %bdim : index")
+        prologue += [
+            f"      %row = arith.addi {row0}, %tid : index",
+            f"      %active = arith.cmpi ult, %row, {end} : index",
+            f"      %last = arith.subi {end}, {k1} : index",
+            "      %i = arith.minui %row, %last : index",  # rows past the end compute the last row, store nothing
         ]
         prologue += self.stage_tiles()
         init = self.acc.init(self.lanes(self.consts))
@@ -266,10 +280,21 @@ class _GpuKernel:
         inner = [f"%in_{k}" for k in range(count)]
         new = self.update(inner)
 
-        loop = [
-            f"      %state:{count} = scf.for %t0 = {k0} to %cols step %tile iter_args("
-            + ", ".join(f"{s} = {v}" for s, v in zip(outer, init)) + f") -> ({types}) {{",
-            "        %left = arith.subi %cols, %t0 : index",
+        if self.block_sparse:  # the tiles of each interval [%j_lo, %j_hi) in turn
+            first, last = self.intervals
+            pair = Builder(self.names, e, None, indent="        ")
+            j_lo, j_hi = load_pair(pair, "%redranges", "%s", self.index_const)
+            starts = [f"%sv_{k}" for k in range(count)]
+            loop = [f"      %state:{count} = scf.for %s = {first} to {last} step {k1} iter_args("
+                    + ", ".join(f"{s} = {v}" for s, v in zip(starts, init)) + f") -> ({types}) {{",
+                    *pair.lines]
+            carried_in, result, lo, hi = starts, "%interval", j_lo, j_hi
+        else:
+            loop, carried_in, result, lo, hi = [], init, "%state", k0, "%cols"
+        loop += [
+            f"      {result}:{count} = scf.for %t0 = {lo} to {hi} step %tile iter_args("
+            + ", ".join(f"{s} = {v}" for s, v in zip(outer, carried_in)) + f") -> ({types}) {{",
+            f"        %left = arith.subi {hi}, %t0 : index",
             "        %count = arith.minui %tile, %left : index",
         ]
         for op in self.staged:
@@ -288,6 +313,8 @@ class _GpuKernel:
         merge = Builder(self.names, e, 1, indent="        ")
         carried = self.acc.merge(merge, outer, tile_state) if self.per_tile else tile_state
         loop += merge.lines + [f"        scf.yield {', '.join(carried)} : {types}", "      }"]
+        if self.block_sparse:
+            loop += [f"      scf.yield {', '.join(f'%interval#{k}' for k in range(count))} : {types}", "      }"]
 
         finish = Builder(self.names, e, None, indent="      ")
         values, indices = self.acc.finish(finish, [f"%state#{k}" for k in range(count)])
@@ -304,6 +331,8 @@ class _GpuKernel:
         store_row(store, self.index_const, "%i", indices, "%out_idx", "i64")
 
         args = memref_arguments(self.operands, e, len(values), len(indices))
+        if self.block_sparse:
+            args += [f"{name}: memref<?xi64>" for name in BLOCK_SPARSE]
         args += ["%rows: index", "%cols: index", "%tile: index"]
         text = "\n".join(
             [f"    gpu.func @{self.symbol}({', '.join(args)}) kernel {{"]
@@ -316,4 +345,5 @@ class _GpuKernel:
             + store.lines
             + ["      }", "      gpu.return", "    }"]
         )
-        return GpuKernelText(self.symbol, self.operands, len(values), len(indices), self.axis, e, text)
+        return GpuKernelText(self.symbol, self.operands, len(values), len(indices), self.axis, e, text,
+                             self.block_sparse)

@@ -1,6 +1,6 @@
 """What the CPU and GPU lowerings write the same way around the formula: a function's index constants and the
-memref arguments through which the runtime passes its inputs and outputs, and the stores of an output row (their
-layouts: keir.compiler.operands and each lowering's docstring)."""
+memref arguments through which the runtime passes its inputs and outputs, the stores of an output row, and the
+loads of the block-sparse schedule (their layouts: keir.compiler.operands and each lowering's docstring)."""
 
 from __future__ import annotations
 
@@ -41,3 +41,14 @@ def store_row(b: Builder, index: IndexConstants, row: str, values: list[str], me
     for k, value in enumerate(values):
         offset = b.emit(f"arith.addi {start}, {index(k)} : index", "o")
         b.lines.append(f"{b.indent}memref.store {value}, {memref}[{offset}] : memref<?x{elem}>")
+
+
+def load_pair(b: Builder, memref: str, k: str, index: IndexConstants) -> tuple[str, str]:
+    """(start, end), as indices, of the k-th [start, end) pair of a flat (K, 2) int64 memref (the block-sparse
+    schedule's arrays, keir.compiler.operands.BLOCK_SPARSE)."""
+    at = b.emit(f"arith.muli {k}, {index(2)} : index", "o")
+    pair = []
+    for offset in (at, b.emit(f"arith.addi {at}, {index(1)} : index", "o")):
+        value = b.emit(f"memref.load {memref}[{offset}] : memref<?xi64>", "q")
+        pair.append(b.emit(f"arith.index_cast {value} : i64 to index", "o"))
+    return pair[0], pair[1]

@@ -120,7 +120,7 @@ class Compilation:
     def gpu_kernel(self):
         from keir.compiler.lower_gpu import lower_gpu
 
-        return lower_gpu(self.optimized, kernel_operands(self.kernel.result))
+        return lower_gpu(self.optimized, kernel_operands(self.kernel.result), self.options.block_sparse)
 
     @property
     def gpu(self) -> str:

@@ -58,7 +58,7 @@ def gpu_kernel_for_arch(root: Node, dtype: np.dtype, options: CompileOptions | N
 def gpu_lowering(root: Node, dtype: np.dtype, options: CompileOptions, symbol: str) -> GpuKernelText:
     """Reduction `root` after the keir passes, lowered to a gpu.func named `symbol`."""
     optimized = Compilation(Kernel(symbol, root, DTYPES[np.dtype(dtype).name]), options).optimized
-    return lower_gpu(optimized, kernel_operands(root))
+    return lower_gpu(optimized, kernel_operands(root), options.block_sparse)
 
 
 def _load_or_compile(root: Node, dtype: np.dtype, options: CompileOptions, arch: str) -> GpuKernel:
@@ -69,4 +69,4 @@ def _load_or_compile(root: Node, dtype: np.dtype, options: CompileOptions, arch:
     operands = kernel_operands(root)
     floats, indices = output_widths(root)
     return GpuKernel(ptx.decode(), symbol, arch, operands, floats, indices, root.attr("axis"), dtype,
-                     row_bytes(operands, DTYPES[dtype.name]))
+                     row_bytes(operands, DTYPES[dtype.name]), options.block_sparse)

@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from keir.runtime.cpu import BlockSparse
+from keir.runtime.block_sparse import BlockSparse
 
-# Ranges longer than this many rows are cut into pieces, so that threads can share the work of a large one.
-_PIECE_ROWS = 256
+# Ranges longer than this many rows are cut into pieces, so that threads can share the work of a large one; on
+# the GPU, a piece is a block's rows (lower_gpu.BLOCK_SIZES[0]).
+PIECE_ROWS = 256
 _NAMES = ("ranges_i", "slices_i", "redranges_j", "ranges_j", "slices_j", "redranges_i")
 
 
@@ -85,23 +86,8 @@ def schedule(ranges: tuple[np.ndarray, ...], axis: int, rows: int, columns: int)
     gaps = gap_hi > gap_lo
     all_pairs = np.concatenate((pairs, np.stack((gap_lo[gaps], gap_hi[gaps]), axis=1)))
     all_slices = np.concatenate((np.stack((firsts, ends), axis=1), np.zeros((int(gaps.sum()), 2), dtype=np.int64)))
-    # cut long ranges into pieces
-    lengths = all_pairs[:, 1] - all_pairs[:, 0]
-    pieces = np.maximum(1, -(-lengths // _PIECE_ROWS))
-    owner = np.repeat(np.arange(len(all_pairs)), pieces)
-    offset = np.arange(len(owner)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-    lo = all_pairs[owner, 0] + offset * _PIECE_ROWS
-    hi = np.minimum(lo + _PIECE_ROWS, all_pairs[owner, 1])
-    out_pairs = np.ascontiguousarray(np.stack((lo, hi), axis=1), dtype=np.int64)
-    out_slices = np.ascontiguousarray(all_slices[owner], dtype=np.int64)
-    widths = np.concatenate(([0], np.cumsum(intervals[:, 1] - intervals[:, 0]))) if len(intervals) else np.zeros(1)
-    columns_per_row = widths[out_slices[:, 1]] - widths[out_slices[:, 0]]
-    # a row costs its columns, plus a little for its own work and output
-    work = np.cumsum((hi - lo) * (columns_per_row + 16))
-    empty = columns_per_row == 0
-    empty_rows = _spans(lo[empty], hi[empty])
-    return BlockSparse(out_pairs, out_slices, np.ascontiguousarray(intervals, dtype=np.int64), work, empty_rows)
-
+    nonempty = all_pairs[:, 1] > all_pairs[:, 0]
+    return BlockSparse.of(all_pairs[nonempty], all_slices[nonempty], intervals, PIECE_ROWS)
 
 def _merged(firsts: np.ndarray, ends: np.ndarray, intervals: np.ndarray) -> tuple[np.ndarray, ...]:
     """Each range's intervals sorted, empty ones dropped, and those that touch ([a, b) then [b, c)) made one: a

@@ -101,26 +101,25 @@ class Reduction:
 
     def _kernel_and_inputs(self, arrays: Any) -> tuple[Any, list[Any]]:
         """The compiled kernel (CPU or GPU) and the inputs in the form it takes."""
+        schedule, options = None, None
         if self.ranges is not None:
-            if self._on_gpu(arrays):
-                raise ValueError("block-sparse ranges run on the CPU backend only for now (issue 14): use "
-                                 "backend='CPU' with CPU arrays")
             rows, columns = (self.sizes["i"], self.sizes["j"])[:: 1 if self.axis == 1 else -1]
-            schedule = block_sparse.schedule(self.ranges, self.axis, rows, columns)
-            kernel = kernels.cpu_kernel(self.root, self.dtype, _BLOCK_SPARSE)
-            return ((lambda values, m, n, threads: kernel(values, m, n, threads, schedule)),
-                    self.adapter.numpy_inputs(arrays, self.dtype))
+            schedule, options = block_sparse.schedule(self.ranges, self.axis, rows, columns), _BLOCK_SPARSE
         if not self._on_gpu(arrays):
-            return kernels.cpu_kernel(self.root, self.dtype), self.adapter.numpy_inputs(arrays, self.dtype)
+            kernel = kernels.cpu_kernel(self.root, self.dtype, options)
+            if schedule is not None:
+                return ((lambda values, m, n, threads: kernel(values, m, n, threads, schedule)),
+                        self.adapter.numpy_inputs(arrays, self.dtype))
+            return kernel, self.adapter.numpy_inputs(arrays, self.dtype)
         from keir import gpu_kernels
 
         device = self.adapter.cuda_device(arrays)
         device = max(self.device_id, 0) if device is None else device
-        gpu = gpu_kernels.gpu_kernel(self.root, self.dtype, device_index=device)
+        gpu = gpu_kernels.gpu_kernel(self.root, self.dtype, options, device_index=device)
         # arrays on the device stay there (adapter.device_inputs); others are copied to the device and back
         inputs = self.adapter.device_inputs(arrays) if self.adapter.on_cuda(arrays) else \
             self.adapter.numpy_inputs(arrays, self.dtype)
-        return (lambda values, m, n, threads: gpu(values, m, n, device_index=device)), inputs
+        return (lambda values, m, n, threads: gpu(values, m, n, device_index=device, block_sparse=schedule)), inputs
 
     def __call__(self, *arrays: Any, **call_options: Any) -> Any:
         """Compute. With symbolic variables: their arrays, in the order of their indices. call_options

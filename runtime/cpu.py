@@ -13,6 +13,7 @@ import numpy as np
 
 from keir.compiler.operands import BLOCK_SPARSE, VECTOR_LANES, Operand, column_block_components
 from keir.compiler.reductions import INT64_MAX
+from keir.runtime.block_sparse import BlockSparse
 from keir.runtime.cpu_loader import c_function
 
 # Below this many (i, j) pairs a call runs on the calling thread: a thread hand-off costs more. Larger calls
@@ -133,19 +134,6 @@ def _address(array: np.ndarray) -> int:
         return _addressof(_char_view(array))
     except (TypeError, ValueError):
         return array.ctypes.data
-
-
-@dataclass(frozen=True)
-class BlockSparse:
-    """What a block-sparse kernel runs (keir.compiler.operands.BLOCK_SPARSE), every array C-contiguous int64:
-    row ranges covering every output row once, each with the [first, last) of its intervals of the reduced
-    index, and the cumulative work (pairs computed) up to each range, by which threads share them."""
-
-    ranges: np.ndarray  # (R, 2) [start, end) of rows
-    slices: np.ndarray  # (R, 2) range r is reduced over redranges[slices[r, 0] : slices[r, 1]]
-    redranges: np.ndarray  # (S, 2) [start, end) of the reduced index
-    work: np.ndarray  # (R,) non-decreasing
-    empty_rows: np.ndarray  # the rows reduced over no index: an arg-reduction gives them index -1
 
 
 @dataclass

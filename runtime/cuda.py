@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from keir.compiler.lower_gpu import DEFAULT_SHARED_BYTES, LaunchConfig, launch_config
+from keir.compiler.lower_gpu import BLOCK_SIZES, DEFAULT_SHARED_BYTES, LaunchConfig, launch_config
 from keir.compiler.operands import Operand
+from keir.runtime.block_sparse import BlockSparse
 
 
 class KeirCudaError(RuntimeError):
@@ -131,6 +132,7 @@ class GpuKernel:
     axis: int
     dtype: np.dtype
     row_bytes: int  # workgroup memory per column of a tile
+    block_sparse: bool = False  # compiled block-sparse: a call takes a BlockSparse schedule
     _loaded: dict[int, _Loaded] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -162,14 +164,28 @@ class GpuKernel:
         loaded = self._function(dev)
         return launch_config(rows, self.row_bytes, dev.multiprocessors, loaded.max_threads, DEFAULT_SHARED_BYTES)
 
+    def block_sparse_config(self, ranges: int, dev: Device) -> LaunchConfig:
+        """One block per range, of the largest size the kernel allows (a range has at most that many rows)."""
+        widest = self.launch_config(BLOCK_SIZES[0] * 2 * dev.multiprocessors, dev)
+        return LaunchConfig(ranges, widest.block, widest.tile, widest.shared_bytes)
+
+    def _schedule(self, schedule: BlockSparse | None, dev: Device) -> BlockSparse | None:
+        if (schedule is not None) != self.block_sparse:  # a wrong signature would read past the arguments
+            raise ValueError("a block-sparse kernel needs a schedule, a dense one takes none")
+        return None if schedule is None else schedule.cut(self.block_sparse_config(1, dev).block)
+
     def _output_specs(self) -> list[tuple[int, np.dtype]]:
         return [(width, dtype) for width, dtype in ((self.float_width, self.dtype), (self.index_width, np.int64))
                 if width]
 
-    def _launch(self, dev: Device, buffers: list[tuple[int, int]], rows: int, cols: int, stream: int) -> None:
-        """Launch on `stream`; buffers = (device address, elements) of each operand, then of each output."""
+    def _launch(self, dev: Device, buffers: list[tuple[int, int]], rows: int, cols: int, stream: int,
+                ranges: int | None = None) -> None:
+        """Launch on `stream`; buffers = (device address, elements) of each operand, then of each output (then of
+        the block-sparse schedule's arrays, and `ranges` is the number of ranges: one block each)."""
         loaded = self._function(dev)
         config = self.launch_config(rows, dev)
+        if ranges is not None:
+            config = self.block_sparse_config(ranges, dev)
         # Each memref<?xT> argument is a descriptor (allocated, aligned, offset, size, stride), then the indices.
         words: list[int] = []
         for pointer, size in buffers:
@@ -185,18 +201,20 @@ class GpuKernel:
 
     # NumPy ---------------------------------------------------------------------------------------------------
     def __call__(self, arrays: list[Any], m: int, n: int, threads: int | None = None,
-                 device_index: int | None = None) -> list[Any]:
+                 device_index: int | None = None, block_sparse: BlockSparse | None = None) -> list[Any]:
         """arrays[k] is the user's k-th variable ((M, D), (N, D) or (D,)): NumPy arrays, copied to the device
         `device_index` (default 0) and back, or torch CUDA tensors (see call_torch). m, n: the number of i and j
         indices. Returns the outputs, each (M, width) for axis 1 or (N, width) for axis 0: the floats (if any),
-        then the int64 indices (if any). `threads` is the CPU kernel's option and is ignored."""
+        then the int64 indices (if any). `threads` is the CPU kernel's option and is ignored. block_sparse: the
+        schedule of a kernel compiled block-sparse."""
         if any(_is_torch_tensor(a) for a in arrays):
-            return self.call_torch(arrays, m, n)
+            return self.call_torch(arrays, m, n, block_sparse)
         rows, cols = (m, n) if self.axis == 1 else (n, m)
         outputs = [np.empty((rows, width), dtype=dtype) for width, dtype in self._output_specs()]
         if rows == 0:
             return outputs
         dev = device(0 if device_index is None else device_index)
+        schedule = self._schedule(block_sparse, dev)
         dev.activate()
         allocations: list[int] = []
 
@@ -213,7 +231,12 @@ class GpuKernel:
                     _call("cuMemcpyHtoD", pointer, array.ctypes.data, array.nbytes)
                 buffers.append((pointer, array.size))
             out_buffers = [(allocate(out.nbytes), out.size) for out in outputs]
-            self._launch(dev, buffers + out_buffers, rows, cols, 0)
+            for array in _schedule_arrays(schedule):
+                pointer = allocate(array.nbytes)
+                if array.nbytes:
+                    _call("cuMemcpyHtoD", pointer, array.ctypes.data, array.nbytes)
+                out_buffers.append((pointer, array.size))
+            self._launch(dev, buffers + out_buffers, rows, cols, 0, None if schedule is None else len(schedule.ranges))
             for out, (pointer, _) in zip(outputs, out_buffers):
                 _call("cuMemcpyDtoH", out.ctypes.data, pointer, out.nbytes)  # waits for the launch
         except BaseException:
@@ -222,10 +245,12 @@ class GpuKernel:
             raise
         for pointer in allocations:
             _call("cuMemFree", pointer)
+        if schedule is not None and self.index_width:
+            outputs[-1][schedule.empty_rows] = -1
         return outputs
 
     # torch ---------------------------------------------------------------------------------------------------
-    def call_torch(self, tensors: list[Any], m: int, n: int) -> list[Any]:
+    def call_torch(self, tensors: list[Any], m: int, n: int, block_sparse: BlockSparse | None = None) -> list[Any]:
         """torch CUDA tensors in and out, on their device and its current stream: no host copy, no sync.
         Inputs that are not contiguous are made so on the device; parameters given as Python numbers or NumPy
         arrays are copied to the device. Returns the outputs as torch tensors on that device."""
@@ -254,11 +279,20 @@ class GpuKernel:
             else:  # a parameter given as a number or a NumPy array
                 tensor = torch.as_tensor(np.asarray(value, dtype=self.dtype), device=where)
             inputs.append(tensor)
+        schedule = self._schedule(block_sparse, dev)
+        arrays = [torch.from_numpy(a).to(where) for a in _schedule_arrays(schedule)]
         stream = torch.cuda.current_stream(where).cuda_stream
-        buffers = [(t.data_ptr(), t.numel()) for t in inputs + outputs]
+        buffers = [(t.data_ptr(), t.numel()) for t in inputs + outputs + arrays]
         # The inputs may be freed once this returns: torch's caching allocator reuses memory in stream order.
-        self._launch(dev, buffers, rows, cols, stream)
+        self._launch(dev, buffers, rows, cols, stream, None if schedule is None else len(schedule.ranges))
+        if schedule is not None and self.index_width:
+            outputs[-1][torch.from_numpy(schedule.empty_rows).to(where)] = -1
         return outputs
+
+
+def _schedule_arrays(schedule: BlockSparse | None) -> list[np.ndarray]:
+    """The block-sparse arguments, in the order of keir.compiler.operands.BLOCK_SPARSE."""
+    return [] if schedule is None else [schedule.ranges, schedule.slices, schedule.redranges]
 
 
 def _is_torch_tensor(value: Any) -> bool:

@@ -22,12 +22,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from support.block_sparse import dense_reduction, random_ranges
 from support.op_matrix import OPS, REDUCTIONS
 
 from keir import gpu_kernels, kernels
+from keir import ranges as block_sparse
 from keir.compiler.codegen_gpu import nvptx_target, ptx_for
 from keir.compiler.kernel import Kernel
 from keir.compiler.lower_gpu import BLOCK_SIZES, DEFAULT_SHARED_BYTES, launch_config, lower_gpu
+from keir.compiler.pipeline import CompileOptions
 from keir.dialect.node import make, var
 from keir.dialect.ops import OPS as OP_TABLE
 from keir.numpy import Pm, Vi, Vj
@@ -210,9 +213,10 @@ def _relative_error(got, want) -> float:
 
 # the GPU lowering, run on the host ----------------------------------------------------------------------------
 def _host_emulation(lowered):
-    """The gpu.func compiled for this CPU, running each row as a block of one thread: that thread copies whole
-    tiles and the barriers have nothing to wait for. What runs is the GPU lowering's own code (its indexing,
-    tiling, accumulators, stores); only the cooperative striding of the tile copy is not exercised."""
+    """The gpu.func compiled for this CPU, running the launch's blocks one after the other and a block's threads
+    one after the other, each thread copying whole tiles itself (so the barriers have nothing to wait for). What
+    runs is the GPU lowering's own code (its indexing, tiling, block-sparse schedule, accumulators, stores); only
+    the cooperative striding of the tile copy is not exercised. Called with the launch's grid and block last."""
     from keir.compiler.codegen import llvm_ir_to_object, loops_to_llvm_ir
     from keir.runtime.cpu_loader import load_symbol
 
@@ -220,7 +224,9 @@ def _host_emulation(lowered):
     assert header.strip().startswith("gpu.func @") and body[-2:] == ["      gpu.return", "    }"]
     args = header[header.index("(") + 1 : header.rindex(") kernel")]
     replaced = {
-        "gpu.thread_id x": "arith.constant 0 : index", "gpu.block_dim x": "arith.constant 1 : index",
+        "gpu.thread_id x": "arith.addi %host_tid, %host0 : index",
+        "gpu.block_dim x": "arith.addi %host_block, %host0 : index",
+        "= %tid to": "= %host0 to", "step %bdim {": "step %host1 {",  # the tile copy: all of it, by each thread
     }
     lines = []
     for line in body[:-2]:
@@ -231,13 +237,19 @@ def _host_emulation(lowered):
         lines.append(line.replace(", #gpu.address_space<workgroup>", ""))
     symbol = f"host_{lowered.symbol}"
     text = "\n".join(
-        ["module {", f"func.func @{symbol}({args}, %smem: memref<?xi8>) {{",
+        ["module {", f"func.func @{symbol}({args}, %smem: memref<?xi8>, %host_grid: index, %host_block: index) {{",
          "  %host0 = arith.constant 0 : index", "  %host1 = arith.constant 1 : index",
-         "  scf.for %bid = %host0 to %rows step %host1 {", *lines, "  }", "  return", "}", "}"]
+         "  scf.for %bid = %host0 to %host_grid step %host1 {",
+         "  scf.for %host_tid = %host0 to %host_block step %host1 {", *lines, "  }", "  }", "  return", "}", "}"]
     )
     address = load_symbol(llvm_ir_to_object(loops_to_llvm_ir(text)), symbol)
-    memrefs = len(lowered.operands) + (lowered.float_width > 0) + (lowered.index_width > 0) + 1
-    return ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * (5 * memrefs + 3))(address)
+    return ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * (5 * (_memrefs(lowered) + 1) + 5))(address)
+
+
+def _memrefs(lowered) -> int:
+    """The kernel's memref arguments: operands, outputs, the block-sparse schedule's three arrays."""
+    return (len(lowered.operands) + (lowered.float_width > 0) + (lowered.index_width > 0)
+            + 3 * lowered.block_sparse)
 
 
 class _Result(enum.IntEnum):
@@ -323,18 +335,19 @@ class _StandInDriver:
 
     def cuLaunchKernel(self, function, gx, gy, gz, bx, by, bz, shared, stream, params, extra):
         lowered, host = self.kernels[function]
-        memrefs = len(lowered.operands) + (lowered.float_width > 0) + (lowered.index_width > 0)
+        memrefs = _memrefs(lowered)
         slots = (ctypes.c_uint64 * (5 * memrefs + 3)).from_address(params)
         words = [ctypes.c_uint64.from_address(slot).value for slot in slots]
         rows, cols, tile = words[-3:]
         self.launches.append(dict(grid=gx, block=bx, shared=shared, rows=rows, cols=cols, tile=tile))
-        assert (gy, gz, by, bz, extra) == (1, 1, 1, 1, 0) and gx * bx >= rows and 1 <= tile <= bx
+        assert (gy, gz, by, bz, extra) == (1, 1, 1, 1, 0) and 1 <= tile <= bx
+        assert lowered.block_sparse or gx * bx >= rows
         assert shared == tile * lowered.row_bytes
         for k in range(memrefs):  # (allocated, aligned, offset, size, stride) of host memory from cuMemAlloc
             pointer, aligned, offset, size, stride = words[5 * k : 5 * k + 5]
             assert pointer == aligned and pointer in self.memory and offset == 0 and stride == 1
         smem = np.zeros(max(shared, 1), dtype=np.uint8)
-        host(*words, smem.ctypes.data, smem.ctypes.data, 0, smem.size, 1)
+        host(*words, smem.ctypes.data, smem.ctypes.data, 0, smem.size, 1, gx, bx)
         return (_Result.CUDA_SUCCESS,)
 
 
@@ -347,10 +360,10 @@ def stand_in(monkeypatch):
     monkeypatch.setattr(gpu_kernels, "_loaded", kernels.KernelTable())  # kernels loaded on the stand-in stay with it
     cuda.device.cache_clear()
 
-    def kernel(root, dtype):
-        compiled = gpu_kernels.gpu_kernel(root, dtype)
+    def kernel(root, dtype, options=None):
+        compiled = gpu_kernels.gpu_kernel(root, dtype, options)
         if compiled.symbol not in driver.kernels:
-            lowered = gpu_kernels.gpu_lowering(root, dtype, gpu_kernels.gpu_options(None, "sm_90"), compiled.symbol)
+            lowered = gpu_kernels.gpu_lowering(root, dtype, gpu_kernels.gpu_options(options, "sm_90"), compiled.symbol)
             driver.kernels[compiled.symbol] = (lowered, _host_emulation(lowered))
         return compiled
 
@@ -396,6 +409,45 @@ def test_every_reduction_kind_on_host_matches_cpu(stand_in, kind, options, axis)
         formula = make("concat", make("neg", make("sqdist", xi, yj)), make("mul", yj, var(2, "j", 1)))
     root = make("reduce", formula, kind=kind, axis=axis, **options)
     _check_against_cpu(stand_in, root, [x, y, b, p], 150, 90, np.float32)
+
+
+@pytest.mark.parametrize("axis", [0, 1], ids=["over_i", "over_j"])
+@pytest.mark.parametrize("kind", ["sum", "min_argmin", "kmin_argkmin", "logsumexp"])
+def test_block_sparse_reductions_on_host_match_a_masked_dense_reference(stand_in, kind, axis):
+    """A block per range of rows, over its j-intervals (tiles cut at their ends), against NumPy float64 on the kept
+    pairs; rows no range covers get the reduction of no terms."""
+    rng = np.random.default_rng(8)
+    m, n = 300, 170
+    ranges, mask = random_ranges(rng, m, n)
+    x, y = rng.standard_normal((m, 3)), rng.standard_normal((n, 3))
+    formula = make("sqdist", var(0, "i", 3), var(1, "j", 3))
+    if kind == "logsumexp":
+        formula = make("neg", formula)
+    options = {"k": 3} if kind.startswith("kmin") else {}
+    root = make("reduce", formula, kind=kind, axis=axis, **options)
+    rows, columns = (m, n) if axis == 1 else (n, m)
+    schedule = block_sparse.schedule(block_sparse.as_ranges(ranges), axis, rows, columns)
+    got = stand_in(root, np.float64, CompileOptions(block_sparse=True))([x, y], m, n, block_sparse=schedule)
+    terms = ((x[:, None] - y[None]) ** 2).sum(-1, keepdims=True) * (-1 if kind == "logsumexp" else 1)
+    with np.errstate(divide="ignore"):
+        want = dense_reduction(kind, terms, mask, axis)
+    for g, w in zip(got, want if isinstance(want, tuple) else (want,)):
+        np.testing.assert_allclose(g.astype(np.float64).reshape(w.shape), w, rtol=1e-12, atol=1e-12)
+    (launch,) = stand_in.driver.launches
+    assert launch["grid"] == len(schedule.ranges) and launch["block"] == BLOCK_SIZES[0]
+    assert stand_in.driver.memory == {}
+
+
+@needs_ptxas
+@pytest.mark.parametrize("kind", ["sum", "argkmin", "sumsoftmaxweight"])
+def test_block_sparse_ptx_assembles(kind, tmp_path):
+    formula = make("neg", make("sqdist", var(0, "i", 3), var(1, "j", 3)))
+    if kind == "sumsoftmaxweight":
+        formula = make("concat", formula, var(2, "j", 2))
+    root = make("reduce", formula, kind=kind, axis=1, **({"k": 4} if kind == "argkmin" else {}))
+    for arch in ("sm_80", "sm_90"):
+        ptx = kernels.compilation(root, np.float32, CompileOptions(block_sparse=True, target=arch)).ptx
+        assert "used 1 barriers" in _ptxas(ptx, arch, tmp_path)
 
 
 def test_runtime_errors_name_the_driver_call(monkeypatch):
