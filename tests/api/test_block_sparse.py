@@ -89,8 +89,8 @@ def test_ranges_attribute_transpose_genred_and_batches():
     dense = np.exp(-((x[:, None] - y[None]) ** 2).sum(-1)) * mask
     K.ranges = ranges
     np.testing.assert_allclose(K @ b, dense @ b, rtol=1e-12)  # carried from K to K * b
-    np.testing.assert_allclose(K.t() @ rng.random((m, 1)).reshape(m, 1) * 0 + (K.t() @ np.ones((m, 1))),
-                               dense.T @ np.ones((m, 1)), rtol=1e-12)  # .t() swaps the halves
+    c = rng.random((m, 1))
+    np.testing.assert_allclose(K.t() @ c, dense.T @ c, rtol=1e-12)  # .t() swaps the halves
     genred = kn.Genred("Exp(-SqDist(x,y)) * b", ["x = Vi(2)", "y = Vj(2)", "b = Vj(1)"], reduction_op="Sum", axis=1)
     np.testing.assert_allclose(genred(x, y, b, ranges=ranges), dense @ b, rtol=1e-12)
     genred0 = kn.Genred("Exp(-SqDist(x,y))", ["x = Vi(2)", "y = Vj(2)"], reduction_op="Sum", axis=0)
@@ -262,3 +262,35 @@ def test_torch_cluster_helpers_and_multiscale_sinkhorn_as_ot_libraries_write_it(
     assert 0.05 < kept < 0.8
     f, g = sinkhorn(truncated)
     torch.testing.assert_close(f, dense_f, rtol=0, atol=1e-6)
+
+
+def test_cluster_helpers_give_pykeops_results():
+    """The examples of pykeops' docstrings, on NumPy and on torch."""
+    torch = pytest.importorskip("torch")
+    import keir.numpy.cluster as nc
+    import keir.torch.cluster as tc
+
+    x = np.array([[0.0], [0.1], [0.9], [0.05], [0.5]])
+    assert nc.grid_cluster(x, 0.2).tolist() == [0, 0, 2, 0, 1]
+    assert tc.grid_cluster(torch.tensor(x), 0.2).tolist() == [0, 0, 2, 0, 1]
+    points, labels = np.array([[0.0], [5.0], [0.4], [0.3], [2.0]]), np.array([0, 2, 0, 0, 1])
+    for cluster, wrap in ((nc, np.asarray), (tc, torch.tensor)):
+        sorted_points, sorted_labels = cluster.sort_clusters(wrap(points), wrap(labels))
+        assert np.asarray(sorted_points).ravel().tolist() == [0.0, 0.4, 0.3, 2.0, 5.0]
+        assert np.asarray(cluster.cluster_ranges(sorted_labels)).tolist() == [[0, 3], [3, 4], [4, 5]]
+        centroids = cluster.cluster_centroids(wrap(np.array([[0.0], [1.0], [4.0], [5.0], [6.0]])),
+                                              wrap(np.array([0, 0, 1, 1, 1])),
+                                              weights=wrap(np.array([0.5, 0.5, 2.0, 1.0, 1.0])))
+        np.testing.assert_allclose(np.asarray(centroids).ravel(), [0.5, 4.75])
+        ranges, centroids, weights = cluster.cluster_ranges_centroids(
+            wrap(np.array([[0.0], [0.5], [1.0], [2.0], [3.0]])), wrap(np.array([0, 0, 1, 1, 1])),
+            weights=wrap(np.array([1.0, 0.5, 1.0, 1.0, 10.0])))
+        assert np.asarray(ranges).tolist() == [[0, 2], [2, 5]]
+        np.testing.assert_allclose(np.asarray(centroids).ravel(), [1 / 3 * 0.5, 2.75])
+        np.testing.assert_allclose(np.asarray(weights), [1.5, 12.0])
+        result = cluster.from_matrix(wrap(np.array([[2, 5], [7, 12]])), wrap(np.array([[1, 4], [4, 9], [20, 30]])),
+                                     wrap(np.array([[True, True, False], [False, True, False]])))
+        assert [np.asarray(r).tolist() for r in result] == [
+            [[2, 5], [7, 12]], [2, 3], [[1, 4], [4, 9], [4, 9]],
+            [[1, 4], [4, 9], [20, 30]], [1, 3, 3], [[2, 5], [2, 5], [7, 12]]]
+        assert cluster.swap_axes(None) is None and cluster.swap_axes(tuple(range(6))) == (3, 4, 5, 0, 1, 2)
