@@ -64,6 +64,9 @@ NORMAL_RANGE = {"f32": (Fraction(2) ** -126, Fraction(2) ** 127), "f64": (Fracti
 # The most bits a folded power may take to compute. An exact power past it is far outside every float range
 # (unless the base is 0 or +-1), and computing it would not end: 0.25 ** 10**20, from `(x * 0.25) ** 1e20`.
 POWER_BITS = 1 << 14
+# (a b)^n is read as a^n b^n only for |n| up to this: a^n or b^n alone can overflow (or underflow) where (a b)^n
+# does not, (y / x)^(2^31) = inf / inf = NaN, and the larger n, the more ordinary the values that do it.
+DISTRIBUTED_POWER = 4
 
 
 def _bounded_power(value: Fraction, k: int) -> Fraction | None:
@@ -221,8 +224,18 @@ class NormalForm:
                 stack.append((item.args[0], k))
             elif op in ("square", "pow"):
                 exponent = 2 if op == "square" else item.attr("exponent")
+                base = item.args[0]
+                if abs(k * exponent) > DISTRIBUTED_POWER:  # signs come out; a product stays one factor
+                    while base.op == "neg":
+                        coefficient *= -1 if (k * exponent) % 2 else 1
+                        base = base.args[0]
+                    if base.op in ("mul", "div"):
+                        factor = item if base is item.args[0] else make("pow", base, exponent=exponent)
+                        side = powers[0] if k > 0 else powers[1]
+                        side[factor] = side.get(factor, 0) + abs(k)
+                        continue
                 if exponent:  # pow(a, 0) is 1
-                    stack.append((item.args[0], k * exponent))
+                    stack.append((base, k * exponent))
             else:
                 side = powers[0] if k > 0 else powers[1]
                 side[item] = side.get(item, 0) + abs(k)

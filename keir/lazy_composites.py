@@ -110,8 +110,21 @@ class Composites:
     pow = power
 
     def powf(self, exponent: Any) -> LazyTensor:
-        """self ** exponent for a positive base and any (LazyTensor or number) exponent: exp(exponent log self)."""
-        return (self._lift(exponent) * self.log()).exp()
+        """self ** exponent (a LazyTensor or a number) as C's powf, which KeOps' Powf calls: exp(exponent
+        log |self|), negated for a negative base and an odd integer exponent, NaN for a negative finite base and
+        a non-integer one; powf(x, 0) = powf(1, y) = powf(-1, +-inf) = 1, even for NaN."""
+        y = self._lift(exponent)
+        size = self.abs()
+        magnitude = (y * size.log()).exp()
+        integer = y.floor() == y  # 1.0 or 0.0; infinities count as integers, as in C
+        odd = integer * ((y - 2 * (0.5 * y).floor()) == 1)
+        negative = self < 0
+        sign_bit = negative + (self == 0) * (1 / self < 0)  # -0 too: powf(-0, -1) = -inf
+        signed = magnitude * (1 - 2 * (sign_bit * odd))
+        undefined = negative * (1 - integer) * (size < math.inf)
+        value = (-undefined).ifelse(signed, math.nan)
+        one = ((y == 0) + (self == 1) + (self == -1) * (y.abs() == math.inf)).clamp(0, 1)
+        return (-one).ifelse(value, 1.0)
 
 
     def mod(self, modulus: Any, offset: Any = 0) -> LazyTensor:

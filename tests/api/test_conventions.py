@@ -220,3 +220,25 @@ def test_min_max_gradients_of_a_formula_with_a_missing_size():
     torch.testing.assert_close(g, torch.ones(2, dtype=torch.float64))
     (g,) = torch.autograd.grad((Vi(x) * 2.0).max(axis=1).sum(), x)
     torch.testing.assert_close(g, torch.full((4, 2), 2.0, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_powf_is_c_powf(dtype):
+    """KeOps' Powf calls C's powf (keopscore's keops_powf): every special case of a negative, zero, one,
+    infinite or NaN base and an integer, non-integer, zero, infinite or NaN exponent, as np.power (C's pow)."""
+    bases = np.array([-2.0, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 2.0, np.inf, -np.inf, np.nan])
+    exponents = np.array([0.0, 1.0, 2.0, 3.0, -1.0, -2.0, 0.5, -0.5, 2.5, np.inf, -np.inf, np.nan, 1e20])
+    x, y = (a.reshape(-1, 1).astype(dtype) for a in np.meshgrid(bases, exponents, indexing="ij"))
+    got = (np_Vi(x).powf(np_Vi(y)) * np_Vj(np.ones((1, 1), dtype))).sum(axis=1)
+    with np.errstate(all="ignore"):
+        want = np.power(x, y)
+    np.testing.assert_allclose(got, want, rtol=4e-6 if dtype == np.float32 else 1e-14)
+    signed = ~np.isnan(want) & (want != 0)  # a sum's 0 + -0 is +0
+    assert np.array_equal(np.signbit(got[signed]), np.signbit(want[signed]))  # -inf from -0 included
+
+
+def test_a_large_power_of_a_quotient_does_not_overflow_its_parts():
+    """(y / x) ** 2**31 is inf for |y / x| > 1, 0 below: not y^n / x^n = inf / inf (seed 13 case 2241)."""
+    y, x = np.array([[3.0], [0.5]]), np.array([[2.0]])
+    got = ((np_Vi(y) / np_Vj(x)) ** 2**31).sum(axis=1)
+    assert got[0, 0] == np.inf and got[1, 0] == 0.0

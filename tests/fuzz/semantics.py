@@ -2,7 +2,7 @@
 
 Written from pykeops' documented semantics (KeOps' math_functions: relu(x) = x<0 ? 0 : x, step(x) = x<0 ? 0 : 1,
 sign, clamp(x,a,b) = x<a ? a : (x>b ? b : x), ifelse(x,a,b) = x>=0 ? a : b, mod(x,n,d) = x - n floor((x-d)/n),
-rsqrt(0) = 0, round halves away from zero, sinxdivx(0) = 1, xlogx(0) = 0, powf(x,y) = exp(y log x)); it shares
+rsqrt(0) = 0, round halves away from zero, sinxdivx(0) = 1, xlogx(0) = 0, powf as C's powf); it shares
 no code with keir.
 
 Each node evaluates to a Bound: the float64 value of the exact formula on the (exactly representable) inputs, and
@@ -114,6 +114,14 @@ def _nan_unclear(result: Bound, args: list[Bound]) -> Bound:
 
 
 # pointwise meanings -----------------------------------------------------------------------------------------
+def _integer_zero(text: str) -> bool:
+    """Whether a number's source text is the Python int 0."""
+    try:
+        return int(text) == 0
+    except ValueError:
+        return False
+
+
 def _round_half_away(x: Tensor) -> Tensor:
     return torch.sign(x) * torch.floor(x.abs() + 0.5)
 
@@ -300,6 +308,12 @@ class Evaluator:
         if op == "pow_lazy" and tree["args"][1]["op"] == "num":  # `x ** 2.5`: the API dispatches on the number
             return self._pow_number(self(tree["args"][0]), tree["args"][1]["text"])
         args = [self(arg) for arg in tree["args"]]
+        if op == "mul" and any(arg["op"] == "num" and _integer_zero(arg["text"]) for arg in tree["args"]):
+            # pykeops makes a Python int an IntCst, and IntCst(0) is KeOps' Zero, which a product folds to: 0 * f
+            # is 0 even where f is NaN or infinite (a float 0.0 is a parameter: IEEE's 0.0 * NaN = NaN)
+            shape = torch.broadcast_shapes(*(a.value.shape for a in args))
+            zero = torch.zeros(shape, dtype=torch.float64)
+            return Bound(zero, zero.clone())
         return self.apply(op, args, tree["attrs"])
 
     def _pow_number(self, base: Bound, text: str) -> Bound:
@@ -422,8 +436,21 @@ class Evaluator:
         raise ValueError(f"the fuzzer has no reference for op {op!r}")
 
     def _powf(self, x: Bound, y: Bound) -> Bound:
-        """pykeops Powf(x, y) = exp(y log x), each step rounded in the dtype."""
-        return self.apply("exp", [self.apply("mul", [y, self.apply("log", [x], {})], {})], {})
+        """KeOps' Powf(x, y): C's powf (keopscore's keops_powf). Its magnitude as exp(y log |x|), each step rounded
+        in the dtype; the sign and the special cases from torch.pow (C's pow): a negative base has the sign of an
+        odd integer exponent and is NaN for a non-integer one; pow(x, 0) = pow(1, y) = 1. Where an uncertain y
+        meets a negative base (whether y is an integer is unknown), or the base's interval straddles 0, anything
+        goes."""
+        magnitude = self.apply("exp", [self.apply("mul", [y, self.apply("log", [self.apply("abs", [x], {})], {})],
+                                                  {})], {})
+        xv, yv = torch.broadcast_tensors(x.value, y.value)
+        exact = torch.pow(xv, yv)
+        special = torch.isnan(exact) | (yv == 0) | (xv == 1) | torch.isinf(xv) | torch.isinf(yv)
+        error = torch.where(special, torch.zeros_like(exact), magnitude.error.expand_as(exact))
+        xe, ye = torch.broadcast_tensors(x.error, y.error)
+        one = ((yv == 0) & (ye == 0)) | ((xv == 1) & (xe == 0))  # 1 whatever the other operand is
+        unknown = ~one & (((xv < 0) & (ye > 0)) | ((xv.abs() <= xe) & (xe > 0)) | (special & ((xe > 0) | (ye > 0))))
+        return _unknown_where(Bound(exact, error), unknown)
 
     def _matvec(self, matrix: Bound, vector: Bound) -> Bound:
         m = vector.value.shape[-1]

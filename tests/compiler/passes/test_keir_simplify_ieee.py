@@ -55,8 +55,9 @@ def test_powers_of_a_parameter_cancel_only_for_finite_values():
 
 
 def test_the_fuzzer_reproducer_through_the_api():
-    """seed 1 case 152: y.powf(x.sqdist(x)) with y < 0 is NaN, as pykeops' Powf = exp(b log a) in keir."""
-    x = np.array([[0.3, -1.2]])
+    """seed 1 case 152: y.powf(x.sqdist(x)) is C's powf(y, 0) = 1 (KeOps' Powf calls powf), for y < 0 too, and
+    powf(y, NaN) = NaN where x is infinite: sqdist(x, x) is not folded to 0."""
+    x = np.array([[0.3, -1.2], [np.inf, 0.0]])
     y = np.array([[-0.5], [2.0]])
-    got = kn.Vj(y).powf(kn.Vi(x).sqdist(kn.Vi(x))).sum(axis=0)  # over i: one value per j
-    assert np.isnan(got[0, 0]) and got[1, 0] == 1.0
+    got = kn.Vj(y).powf(kn.Vi(x).sqdist(kn.Vi(x))).sum(axis=1)  # one value per i
+    assert got[0, 0] == 2.0 and np.isnan(got[1, 0])
