@@ -18,7 +18,9 @@ j*D + d*L, and a block is one contiguous stream whatever D is. A wide one (D >= 
 vector per block, |y_j|^2 (the runtime computes it with the copy), and a stride of D + 1 vectors; the
 products x_i.y_j and |x_i - y_j|^2 of wide variables run as a matrix product's micro-kernel (`wide_product`).
 A dimension-1 j-variable is used as it is.
-A reduction over i (axis 0) is the same loop with the roles of i and j swapped. A value of dimension
+A reduction over i (axis 0) is the same loop with the roles of i and j swapped. Block-sparse (pykeops' ranges,
+operands.BLOCK_SPARSE): the i loop runs over ranges of rows, and each row block's j loop over its list of
+intervals, each a masked step, whole vectors and a masked step. A value of dimension
 D < LOOP_DIM is unrolled into D SSA values; a wider one is computed component by component in loops
 (components.py: consumers such as sum or sqdist carry their accumulators through a loop over the components,
 and a wide formula keeps its reduction state in stack buffers, a slice per component), so the code does not
@@ -735,6 +737,8 @@ class _Rows:
 
     def _interval(self, b: Builder, start: str, end: str, state: list[str], types: list[str],
                   interior: Callable[[Builder, str, str, list[str]], list[str]]) -> list[str]:
+        """The state after the columns [start, end): the vector they start in (masked to [start, end)), the
+        whole vectors, the vector they end in (masked to its lanes before end) unless that is the first."""
         nest = self.nest
         lanes, zero = nest.index_const(nest.lanes), nest.index_const(0)
         start_off = b.emit(f"arith.remui {start}, {lanes} : index", "o")

@@ -89,6 +89,7 @@ def schedule(ranges: tuple[np.ndarray, ...], axis: int, rows: int, columns: int)
     nonempty = all_pairs[:, 1] > all_pairs[:, 0]
     return BlockSparse.of(all_pairs[nonempty], all_slices[nonempty], intervals, PIECE_ROWS)
 
+
 def _merged(firsts: np.ndarray, ends: np.ndarray, intervals: np.ndarray) -> tuple[np.ndarray, ...]:
     """Each range's intervals sorted, empty ones dropped, and those that touch ([a, b) then [b, c)) made one: a
     row then runs over the same columns in fewer, longer loops (clusters kept side by side are common)."""

@@ -64,8 +64,10 @@ def as_terms(bound: Bound, case: dict) -> Bound:
     return Bound(value, error)
 
 
-def evaluate_terms(case: dict, variables: dict[str, Bound], precision: Precision) -> tuple[Bound, Bound | None]:
+def evaluate_terms(case: dict, variables: dict[str, Bound], precision: Precision) -> tuple[Bound, Bound | None, bool]:
+    """(the terms, the weight if any, whether derivatives are meaningful: see Evaluator.derivatives_known)."""
     evaluate = Evaluator(variables, precision)
     terms = as_terms(evaluate(case["formula"]), case)
     weight = case["reduction"].get("weight")
-    return terms, (as_terms(evaluate(weight), case) if weight is not None else None)
+    weight = as_terms(evaluate(weight), case) if weight is not None else None
+    return terms, weight, evaluate.derivatives_known

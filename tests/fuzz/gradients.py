@@ -169,7 +169,7 @@ def check(case: dict, namespace: dict) -> int:
         if variable["spelling"] == "Pm_number":
             bounds[variable["name"]] = dense.variable_bounds({**case, "vars": [variable]}, namespace, EXACT)[
                 variable["name"]]
-    terms, weight = dense.evaluate_terms(case, bounds, EXACT)
+    terms, weight, _ = dense.evaluate_terms(case, bounds, EXACT)
     if kind in ("min", "max", "Kmin") and _near_tie(terms.value.detach(), int(k or 1)):
         return 0  # which term is the minimum is decided by rounding: the derivative is not defined by the data
     expected = _reference_reduction(kind, k, terms.value, None if weight is None else weight.value)

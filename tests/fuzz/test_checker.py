@@ -106,3 +106,14 @@ def test_magnitudes_are_the_absolute_backward_sweep() -> None:
     torch.testing.assert_close(size, 2 * cotangent.abs() / x.abs().detach())
     (again,) = torch.autograd.grad(loss, [x])  # the hooks are gone: autograd's own answer again
     assert again.abs().max() < 1e-15
+
+
+def test_derivatives_of_sin_at_arguments_known_only_roughly_are_not_compared() -> None:
+    """sin'(u) at u = 1e20 in float64 (seed 14 case 223): u's own rounding is 1e4, so no derivative is defined by
+    the data; at u = 3 it is."""
+    f64 = Precision.of("float64")
+    for u, known in ((3.0, True), (1e20, False)):
+        value = torch.tensor([[[u]]], dtype=torch.float64)
+        evaluate = Evaluator({"x": Bound(value, torch.zeros_like(value))}, f64)
+        evaluate({"op": "sinxdivx", "args": [{"op": "var", "name": "x"}], "attrs": {}})
+        assert evaluate.derivatives_known is known
