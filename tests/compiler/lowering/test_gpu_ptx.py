@@ -412,25 +412,26 @@ def test_every_reduction_kind_on_host_matches_cpu(stand_in, kind, options, axis)
 
 
 @pytest.mark.parametrize("axis", [0, 1], ids=["over_i", "over_j"])
-@pytest.mark.parametrize("kind", ["sum", "min_argmin", "kmin_argkmin", "logsumexp"])
-def test_block_sparse_reductions_on_host_match_a_masked_dense_reference(stand_in, kind, axis):
+@pytest.mark.parametrize("kind,options", REDUCTIONS, ids=[f"{k}{''.join(map(str, o.values()))}" for k, o in REDUCTIONS])
+def test_block_sparse_reductions_on_host_match_a_masked_dense_reference(stand_in, kind, options, axis):
     """A block per range of rows, over its j-intervals (tiles cut at their ends), against NumPy float64 on the kept
-    pairs; rows no range covers get the reduction of no terms."""
+    pairs; rows no range covers get the reduction of no terms. (Gradients are sum reductions over the same
+    ranges: tests/api/test_block_sparse.py checks them on the CPU.)"""
     rng = np.random.default_rng(8)
     m, n = 300, 170
     ranges, mask = random_ranges(rng, m, n)
     x, y = rng.standard_normal((m, 3)), rng.standard_normal((n, 3))
-    formula = make("sqdist", var(0, "i", 3), var(1, "j", 3))
-    if kind == "logsumexp":
-        formula = make("neg", formula)
-    options = {"k": 3} if kind.startswith("kmin") else {}
+    weight = rng.random((n if axis == 1 else m, 1)) + 0.5
+    f = make("neg", make("sqdist", var(0, "i", 3), var(1, "j", 3)))
+    weighted = kind in ("logsumexp_weight", "sumsoftmaxweight")
+    formula = make("concat", f, var(2, "j" if axis == 1 else "i", 1)) if weighted else f
     root = make("reduce", formula, kind=kind, axis=axis, **options)
     rows, columns = (m, n) if axis == 1 else (n, m)
     schedule = block_sparse.schedule(block_sparse.as_ranges(ranges), axis, rows, columns)
-    got = stand_in(root, np.float64, CompileOptions(block_sparse=True))([x, y], m, n, block_sparse=schedule)
-    terms = ((x[:, None] - y[None]) ** 2).sum(-1, keepdims=True) * (-1 if kind == "logsumexp" else 1)
-    with np.errstate(divide="ignore"):
-        want = dense_reduction(kind, terms, mask, axis)
+    got = stand_in(root, np.float64, CompileOptions(block_sparse=True))([x, y, weight], m, n, block_sparse=schedule)
+    terms = -((x[:, None] - y[None]) ** 2).sum(-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = dense_reduction(kind, terms, mask, axis, k=options.get("k", 3), weight=weight)
     for g, w in zip(got, want if isinstance(want, tuple) else (want,)):
         np.testing.assert_allclose(g.astype(np.float64).reshape(w.shape), w, rtol=1e-12, atol=1e-12)
     (launch,) = stand_in.driver.launches
