@@ -135,15 +135,22 @@ class Builder:
 
     def branch(self, condition: str, then: Callable[[Builder], str], otherwise: Callable[[Builder], str]) -> str:
         """scf.if on an i1 `condition`, each side built by its function on a nested builder; the value it gives."""
+        return self.branches(condition, [self.type], lambda side: [then(side)], lambda side: [otherwise(side)])[0]
+
+    def branches(self, condition: str, types: list[str], then: Callable[[Builder], list[str]],
+                 otherwise: Callable[[Builder], list[str]]) -> list[str]:
+        """scf.if on an i1 `condition` giving values of `types`, each side built by its function on a nested
+        builder (which returns the side's values)."""
+        type_list = ", ".join(types)
         sides = []
         for build in (then, otherwise):
             side = Builder(self.names, self.elem, self.lanes, indent=self.indent + "  ", once=self.once)
-            value = build(side)
-            sides.append(side.lines + [f"{side.indent}scf.yield {value} : {self.type}"])
+            values = build(side)
+            sides.append(side.lines + [f"{side.indent}scf.yield {', '.join(values)} : {type_list}"])
         result = self.names.fresh("if")
-        self.lines += ([f"{self.indent}{result} = scf.if {condition} -> ({self.type}) {{"] + sides[0]
+        self.lines += ([f"{self.indent}{result}:{len(types)} = scf.if {condition} -> ({type_list}) {{"] + sides[0]
                        + [f"{self.indent}}} else {{"] + sides[1] + [f"{self.indent}}}"])
-        return result
+        return [f"{result}#{k}" for k in range(len(types))]
 
     def horner(self, x: str, coefficients: list[float]) -> str:
         """c[0] + x*(c[1] + x*(c[2] + ...)) with fused multiply-adds."""

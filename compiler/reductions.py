@@ -267,21 +267,38 @@ class KMin(Accumulator):
         return [self.splat(b, math.nan)] * n + [self.int_splat(b, INT64_MAX)] * n
 
     def update(self, b, state, f, mask, j):
+        """The insertion runs only where some lane's term beats its K-th best (rare once K good terms are in):
+        otherwise one comparison and a branch."""
         d, k = self.options.dim, self.options.k
         values, indices = list(state[: d * k]), list(state[d * k :])
         for c in range(d):
             value = b.select(b.cmp("uno", f[c], f[c]), b.const(math.inf), f[c])
             slots = range(c * k, (c + 1) * k)
-            beats = [self.and_masks(b, b.cmp("ult", value, values[s]), mask) for s in slots]
-            old_values, old_indices = [values[s] for s in slots], [indices[s] for s in slots]
+            old = [values[s] for s in slots] + [indices[s] for s in slots]
+            beats_last = self.and_masks(b, b.cmp("ult", value, values[slots[-1]]), mask)
+            some = b.emit(f"vector.reduction <or>, {beats_last} : vector<{self.lanes}xi1> into i1", "m")
+            new = b.branches(some, [self.vtype] * k + [self.itype] * k,
+                             lambda side, value=value, old=old: self._insert(side, value, old, mask, j),
+                             lambda side, old=old: old)
             for n, s in enumerate(slots):
-                new_value = b.select(beats[n], value, old_values[n])
-                new_index = self.select_i(b, beats[n], j, old_indices[n])
-                if n > 0:
-                    new_value = b.select(beats[n - 1], old_values[n - 1], new_value)
-                    new_index = self.select_i(b, beats[n - 1], old_indices[n - 1], new_index)
-                values[s], indices[s] = new_value, new_index
+                values[s], indices[s] = new[n], new[k + n]
         return values + indices
+
+    def _insert(self, b: Builder, value: str, old: list[str], mask: str | None, j: str) -> list[str]:
+        """The component's K slots (values, then indices) with `value` inserted where it beats a slot."""
+        k = self.options.k
+        old_values, old_indices = old[:k], old[k:]
+        beats = [self.and_masks(b, b.cmp("ult", value, v), mask) for v in old_values]
+        new_values, new_indices = [], []
+        for n in range(k):
+            new_value = b.select(beats[n], value, old_values[n])
+            new_index = self.select_i(b, beats[n], j, old_indices[n])
+            if n > 0:
+                new_value = b.select(beats[n - 1], old_values[n - 1], new_value)
+                new_index = self.select_i(b, beats[n - 1], old_indices[n - 1], new_index)
+            new_values.append(new_value)
+            new_indices.append(new_index)
+        return new_values + new_indices
 
     def finish(self, b, state):
         d, k = self.options.dim, self.options.k

@@ -179,10 +179,11 @@ def _output_tangent(plan: Plan, inputs: list[Any], tangents: tuple[torch.Tensor 
 
 
 def input_gradient(plan: Plan, inputs: list[Any], k: int, grad_output: torch.Tensor,
-                    output: torch.Tensor) -> torch.Tensor | None:
+                    output: torch.Tensor) -> torch.Tensor:
     """The gradient of the reduction with respect to input k, contracted with grad_output, as a keir
-    reduction of torch tensors (itself differentiable); None where it is zero, so that autograd does not
-    push zeros further back."""
+    reduction of torch tensors (itself differentiable). Where it is zero (the gradient of x - x), zeros without
+    a kernel, as torch and pykeops give: None would make torch.autograd.grad say the input is unused and leave
+    `.grad` unset."""
     output_category = "i" if plan.root.attr("axis") == 1 else "j"
     operands = _Operands(list(inputs), list(plan.categories))
     variable, arrays, categories = operands.variable, operands.arrays, operands.categories
@@ -195,7 +196,7 @@ def input_gradient(plan: Plan, inputs: list[Any], k: int, grad_output: torch.Ten
         variable(output, output_category)
     reduction = plan.sum(gradient.args[0], arrays, categories, gradient.attr("axis"))
     if reduction.is_zero:
-        return None
+        return torch.zeros_like(inputs[k])
     rows = reduction()
     # A parameter's gradient sums the rows (axis -2, before any batch axes' sum, which torch does itself when
     # it reduces a gradient to an input broadcast over batch dimensions).

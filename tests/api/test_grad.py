@@ -382,3 +382,18 @@ def test_lazytensor_grad_needs_a_variable():
     x_i = knp.Vi(np.ones((3, 2)))
     with pytest.raises(TypeError, match="variable"):
         x_i.exp().grad(x_i * 2.0, knp.Vi(np.ones((3, 2))))
+
+
+def test_a_gradient_that_vanishes_is_zeros_as_in_torch():
+    """d/dx of sum_j (x_i - x_i): zeros, so that torch.autograd.grad does not call x unused and .grad is set (seed
+    15 case 352); no kernel runs for it."""
+    import torch
+
+    from keir.torch import Vi
+
+    x = torch.rand(3, 1, dtype=torch.float64, requires_grad=True)
+    result = (Vi(x) - Vi(x)).sum(dim=0)
+    (grad,) = torch.autograd.grad(result, [x], torch.ones_like(result))
+    assert torch.equal(grad, torch.zeros_like(x))
+    (Vi(x) - Vi(x)).sum(dim=0).sum().backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))

@@ -164,6 +164,8 @@ def _gradient_lines(case: dict) -> list[str]:
         lines += [
             f"cotangents2 = [torch.from_numpy(rng.standard_normal(tuple(a.shape))) for a in [{arrays}]]",
             "second = sum((g * c).sum() for g, c in zip(grads, cotangents2) if g is not None)",
-            f"grads2 = torch.autograd.grad(second, [{arrays}], allow_unused=True)",
+            # (a formula whose first derivatives are constant has no second: torch refuses to differentiate it)
+            f"grads2 = torch.autograd.grad(second, [{arrays}], allow_unused=True) "
+            f"if isinstance(second, torch.Tensor) and second.requires_grad else [None] * len(grads)",
         ]
     return lines
