@@ -439,6 +439,33 @@ def test_block_sparse_reductions_on_host_match_a_masked_dense_reference(stand_in
     assert stand_in.driver.memory == {}
 
 
+@pytest.mark.parametrize("wrt", ["x", "y"])
+def test_block_sparse_gradients_on_host_match_torch_autograd(stand_in, wrt):
+    """The gradient of a block-sparse Gaussian sum with respect to an i-variable (a reduction over j, the first
+    half of the ranges) and a j-variable (over i, the transposed half), run as the GPU lowering on the host,
+    against torch autograd of the masked dense float64 form."""
+    torch = pytest.importorskip("torch")
+    from keir.dialect.derivatives import reduction_gradient
+
+    rng = np.random.default_rng(9)
+    m, n = 200, 150
+    ranges, mask = random_ranges(rng, m, n)
+    x, y, b, g = (rng.standard_normal(shape) for shape in ((m, 3), (n, 3), (n, 2), (m, 2)))
+    xi, yj, bj = var(0, "i", 3), var(1, "j", 3), var(2, "j", 2)
+    root = make("reduce", make("mul", make("exp", make("neg", make("sqdist", xi, yj))), bj), kind="sum", axis=1)
+    gradient, _ = reduction_gradient(root, xi if wrt == "x" else yj, var(3, "i", 2), var(4, "i", 2))
+    axis = gradient.attr("axis")
+    rows, columns = (m, n) if axis == 1 else (n, m)
+    schedule = block_sparse.schedule(block_sparse.as_ranges(ranges), axis, rows, columns)
+    (got,) = stand_in(gradient, np.float64, CompileOptions(block_sparse=True))(
+        [x, y, b, g, np.zeros((m, 2))], m, n, block_sparse=schedule)
+    tx, ty = torch.tensor(x, requires_grad=True), torch.tensor(y, requires_grad=True)
+    kernel = torch.exp(-((tx[:, None] - ty[None]) ** 2).sum(-1)) * torch.tensor(mask)
+    out = kernel @ torch.tensor(b)
+    (want,) = torch.autograd.grad(out, [tx if wrt == "x" else ty], torch.tensor(g))
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-12, atol=1e-12)
+
+
 @needs_ptxas
 @pytest.mark.parametrize("kind", ["sum", "argkmin", "sumsoftmaxweight"])
 def test_block_sparse_ptx_assembles(kind, tmp_path):
