@@ -294,3 +294,35 @@ def test_cluster_helpers_give_pykeops_results():
             [[2, 5], [7, 12]], [2, 3], [[1, 4], [4, 9], [4, 9]],
             [[1, 4], [4, 9], [20, 30]], [1, 3, 3], [[2, 5], [2, 5], [7, 12]]]
         assert cluster.swap_axes(None) is None and cluster.swap_axes(tuple(range(6))) == (3, 4, 5, 0, 1, 2)
+
+
+@pytest.mark.parametrize("spelling", ["int32", "strided", "torch", "lists"])
+def test_ranges_of_every_spelling(spelling):
+    """int32 arrays, non-contiguous views, torch tensors and nested lists give the same result."""
+    rng = np.random.default_rng(12)
+    m, n = 41, 67
+    x, y = rng.random((m, 2)), rng.random((n, 2))
+    ranges, mask = random_ranges(rng, m, n)
+    if spelling == "int32":
+        ranges = tuple(r.astype(np.int32) for r in ranges)
+    elif spelling == "strided":
+        ranges = tuple(np.repeat(r, 2, axis=0)[::2] for r in ranges)
+        assert not ranges[0].flags.c_contiguous
+    elif spelling == "torch":
+        torch = pytest.importorskip("torch")
+        ranges = tuple(torch.from_numpy(r) for r in ranges)
+    else:
+        ranges = tuple(r.tolist() for r in ranges)
+    got = kn.Vi(x).sqdist(kn.Vj(y)).sum(axis=1, ranges=ranges)
+    want = (((x[:, None] - y[None]) ** 2).sum(-1) * mask).sum(1, keepdims=True)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_no_block_kept_gives_the_reduction_of_no_terms():
+    x, y = np.random.rand(5, 2), np.random.rand(7, 2)
+    nothing = from_matrix(np.array([[0, 5]]), np.array([[0, 7]]), np.array([[False]]))
+    no_ranges = tuple(np.zeros((0, 2), dtype=int) if k % 3 != 1 else np.zeros(0, dtype=int) for k in range(6))
+    D = kn.Vi(x).sqdist(kn.Vj(y))
+    assert np.array_equal(D.sum(axis=1, ranges=nothing), np.zeros((5, 1)))
+    assert np.array_equal(D.argmin(axis=1, ranges=nothing), np.full((5, 1), -1))
+    assert np.array_equal(D.max(axis=0, ranges=no_ranges), np.full((7, 1), -np.inf))
