@@ -60,13 +60,14 @@ from keir.compiler.operands import (
     kernel_operands,
     loop_formula,
 )
-from keir.compiler.reductions import ReductionOptions, accumulator
+from keir.compiler.reductions import KMin, ReductionOptions, accumulator
 from keir.dialect.node import Node, make, topological
 from keir.dialect.ops import reduction_output_widths
 
 BLOCK_SUM_LANES = 64  # block_sum: vectors per block
 ROW_BLOCK = 4  # rows i that share each j vector
 MAX_BLOCKED_STATE = 4  # accumulator vectors per row above which rows run one at a time (register pressure)
+MAX_BLOCKED_SLOTS = 16  # ... except a K-min state of at most this many slots (see _LoopNest._blocked_kmin)
 WIDE_UNROLL = 4  # components per iteration of the wide product's loop
 MAX_LOOP_STATE = 4  # vectors carried by a loop over components (at least one row's)
 # stack memory for the accumulators of a wide formula: above it rows run one at a time, and above it for one row
@@ -173,7 +174,7 @@ class _LoopNest:
         if not self.block_sparse:
             self.rem = self.entry.emit(f"arith.remui %n, {self.index_const(lanes)} : index", "o")
             self.n_full = self.entry.emit(f"arith.subi %n, {self.rem} : index", "o")
-        block = ROW_BLOCK if len(self.init) <= MAX_BLOCKED_STATE else 1
+        block = ROW_BLOCK if len(self.init) <= MAX_BLOCKED_STATE or self._blocked_kmin() else 1
         if self.wide_root:
             first, per_component = self.acc.head_dims, self.state_bytes_per_component()
             self.chunk_width = self.formula.dim - first
@@ -196,6 +197,12 @@ class _LoopNest:
         text = "\n".join([f"func.func @{self.symbol}({', '.join(args)}){attributes} {{"] + self.entry.lines + lines
                          + ["    return", "}"])
         return LoopKernel(self.symbol, self.operands, floats, indices, self.axis, text)
+
+    def _blocked_kmin(self) -> bool:
+        """A K-min state of up to MAX_BLOCKED_SLOTS slots per row is blocked too: its loop touches only the K-th
+        best until a term beats it, so the rest lives in stack slots at no cost, and sharing each y_j vector
+        between rows halves the time from D = 16 on; larger states compile slowly and gain nothing."""
+        return isinstance(self.acc, KMin) and self.options.k * self.options.dim <= MAX_BLOCKED_SLOTS
 
     def _row_loops(self, b: Builder, lo: str, hi: str, block: int) -> list[str]:
         """The loops over rows [lo, hi): blocks of `block` rows, then the rows left one at a time (where they
