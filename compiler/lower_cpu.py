@@ -66,6 +66,9 @@ from keir.dialect.ops import reduction_output_widths
 
 BLOCK_SUM_LANES = 64  # block_sum: vectors per block
 ROW_BLOCK = 4  # rows i that share each j vector
+# ... where a wide product (the matrix-product micro-kernel) computes the formula's distances or dot products:
+# there more rows per y_j vector pay (the D = 100 Gaussian 2.5x faster than with 4 rows; 24 gain nothing more)
+WIDE_ROW_BLOCK = 16
 MAX_BLOCKED_STATE = 4  # accumulator vectors per row above which rows run one at a time (register pressure)
 MAX_BLOCKED_SLOTS = 16  # ... except a K-min state of at most this many slots (see _LoopNest._blocked_kmin)
 WIDE_UNROLL = 4  # components per iteration of the wide product's loop
@@ -174,11 +177,15 @@ class _LoopNest:
         if not self.block_sparse:
             self.rem = self.entry.emit(f"arith.remui %n, {self.index_const(lanes)} : index", "o")
             self.n_full = self.entry.emit(f"arith.subi %n, {self.rem} : index", "o")
-        block = ROW_BLOCK if len(self.init) <= MAX_BLOCKED_STATE or self._blocked_kmin() else 1
+        block = 1
+        if self._blocked_kmin():  # fewer rows than a sum's: the K slots of 16 rows took twice as long to compile
+            block = 2 * ROW_BLOCK if self.wide else ROW_BLOCK
+        elif len(self.init) <= MAX_BLOCKED_STATE:
+            block = WIDE_ROW_BLOCK if self.wide else ROW_BLOCK
         if self.wide_root:
             first, per_component = self.acc.head_dims, self.state_bytes_per_component()
             self.chunk_width = self.formula.dim - first
-            if ROW_BLOCK * self.chunk_width * per_component > WIDE_STATE_BYTES:
+            if block * self.chunk_width * per_component > WIDE_STATE_BYTES:
                 block = 1
                 self.chunk_width = min(self.chunk_width, max(1, WIDE_STATE_BYTES // per_component))
             self.chunks = [(k, min(k + self.chunk_width, self.formula.dim))
