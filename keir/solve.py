@@ -32,7 +32,7 @@ def conjugate_gradient(matvec: Any, b: Any, eps: float, max_iterations: int) -> 
     return a
 
 
-# pykeops' reduction options that solve passes on to each product by K (ranges: refused, see issue 14)
+# pykeops' reduction options that solve passes on to each product by K
 SOLVE_OPTIONS = ("backend", "device_id", "dtype_acc", "use_double_acc", "sum_scheme", "enable_chunks", "ranges")
 
 
