@@ -50,12 +50,12 @@ func.func @over_i() -> vector<1xf64> {
 }
 
 // A wide sqdist (D >= 8) is a matrix product's micro-kernel: inside the j loop, a loop over the components,
-// four at a time, carries one accumulator per row of the block (4); each step loads y_j[d] once and x_i[d]
+// four at a time, carries one accumulator per row of the block (16); each step loads y_j[d] once and x_i[d]
 // once per row. Then |x|^2 + |y|^2 - 2 x.y, |y|^2 read after y's 16 components, clamped at 0.
 // CHECK-LABEL: func.func @wide(
 // CHECK: scf.for %[[J:.*]] = %{{.*}} iter_args
 // CHECK: arith.muli %[[J]], %[[STRIDE:.*]] : index
-// CHECK: %{{.*}}:4 = scf.for %[[D:.*]] = %{{.*}} to %[[SIXTEEN:.*]] step %{{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK: %{{.*}}:16 = scf.for %[[D:.*]] = %{{.*}} to %[[SIXTEEN:.*]] step %{{.*}} iter_args({{.*}}) -> ({{(vector<16xf32>, ){15}}}vector<16xf32>)
 // CHECK: vector.load %{{.*}}[%{{.*}}] : memref<?xf32>, vector<16xf32>
 // CHECK: memref.load %{{.*}}[%{{.*}}] : memref<?xf32>
 // CHECK: vector.broadcast %{{.*}} : f32 to vector<16xf32>
