@@ -55,7 +55,7 @@ func.func @over_i() -> vector<1xf64> {
 // CHECK-LABEL: func.func @wide(
 // CHECK: scf.for %[[J:.*]] = %{{.*}} iter_args
 // CHECK: arith.muli %[[J]], %[[STRIDE:.*]] : index
-// CHECK: %{{.*}}:16 = scf.for %[[D:.*]] = %{{.*}} to %[[SIXTEEN:.*]] step %{{.*}} iter_args({{.*}}) -> ({{(vector<16xf32>, ){15}}}vector<16xf32>)
+// CHECK: %{{.*}}:16 = scf.for %[[D:.*]] = %{{.*}} to %[[SIXTEEN:.*]] step %{{.*}} iter_args({{.*}}) -> ({{(vector<16xf32>, )+}}vector<16xf32>)
 // CHECK: vector.load %{{.*}}[%{{.*}}] : memref<?xf32>, vector<16xf32>
 // CHECK: memref.load %{{.*}}[%{{.*}}] : memref<?xf32>
 // CHECK: vector.broadcast %{{.*}} : f32 to vector<16xf32>
