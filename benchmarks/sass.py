@@ -7,8 +7,8 @@ makes of keir's PTX:
 
 - a loop is a backward branch (`@P0 BRA .L_x_7` after the label `.L_x_7:`); the steady-state loop is the
   innermost loop with the most shared-memory traffic;
-- ptxas unrolls it: the unroll factor is the bytes its shared loads bring per iteration, divided by the
-  bytes the PTX loop loads per iteration (keir's PTX handles one j per iteration; LLVM does not unroll it).
+- LLVM or ptxas may unroll it: the unroll factor is its shared loads per iteration over the vector loads
+  keir's j loop makes per column j (one per 16 bytes of the tile's row, which no compiler can merge further).
 
 Tools come from NVIDIA's pip wheels (`pip install 'keir[bench]'`: nvidia-cuda-nvcc for ptxas,
 nvidia-cuda-nvdisasm) or a CUDA toolkit on PATH; no GPU is needed.
@@ -35,12 +35,9 @@ _CLASSES = {
 }
 CLASSES = (*_CLASSES, "uniform", "integer/other")
 
-_INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[T0-9]\s+)?([A-Z][A-Z0-9_]*)(\S*)\s*(.*?)\s*;")
+_INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(@!?U?P[T0-9]\s+)?([A-Z][A-Z0-9_]*)(\S*)\s*(.*?)\s*;")
 _LABEL = re.compile(r"^\s*(\.L_x_\d+):")
 _TARGET = re.compile(r"`\((\.L_x_\d+)\)")
-_PTX_LABEL = re.compile(r"^(\$L__BB\d+_\d+):")
-_PTX_BRANCH = re.compile(r"\bbra(?:\.uni)?\s+(\$L__BB\d+_\d+);")
-_PTX_SHARED_LOAD = re.compile(r"\bld\.shared((?:\.v[248])?)\.[a-z]?(\d+)\b")
 _LDS_WIDTH = re.compile(r"\.[US]?(\d+)")
 
 
@@ -59,6 +56,7 @@ class Instruction:
     opcode: str
     modifiers: str
     operands: str
+    predicated: bool = False  # @P0 / @!P0: a branch may or may not be taken
 
     @property
     def shared_bytes(self) -> int:
@@ -75,6 +73,7 @@ class Loop:
     body: list[Instruction]
     unroll: int = 1
     counts: Counter = field(default_factory=Counter)
+    shortest: int = 0  # instructions on the shortest way through the body (every forward branch that may skip, taken)
 
     @property
     def shared_bytes(self) -> int:
@@ -84,6 +83,29 @@ class Loop:
         """Instructions per (i, j) pair: all of them, or one class."""
         total = len(self.body) if name is None else self.counts[name]
         return total / self.unroll
+
+    @property
+    def fast_path_per_pair(self) -> float:
+        """Instructions per pair on the shortest way through the loop: for the K-min family, the pairs that do
+        not beat the current K-th best and skip the insertion (most of them once the list has filled)."""
+        return self.shortest / self.unroll
+
+
+def _shortest_way(body: list[Instruction], labels: dict[str, int]) -> int:
+    """Instructions executed on the shortest way from the loop's first instruction to its back edge: a
+    predicated branch forward inside the body goes either way, an unconditional one only to its target."""
+    position = {i.address: k for k, i in enumerate(body)}
+    best = [1 << 30] * len(body)
+    best[0] = 1
+    for k, instruction in enumerate(body[:-1]):
+        target = _TARGET.search(instruction.operands) if instruction.opcode == "BRA" else None
+        inside = position.get(labels.get(target.group(1), -1)) if target else None
+        successors = [] if inside is not None and not instruction.predicated else [k + 1]
+        if inside is not None and inside > k:
+            successors.append(inside)
+        for successor in successors:
+            best[successor] = min(best[successor], best[k] + 1)
+    return best[-1]
 
 
 def parse_sass(text: str) -> tuple[list[Instruction], dict[str, int]]:
@@ -100,7 +122,8 @@ def parse_sass(text: str) -> tuple[list[Instruction], dict[str, int]]:
             for name in pending:
                 labels[name] = address
             pending = []
-            instructions.append(Instruction(address, match.group(2), match.group(3), match.group(4)))
+            instructions.append(Instruction(address, match.group(3), match.group(4), match.group(5),
+                                            match.group(2) is not None))
     return instructions, labels
 
 
@@ -118,41 +141,24 @@ def sass_loops(text: str) -> list[Loop]:
         if any(start <= s and e <= end and (s, e) != (start, end) for s, e, _ in spans):
             continue  # holds an inner loop
         body = instructions[start : end + 1]
-        loops.append(Loop(label, body, counts=Counter(instruction_class(i.opcode) for i in body)))
+        loops.append(Loop(label, body, counts=Counter(instruction_class(i.opcode) for i in body),
+                          shortest=_shortest_way(body, labels)))
     return loops
 
 
-def ptx_loop_shared_bytes(ptx: str) -> int:
-    """Bytes of shared memory that the PTX's innermost loop with shared loads reads per iteration."""
-    lines = ptx.splitlines()
-    labels = {m.group(1): k for k, line in enumerate(lines) if (m := _PTX_LABEL.match(line.strip()))}
-    best = 0
-    spans = [(labels[m.group(1)], k) for k, line in enumerate(lines)
-             if (m := _PTX_BRANCH.search(line)) and m.group(1) in labels and labels[m.group(1)] <= k]
-    for start, end in spans:
-        if any(start <= s and e <= end and (s, e) != (start, end) for s, e in spans):
-            continue
-        loaded = 0
-        for line in lines[start : end + 1]:
-            load = _PTX_SHARED_LOAD.search(line)
-            if load:
-                lanes = int(load.group(1)[2:]) if load.group(1) else 1
-                loaded += lanes * int(load.group(2)) // 8
-        best = max(best, loaded)
-    return best
-
-
-def steady_state_loop(ptx: str, sass: str) -> Loop:
-    """The j loop of a kernel, with its unroll factor."""
+def steady_state_loop(sass: str, loads_per_j: int) -> Loop:
+    """The j loop of a kernel, with its unroll factor: its shared-memory loads over `loads_per_j`, the vector
+    loads keir's j loop makes per column j (keir.compiler.lower_gpu; counting the PTX loop's loads instead would
+    miss LLVM's own unrolling)."""
     loops = [loop for loop in sass_loops(sass) if loop.shared_bytes]
     if not loops:
         raise ValueError("no loop with shared-memory loads in the SASS")
     loop = max(loops, key=lambda candidate: (candidate.shared_bytes, len(candidate.body)))
-    per_iteration = ptx_loop_shared_bytes(ptx)
-    if not per_iteration or loop.shared_bytes % per_iteration:
-        raise ValueError(f"the SASS loop loads {loop.shared_bytes} bytes per iteration, not a multiple of the "
-                         f"PTX loop's {per_iteration}")
-    loop.unroll = loop.shared_bytes // per_iteration
+    loads = loop.counts["shared loads"]
+    if not loads_per_j or loads % loads_per_j:
+        raise ValueError(f"the SASS loop makes {loads} shared loads per iteration, not a multiple of the "
+                         f"{loads_per_j} of one column j")
+    loop.unroll = loads // loads_per_j
     return loop
 
 

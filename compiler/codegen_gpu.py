@@ -12,8 +12,9 @@ The PTX ISA version is the oldest one that knows the arch: any driver that runs 
 `convert-gpu-to-nvvm` lowers math ops itself: f32 sqrt to `sqrt.approx`, and fma, floor, roundeven, ... to calls
 of libdevice's `__nv_*` functions, which exist only in a CUDA SDK. keir's math is written in arith ops plus a
 few math ops that NVPTX has exact instructions for (sqrt.rn, fma.rn, abs, cvt.rni, copysign, ...), so those are
-rewritten first into calls of the LLVM intrinsics, which the conversion leaves alone; any other math op is a
-Python error, and so is any call left to an undefined function.
+rewritten first into calls of the LLVM intrinsics, which the conversion leaves alone, and `math.exp2` on f32,
+which keir's GPU exp uses for the special-function unit's `ex2.approx` (keir.compiler.mathlib); any other math
+op is a Python error, and so is any call left to an undefined function.
 """
 
 from __future__ import annotations
@@ -76,6 +77,25 @@ _INTRINSICS = {
 }
 
 
+# math op -> NVVM intrinsic of the special-function unit, f32 only; with fastmath<afn> its flush-to-zero form
+_APPROXIMATE = {"math.exp2": ("llvm.nvvm.ex2.approx.f32", "llvm.nvvm.ex2.approx.ftz.f32")}
+
+
+def _intrinsic_name(op) -> str:
+    """The LLVM intrinsic that math op `op` becomes (see _INTRINSICS and _APPROXIMATE)."""
+
+    if op.name in _APPROXIMATE:
+        if str(op.results[0].type) != "f32":
+            raise ValueError(f"{op.name} has a special-function-unit instruction for f32 only, not "
+                             f"{op.results[0].type}")
+        flush = "afn" in str(op.attributes["fastmath"]) if "fastmath" in op.attributes else False
+        return _APPROXIMATE[op.name][flush]
+    intrinsic = _INTRINSICS.get(op.name)
+    if intrinsic is None:
+        raise ValueError(f"{op.name} has no exact NVPTX instruction; keir's GPU lowering cannot use it")
+    return f"llvm.{intrinsic}.{_intrinsic_suffix(op.results[0].type)}"
+
+
 def _intrinsic_suffix(value_type) -> str:
     """LLVM's overload suffix: f32, f64, v1f32, ..."""
     from mlir import ir
@@ -105,12 +125,9 @@ def _math_to_intrinsics(module) -> None:
     from mlir import ir
 
     for op in [op for op in _operations(module) if op.name.startswith("math.")]:
-        intrinsic = _INTRINSICS.get(op.name)
-        if intrinsic is None:
-            raise ValueError(f"{op.name} has no exact NVPTX instruction; keir's GPU lowering cannot use it")
         result_type = op.results[0].type
         attributes = {
-            "intrin": ir.StringAttr.get(f"llvm.{intrinsic}.{_intrinsic_suffix(result_type)}"),
+            "intrin": ir.StringAttr.get(_intrinsic_name(op)),
             "fastmathFlags": ir.Attribute.parse("#llvm.fastmath<none>"),
             "op_bundle_sizes": ir.Attribute.parse("array<i32>"),
             "operandSegmentSizes": ir.Attribute.parse(f"array<i32: {len(op.operands)}, 0>"),

@@ -26,8 +26,10 @@ Layout the runtime provides: every variable is row-major, (rows, D) for an i-var
 j-variable, (D,) for a parameter; the outputs are (rows, float_width) and (rows, index_width) int64. These are the
 user's own layouts (for axis 0 the roles of i and j swap, the layouts do not), so torch tensors go in as they
 are. A tile of a j-variable is one contiguous range of memory, which the block copies with consecutive threads
-reading consecutive words; in workgroup memory the tile of variable v sits at [tile * offset_v, tile * (offset_v
-+ D_v)) as (tile, D_v), and all threads read the same word at once (a broadcast, no bank conflicts).
+reading consecutive words. In workgroup memory the tile is one (tile, width) array whose row jj holds every
+j-variable of column t0 + jj side by side (variable v at words [offset_v, offset_v + D_v)), padded to 16 bytes:
+the j loop reads a row with 16-byte vector loads (a D = 3 point and its weight: one load), and all threads read
+the same words at once (a broadcast, no bank conflicts).
 
 The block size is the launch's blockDim (chosen at run time by `launch_config` from the number of rows and the
 device), the tile length is the argument %tile and the workgroup memory is dynamic, so one PTX serves every
@@ -48,6 +50,8 @@ from keir.compiler.reductions import INT64_MAX, ReductionOptions, Sum, accumulat
 from keir.dialect.node import Node
 
 ELEMENT_BYTES = {"f32": 4, "f64": 8}
+# A j loop reads a pair's j-data with 16-byte shared loads (ld.shared.v4.b32 / .v2.b64): one per 4 floats.
+VECTOR_BYTES = 16
 WARP = 32
 # 256 threads x 255 registers (the most ptxas gives a thread) fit the 64K registers of a block on every sm_XX,
 # so a block of at most 256 threads launches whatever the formula's register pressure.
@@ -69,6 +73,7 @@ class GpuKernelText:
     elem: str
     func_text: str
     block_sparse: bool = False  # a block per range of rows, over its j-intervals (BLOCK_SPARSE)
+    loads_per_column: int = 0  # workgroup-memory vector loads in the j loop per column j (static analysis)
 
     @property
     def row_bytes(self) -> int:
@@ -84,9 +89,17 @@ def staged_operands(operands: tuple[Operand, ...]) -> tuple[Operand, ...]:
     return tuple(op for op in operands if op.category == "j")
 
 
+def row_width(operands: tuple[Operand, ...], elem: str) -> int:
+    """Words that one column j of a tile takes: the staged j-variables' components side by side, padded to a
+    multiple of VECTOR_BYTES so that every aligned vector load of the row stays inside it."""
+    words = sum(op.dim for op in staged_operands(operands))
+    lanes = VECTOR_BYTES // ELEMENT_BYTES[elem]
+    return -(-words // lanes) * lanes
+
+
 def row_bytes(operands: tuple[Operand, ...], elem: str) -> int:
-    """Workgroup memory that one column j of a tile takes: the staged j-variables' components."""
-    return sum(op.dim for op in staged_operands(operands)) * ELEMENT_BYTES[elem]
+    """Workgroup memory that one column j of a tile takes (row_width words)."""
+    return row_width(operands, elem) * ELEMENT_BYTES[elem]
 
 
 def gpu_module_text(kernels: list[GpuKernelText]) -> str:
@@ -135,37 +148,41 @@ def lower_module(kernels: list[Kernel]) -> str:
     return gpu_module_text([lower_gpu(k) for k in kernels])
 
 
-def lower_gpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None, block_sparse: bool = False) -> GpuKernelText:
+def lower_gpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None, block_sparse: bool = False,
+              gpu_math: str = "sfu") -> GpuKernelText:
     """Lower `kernel` to a gpu.func; `operands` fixes the signature (default: the variables it uses), as for
     `lower_cpu`. All j operands of the signature are staged, so the launch depends on the signature alone.
     block_sparse: block b computes the rows of range b (at most blockDim of them), tile by tile over each of its
     j-intervals (keir.compiler.operands.BLOCK_SPARSE); all threads of a block share them, so the barriers stay
-    uniform."""
+    uniform. gpu_math: how float32 exp is computed (keir.compiler.mathlib.GPU_MATH)."""
     reduce = kernel.result
     if reduce.op != "reduce":
         raise ValueError(f"only a keir.reduce can be lowered to a GPU kernel, not keir.{reduce.op}")
     formula = loop_formula(reduce)
     kernel_ = _GpuKernel(kernel.name, formula, kernel.dtype, reduce.attr("axis"), operands or kernel_operands(reduce),
-                         ReductionOptions.of(reduce), block_sparse)
+                         ReductionOptions.of(reduce), block_sparse, gpu_math)
     return kernel_.build()
 
 
 class _GpuKernel:
     def __init__(self, symbol: str, formula: Node, elem: str, axis: int, operands: tuple[Operand, ...],
-                 options: ReductionOptions, block_sparse: bool = False):
+                 options: ReductionOptions, block_sparse: bool = False, gpu_math: str = "sfu"):
         self.symbol, self.formula, self.elem, self.axis, self.operands = symbol, formula, elem, axis, operands
         self.block_sparse = block_sparse
         self.acc = accumulator(options, elem, 1)
         # A sum adds each tile's partial sum to the total, except a Kahan sum, whose compensation runs throughout.
         self.per_tile = isinstance(self.acc, Sum) and options.sum_scheme != "kahan_scheme"
-        self.names = Names()
+        self.names = Names(gpu_math=gpu_math)
         self.consts = Builder(self.names, elem, None, indent="      ")  # index constants, first in the body
         self.entry = Builder(self.names, elem, None, indent="      ")  # once per thread: hoisted work
         self.inner = Builder(self.names, elem, None, indent="          ")  # once per (i, j): the j loop body
         self.index_const = IndexConstants(self.consts)
         self.values: dict[Node, list[str]] = {}
         self.staged = staged_operands(operands)
-        self.tile_base: dict[int, str] = {}  # operand index -> first element of its tile in workgroup memory
+        self.width = row_width(operands, elem)  # words per tile row
+        self.lanes_per_load = VECTOR_BYTES // ELEMENT_BYTES[elem]
+        self.column: dict[int, int] = {}  # operand index -> its first word in a tile row
+        self.row_loads: dict[int, str] = {}  # k -> the vector load of words [k * lanes, (k + 1) * lanes) of row jj
 
     @property
     def memref(self) -> str:
@@ -198,25 +215,34 @@ class _GpuKernel:
                 row = self.index_op(b, "muli", "%i", self.index_const(node.dim))
                 comps = [self.load(b, f"%a{index}", self.index_op(b, "addi", row, self.index_const(d))) for d in dims]
             else:
-                row = self.index_op(b, "muli", "%jj", self.index_const(node.dim))
-                first = self.index_op(b, "addi", self.tile_base[index], row)
-                comps = [
-                    self.load(b, "%ys", self.index_op(b, "addi", first, self.index_const(d)), shared=True) for d in dims
-                ]
+                comps = [self.tile_word(self.column[index] + d) for d in dims]
         else:
             comps = compute(b, node, [self.value(a) for a in node.args])
         self.values[node] = comps
         return comps
 
+    def tile_word(self, word: int) -> str:
+        """Word `word` of tile row %jj, from the aligned vector load that holds it (one load per vector)."""
+        chunk, lane = divmod(word, self.lanes_per_load)
+        if chunk not in self.row_loads:
+            b = self.inner
+            if not self.row_loads:
+                self.row_start = self.index_op(b, "muli", "%jj", self.index_const(self.width))
+            start = self.index_op(b, "addi", self.row_start, self.index_const(chunk * self.lanes_per_load))
+            vector = f"vector<{self.lanes_per_load}x{self.elem}>"
+            self.row_loads[chunk] = b.emit(f"vector.load %ys[{start}] {{alignment = {VECTOR_BYTES}}} : "
+                                           f"{self.shared_memref}, {vector}", "y")
+        return self.inner.emit(f"vector.extract {self.row_loads[chunk]}[{lane}] : {self.elem} from "
+                               f"vector<{self.lanes_per_load}x{self.elem}>")
+
     def stage_tiles(self) -> list[str]:
-        """Workgroup memory as one (tile, width) array; variable v's tile starts at tile * (its column offset)."""
-        width = sum(op.dim for op in self.staged)
-        if not width:
+        """Workgroup memory as one (tile, width) array of rows (see the module docstring)."""
+        if not self.staged:
             return []
-        size = self.index_op(self.consts, "muli", "%tile", self.index_const(width))
+        size = self.index_op(self.consts, "muli", "%tile", self.index_const(self.width))
         offset = 0
         for op in self.staged:
-            self.tile_base[op.index] = self.index_op(self.consts, "muli", "%tile", self.index_const(offset))
+            self.column[op.index] = offset
             offset += op.dim
         return [
             f"      %smem = gpu.dynamic_shared_memory : memref<?xi8, {WORKGROUP}>",
@@ -225,7 +251,8 @@ class _GpuKernel:
         ]
 
     def copy_tile(self, op: Operand) -> list[str]:
-        """Rows t0 .. t0+count-1 of j-variable `op` (count * D contiguous words) to its tile, one word a thread."""
+        """Rows t0 .. t0+count-1 of j-variable `op` (count * D contiguous words) to its words of the tile's rows,
+        one word a thread (consecutive threads read consecutive words)."""
         b = Builder(self.names, self.elem, None, indent="        ")
         dim = self.index_const(op.dim)
         words = self.index_op(b, "muli", "%count", dim)
@@ -234,15 +261,36 @@ class _GpuKernel:
         b.lines.append(f"        scf.for {k} = %tid to {words} step %bdim {{")
         b.indent = "          "
         word = self.load(b, f"%a{op.index}", self.index_op(b, "addi", first, k))
-        dst = self.index_op(b, "addi", self.tile_base[op.index], k)
+        if op.dim == self.width:  # the only variable, unpadded: the tile is its rows as they are
+            dst = k
+        else:
+            row, column = (k, None) if op.dim == 1 else (self.index_op(b, "divui", k, dim),
+                                                          self.index_op(b, "remui", k, dim))
+            dst = self.index_op(b, "muli", row, self.index_const(self.width))
+            if column is not None:
+                dst = self.index_op(b, "addi", dst, column)
+            if self.column[op.index]:
+                dst = self.index_op(b, "addi", dst, self.index_const(self.column[op.index]))
         b.lines += [f"          memref.store {word}, %ys[{dst}] : {self.shared_memref}", "        }"]
         return b.lines
 
+    def fuses_product(self) -> bool:
+        """A plain sum of a product (a Gaussian times its weight): the loop adds a * b to the total with one fma
+        instead of a multiplication and an addition (one rounding fewer, one instruction per component)."""
+        acc = self.acc
+        return isinstance(acc, Sum) and not acc.kahan and not acc.wide and self.formula.op == "mul"
+
     def update(self, state: list[str]) -> list[str]:
         """The j loop body: f at (i, j = t0 + jj) as vector<1xT>, folded into the state."""
-        f = self.value(self.formula)
         b = self.lanes(self.inner)
-        lanes = [b.emit(f"vector.broadcast {c} : {self.elem} to vector<1x{self.elem}>", "f") for c in f]
+
+        def lanes_of(components: list[str]) -> list[str]:
+            return [b.emit(f"vector.broadcast {c} : {self.elem} to vector<1x{self.elem}>", "f") for c in components]
+
+        if self.fuses_product():
+            x, y = (lanes_of(self.value(arg)) for arg in self.formula.args)  # a dimension-1 factor broadcasts
+            return [b.fma(x[k if len(x) > 1 else 0], y[k if len(y) > 1 else 0], total) for k, total in enumerate(state)]
+        lanes = lanes_of(self.value(self.formula))
         j = None
         if self.acc.needs_index:
             column = self.index_op(self.inner, "addi", "%t0", "%jj")
@@ -254,6 +302,8 @@ class _GpuKernel:
         e = self.elem
         k0, k1 = self.index_const(0), self.index_const(1)
         prologue = [
+            f"      %zero_i32 = {literals.constant(0, 'i32')}",
+            f"      %one_i32 = {literals.constant(1, 'i32')}",
             "      %tid = gpu.thread_id x",
             "      %bid = gpu.block_id x",
             "      %bdim = gpu.block_dim x",
@@ -302,8 +352,12 @@ class _GpuKernel:
         tile_init = init if self.per_tile else outer
         loop += [
             "        gpu.barrier",
-            f"        %tile_state:{count} = scf.for %jj = {k0} to %count step {k1} iter_args("
-            + ", ".join(f"{s} = {v}" for s, v in zip(inner, tile_init)) + f") -> ({types}) {{",
+            # the loop counts in i32 (a tile has at most 256 columns): 64-bit loop arithmetic costs two
+            # more instructions per iteration
+            "        %count_i32 = arith.index_cast %count : index to i32",
+            f"        %tile_state:{count} = scf.for %jq = %zero_i32 to %count_i32 step %one_i32 iter_args("
+            + ", ".join(f"{s} = {v}" for s, v in zip(inner, tile_init)) + f") -> ({types}) : i32 {{",
+            "          %jj = arith.index_cast %jq : i32 to index",
             *self.inner.lines,
             f"          scf.yield {', '.join(new)} : {types}",
             "        }",
@@ -346,4 +400,4 @@ class _GpuKernel:
             + ["      }", "      gpu.return", "    }"]
         )
         return GpuKernelText(self.symbol, self.operands, len(values), len(indices), self.axis, e, text,
-                             self.block_sparse)
+                             self.block_sparse, len(self.row_loads))

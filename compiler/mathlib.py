@@ -100,7 +100,12 @@ def exp(b: Builder, x: str) -> str:
     The first two have no operation with a subnormal operand or result: on many CPUs each such operation takes
     a microcode assist, which made an underflowing Gaussian sum about 2x slower when every vector with an
     underflowing lane took `_exp_anywhere`. On vectors the choice is per vector, so it costs a branch
-    misprediction where vectors with and without underflowing lanes mix."""
+    misprediction where vectors with and without underflowing lanes mix.
+
+    In a GPU kernel (`Names.gpu_math`, float32) exp runs on the special-function unit instead: see
+    `_exp_special_function_unit`."""
+    if b.names.gpu_math in ("sfu", "fast") and b.elem == "f32":
+        return _on_scalars(b, x, _exp_special_function_unit)
     if b.lanes is None or b.once:
         return _exp_anywhere(b, x)
     fmt = _FORMATS[b.elem]
@@ -118,6 +123,47 @@ def exp(b: Builder, x: str) -> str:
         return t.branch(_every_lane(t, zero), lambda z: z.const(0.0), some_subnormal_or_large)
 
     return b.branch(_every_lane(b, normal), lambda n: _exp_normal(n, x), not_all_normal)
+
+
+# GPU math (the `gpu_math` of keir.compiler.pipeline.CompileOptions): "sfu" exp is ex2.approx after an exact
+# reduction, "fast" is ex2.approx(x * log2(e)) as KeOps' -use_fast_math compiles it, "ieee" the polynomials.
+GPU_MATH = ("sfu", "fast", "ieee")
+_LN2_HI = struct.unpack("<f", struct.pack("<f", math.log(2)))[0]  # ln 2 = _LN2_HI + _LN2_LO to 2**-48
+_LN2_LO = math.log(2) - _LN2_HI
+# below it, exp is 0 in float32 (exp(-104) < 2**-150): ex2.approx sees no -inf, whose reduction would be NaN
+_SFU_FLOOR = -200.0
+
+
+def _on_scalars(b: Builder, x: str, routine) -> str:
+    """routine on a scalar builder; a vector<1xT> (an accumulator's state on the GPU) is taken apart and back."""
+    if b.lanes is None:
+        return routine(b, x)
+    if b.lanes != 1:
+        raise ValueError(f"GPU math works on scalars, not vector<{b.lanes}x{b.elem}>")
+    from keir.compiler.mlir_text import Builder as ScalarBuilder
+
+    scalar = ScalarBuilder(b.names, b.elem, None, b.lines, b.indent, once=b.once)
+    value = routine(scalar, scalar.emit(f"vector.extract {x}[0] : {b.elem} from {b.type}"))
+    return b.emit(f"vector.broadcast {value} : {b.elem} to {b.type}")
+
+
+def _exp_special_function_unit(b: Builder, x: str) -> str:
+    """exp(x) = 2**h * e**r, h = x * log2(e) rounded to float32, r = x - h * ln 2 computed by two FMAs to about
+    2**-40 (|r| <= ulp(h) * ln2 / 2 <= 2**-17); 2**h is the special-function unit's `ex2.approx.f32` (which keeps
+    subnormal results) and e**r = 1 + r to 2**-35, applied by one FMA: the result is ex2.approx's own error
+    (NVIDIA documents 2 ulp for it, as for CUDA's exp2f) plus half an ulp. h is clamped at 128, where 2**h is
+    already inf: there r >= 0, so that inf * (1 + r) stays inf (x = +inf included), and x below -200 (-inf) is
+    taken as -200, whose result is 0 as well. NaN propagates (minimumf/maximumf). With gpu_math "fast", KeOps'
+    form: ex2.approx.ftz(x * log2(e)), two instructions, a relative error of about (2 + 1.2 |x|) ulp and
+    results below 2**-126 flushed to 0."""
+    log2e = b.const(1 / math.log(2))
+    if b.names.gpu_math == "fast":
+        return b.emit(f"math.exp2 {b.mul(x, log2e)} fastmath<afn> : {b.type}")
+    clamped = b.max(x, b.const(_SFU_FLOOR))
+    h = b.min(b.mul(clamped, log2e), b.const(128.0))
+    r = b.fma(h, b.const(-_LN2_LO), b.fma(h, b.const(-_LN2_HI), clamped))
+    power = b.emit(f"math.exp2 {h} : {b.type}")
+    return b.fma(power, r, power)
 
 
 def _every_lane(b: Builder, mask: str) -> str:

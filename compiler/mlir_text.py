@@ -15,9 +15,12 @@ from keir.compiler import literals
 
 @dataclass
 class Names:
-    """Fresh SSA names shared by every builder of one function."""
+    """Fresh SSA names shared by every builder of one function, and the function's choice of math routines."""
 
     count: int = 0
+    # GPU kernels: exp by the special-function unit's ex2.approx after an exact reduction (keir.compiler.mathlib),
+    # "fast" without the reduction (KeOps' -use_fast_math), "ieee" the polynomials the CPU uses
+    gpu_math: str | None = None
 
     def fresh(self, hint: str = "v") -> str:
         self.count += 1

@@ -21,6 +21,7 @@ from keir.compiler.emit import emit_module
 from keir.compiler.errors import INTERNAL_ONLY, USER_ERRORS, CompilerError
 from keir.compiler.kernel import Kernel
 from keir.compiler.lower_cpu import LoopKernel, lower_cpu
+from keir.compiler.mathlib import GPU_MATH
 from keir.compiler.operands import kernel_operands
 from keir.compiler.passes import run_pipeline
 
@@ -36,6 +37,12 @@ class CompileOptions:
     passes: tuple[str, ...] = DEFAULT_PASSES
     target: str = "cpu"
     block_sparse: bool = False  # reduce over lists of j-intervals (pykeops' ranges; operands.BLOCK_SPARSE)
+    # GPU kernels' float32 exp: "sfu" (special-function unit, exact reduction), "fast", "ieee" (see mathlib.GPU_MATH)
+    gpu_math: str = "sfu"
+
+    def __post_init__(self) -> None:
+        if self.gpu_math not in GPU_MATH:
+            raise ValueError(f"precision must be one of {', '.join(map(repr, GPU_MATH))}, got {self.gpu_math!r}")
 
 
 def cache_key(keir_text: str, options: CompileOptions, target_key: str) -> str:
@@ -120,7 +127,8 @@ class Compilation:
     def gpu_kernel(self):
         from keir.compiler.lower_gpu import lower_gpu
 
-        return lower_gpu(self.optimized, kernel_operands(self.kernel.result), self.options.block_sparse)
+        return lower_gpu(self.optimized, kernel_operands(self.kernel.result), self.options.block_sparse,
+                         self.options.gpu_math)
 
     @property
     def gpu(self) -> str:

@@ -59,18 +59,20 @@ class Plan:
     sum_options: tuple[tuple[str, str], ...]
     # block-sparse ranges: a derivative reduction is over the same blocks (over i: their transposed half)
     ranges: tuple[Any, ...] | None = None
+    precision: str = "sfu"  # the GPU's exp (keir.reduction.Reduction), kept by every derivative reduction
 
     @classmethod
     def of(cls, reduction: Reduction) -> Plan:
         lazy = reduction.lazy
         sum_options = tuple((k, v) for k, v in reduction.reduce_attrs.items() if k in ("sum_scheme", "dtype_acc"))
         return cls(reduction.root, lazy.categories, lazy.dtype, reduction.threads, type(lazy), sum_options,
-                   reduction.ranges)
+                   reduction.ranges, reduction.precision)
 
     def sum(self, formula: Node, arrays: list[Any], categories: list[str], axis: int) -> Reduction:
         """A sum reduction of formula over these arrays, with this reduction's dtype and options."""
         lazy = self.lazy_type.from_node(formula, tuple(arrays), tuple(categories), self.dtype)
-        return Reduction(lazy, "sum", axis, self.threads, ranges=self.ranges, **dict(self.sum_options))
+        return Reduction(lazy, "sum", axis, self.threads, ranges=self.ranges, precision=self.precision,
+                         **dict(self.sum_options))
 
 
 class KeirReduction(torch.autograd.Function):
@@ -215,7 +217,8 @@ def _selected_pairs(plan: Plan, inputs: list[Any], variable: Callable[[Any, str]
     output_category, reduced_category = ("i", "j") if axis == 1 else ("j", "i")
     detached = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in inputs)
     lazy = plan.lazy_type.from_node(plan.root.args[0], detached, plan.categories, plan.dtype)
-    index = Reduction(lazy, SELECTING_ARG[plan.root.attr("kind")], axis, plan.threads, ranges=plan.ranges)()
+    index = Reduction(lazy, SELECTING_ARG[plan.root.attr("kind")], axis, plan.threads, ranges=plan.ranges,
+                      precision=plan.precision)()
     # the reduced axis' size; 1 when no variable is indexed by it (pykeops' rule for a missing size)
     size = next((a.shape[-2] for a, c in zip(inputs, plan.categories) if c == reduced_category), 1)
     dtype = getattr(torch, plan.dtype)

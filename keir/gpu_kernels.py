@@ -58,7 +58,7 @@ def gpu_kernel_for_arch(root: Node, dtype: np.dtype, options: CompileOptions | N
 def gpu_lowering(root: Node, dtype: np.dtype, options: CompileOptions, symbol: str) -> GpuKernelText:
     """Reduction `root` after the keir passes, lowered to a gpu.func named `symbol`."""
     optimized = Compilation(Kernel(symbol, root, DTYPES[np.dtype(dtype).name]), options).optimized
-    return lower_gpu(optimized, kernel_operands(root), options.block_sparse)
+    return lower_gpu(optimized, kernel_operands(root), options.block_sparse, options.gpu_math)
 
 
 def _load_or_compile(root: Node, dtype: np.dtype, options: CompileOptions, arch: str) -> GpuKernel:

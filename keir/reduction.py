@@ -9,6 +9,7 @@ import numpy as np
 
 from keir import kernels
 from keir import ranges as block_sparse
+from keir.compiler.mathlib import GPU_MATH
 from keir.compiler.passes import keir_differentiate, keir_trace
 from keir.compiler.pipeline import CompileOptions
 from keir.dialect import algebra
@@ -31,13 +32,18 @@ class Reduction:
 
     def __init__(self, lazy: Any, kind: str, axis: int, threads: int | None = None, out: Any = None,
                  backend: str = "auto", device_id: int = -1, ranges: Any = None, use_double_acc: bool = False,
-                 rows: dict[str, int] | None = None, **reduce_attrs: Any):
+                 rows: dict[str, int] | None = None, precision: str = "sfu", **reduce_attrs: Any):
         """reduce_attrs: `k` (the K-min family), `sum_scheme`, `dtype_acc` — see keir.dialect.ops.
         out: an array to write the result into. backend: "auto" (the GPU for CUDA tensors, else the CPU),
         "CPU" or "GPU" ("GPU_1D", "GPU_2D" as in pykeops); device_id: the GPU to use (-1: the default one).
         rows: the number of rows ("i") or columns ("j") where the formula has no such variable (default 1,
-        as in pykeops). ranges: pykeops' block-sparse 6-tuple (keir.ranges), the same for every batch entry."""
+        as in pykeops). ranges: pykeops' block-sparse 6-tuple (keir.ranges), the same for every batch entry.
+        precision: the GPU's float32 exp — "sfu" (the special-function unit after an exact reduction, within
+        2.5 ulp), "fast" (KeOps' -use_fast_math form), "ieee" (the CPU's polynomial, 1 ulp); the CPU always runs
+        the polynomial."""
         self.ranges = block_sparse.as_ranges(ranges)
+        if precision not in GPU_MATH:
+            raise ValueError(f"precision must be one of {', '.join(map(repr, GPU_MATH))}, got {precision!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
         for name in _TUNING_OPTIONS:
@@ -47,7 +53,7 @@ class Reduction:
         unknown = set(reduce_attrs) - {"k", "sum_scheme", "dtype_acc"}
         if unknown:
             raise TypeError(f"a reduction got unexpected option(s) {', '.join(sorted(unknown))}")
-        self.backend, self.device_id = backend, device_id
+        self.backend, self.device_id, self.precision = backend, device_id, precision
         self.lazy = lazy
         self.adapter = lazy.adapter
         self.axis = axis
@@ -69,8 +75,18 @@ class Reduction:
         self.sizes, batched = _sizes(lazy, rows)
         self.batch_shape = lazy.batch_shape if batched else ()
 
+    @property
+    def cpu_options(self) -> CompileOptions | None:
+        """The CPU kernel's options (None: the defaults, the cheapest key); the CPU has no `precision`."""
+        return _BLOCK_SPARSE if self.ranges is not None else None
+
+    @property
+    def gpu_compile_options(self) -> CompileOptions:
+        """The GPU kernel's options (the target arch is added by keir.gpu_kernels)."""
+        return CompileOptions(block_sparse=self.ranges is not None, gpu_math=self.precision)
+
     def compilation(self, options: CompileOptions | None = None):
-        return kernels.compilation(self.root, self.dtype, options)
+        return kernels.compilation(self.root, self.dtype, options or self.cpu_options)
 
     def ir(self, stage: str = "keir") -> str:
         """The IR of this reduction at a stage: "keir", "opt", "loops", "llvm", "gpu" or "ptx" (for the
@@ -80,7 +96,7 @@ class Reduction:
             from keir import gpu_kernels
 
             arch = gpu_kernels.default_arch(None if self.device_id < 0 else self.device_id)
-            options = gpu_kernels.gpu_options(None, arch)
+            options = gpu_kernels.gpu_options(self.gpu_compile_options, arch)
         return self.compilation(options).stage(stage)
 
     def _on_gpu(self, arrays: Any) -> bool:
@@ -101,12 +117,12 @@ class Reduction:
 
     def _kernel_and_inputs(self, arrays: Any) -> tuple[Any, list[Any]]:
         """The compiled kernel (CPU or GPU) and the inputs in the form it takes."""
-        schedule, options = None, None
+        schedule = None
         if self.ranges is not None:
             rows, columns = (self.sizes["i"], self.sizes["j"])[:: 1 if self.axis == 1 else -1]
-            schedule, options = block_sparse.schedule(self.ranges, self.axis, rows, columns), _BLOCK_SPARSE
+            schedule = block_sparse.schedule(self.ranges, self.axis, rows, columns)
         if not self._on_gpu(arrays):
-            kernel = kernels.cpu_kernel(self.root, self.dtype, options)
+            kernel = kernels.cpu_kernel(self.root, self.dtype, self.cpu_options)
             if schedule is not None:
                 return ((lambda values, m, n, threads: kernel(values, m, n, threads, schedule)),
                         self.adapter.numpy_inputs(arrays, self.dtype))
@@ -115,7 +131,7 @@ class Reduction:
 
         device = self.adapter.cuda_device(arrays)
         device = max(self.device_id, 0) if device is None else device
-        gpu = gpu_kernels.gpu_kernel(self.root, self.dtype, options, device_index=device)
+        gpu = gpu_kernels.gpu_kernel(self.root, self.dtype, self.gpu_compile_options, device_index=device)
         # arrays on the device stay there (adapter.device_inputs); others are copied to the device and back
         inputs = self.adapter.device_inputs(arrays) if self.adapter.on_cuda(arrays) else \
             self.adapter.numpy_inputs(arrays, self.dtype)
@@ -149,7 +165,8 @@ class Reduction:
             raise ValueError(f"this reduction has no symbolic variables: it takes no arrays, got {len(arrays)}")
         lazy = bind_symbolic(self.lazy, arrays) if self.symbolic else self.lazy
         options = {"threads": self.threads, "out": self.out, "backend": self.backend, "device_id": self.device_id,
-                   "rows": self.rows, "ranges": self.ranges, **self.reduce_attrs, **call_options}
+                   "rows": self.rows, "ranges": self.ranges, "precision": self.precision, **self.reduce_attrs,
+                   **call_options}
         return Reduction(lazy, self.kind, self.axis, **options)
 
     def over(self, arrays: Any) -> Reduction:
@@ -157,7 +174,8 @@ class Reduction:
         rules run it on batched or tangent tensors. `out` is not carried over."""
         lazy = self.lazy.from_node(self.lazy.node, tuple(arrays), self.lazy.categories, self.lazy.dtype)
         return Reduction(lazy, self.kind, self.axis, threads=self.threads, backend=self.backend,
-                         device_id=self.device_id, rows=self.rows, ranges=self.ranges, **self.reduce_attrs)
+                         device_id=self.device_id, rows=self.rows, ranges=self.ranges, precision=self.precision,
+                         **self.reduce_attrs)
 
     def _into_out(self, result: Any) -> Any:
         if self.out is None:

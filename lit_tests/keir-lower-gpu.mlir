@@ -2,7 +2,9 @@
 
 // The Gaussian kernel sum on the GPU: one thread per output row i. x_i is loaded once, before the loop over
 // tiles; each tile of the j-variables y and b is copied to workgroup memory by the whole block (consecutive
-// threads, consecutive words), then every thread runs over the tile. The reduction's state is the CPU's
+// threads, consecutive words) into rows of 16 bytes, (y_j, b_j) side by side, then every thread runs over the
+// tile (an i32 counter), reading a row with one vector load. exp is the special-function unit's exp2 after an
+// exact reduction; the weight's product is fused into the accumulating fma. The reduction's state is the CPU's
 // accumulator on vector<1xf32>; a sum adds each tile's partial sum to the row's total.
 // CHECK: module attributes {gpu.container_module}
 // CHECK: gpu.module @keir_kernels
@@ -18,16 +20,25 @@
 // CHECK: arith.minui %[[TILE]]
 // CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %block_dim_x
 // CHECK: memref.load %[[Y]]
+// CHECK: arith.divui
+// CHECK: arith.remui
 // CHECK: memref.store %{{.*}}, %[[YS]]
 // CHECK: memref.load %[[B]]
 // CHECK: memref.store %{{.*}}, %[[YS]]
 // CHECK: gpu.barrier
-// CHECK: %[[PART:.*]] = scf.for %{{.*}} iter_args(%{{.*}} = %[[ZERO]]) -> (vector<1xf32>)
+// CHECK: %[[PART:.*]] = scf.for %{{.*}} iter_args(%[[ACC:.*]] = %[[ZERO]]) -> (vector<1xf32>) : i32
 // CHECK-NOT: memref.load %[[X]]
-// CHECK: memref.load %[[YS]]
-// CHECK: math.fma
-// CHECK: arith.bitcast %{{.*}} : f32 to i32
-// CHECK: vector.broadcast %{{.*}} : f32 to vector<1xf32>
+// CHECK: %[[ROW:.*]] = vector.load %[[YS]][%{{.*}}] {alignment = 16 : i64} : memref<?xf32, #gpu.address_space<workgroup>>, vector<4xf32>
+// CHECK-NOT: vector.load
+// CHECK: vector.extract %[[ROW]][2]
+// CHECK: arith.maximumf
+// CHECK: arith.minimumf
+// CHECK: %[[POWER:.*]] = math.exp2
+// CHECK: %[[EXP:.*]] = math.fma %[[POWER]], %{{.*}}, %[[POWER]] : f32
+// CHECK: %[[E:.*]] = vector.broadcast %[[EXP]] : f32 to vector<1xf32>
+// CHECK: vector.extract %[[ROW]][3]
+// CHECK: %[[W:.*]] = vector.broadcast
+// CHECK: math.fma %[[E]], %[[W]], %[[ACC]] : vector<1xf32>
 // CHECK: scf.yield
 // CHECK: gpu.barrier
 // CHECK: arith.addf %[[TOTAL]], %[[PART]] : vector<1xf32>
@@ -77,7 +88,8 @@ func.func @over_i() -> vector<1xf64> {
 // CHECK-LABEL: gpu.func @nearest(
 // CHECK-SAME: %[[OUT_IDX:[a-z0-9_]+]]: memref<?xi64>, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index) kernel
 // CHECK: scf.for %[[T0:[a-z0-9]+]] = {{.*}} -> (vector<1xf32>, vector<1xi64>)
-// CHECK: scf.for %[[JJ:[a-z0-9]+]] = {{.*}} -> (vector<1xf32>, vector<1xi64>)
+// CHECK: scf.for %[[JQ:[a-z0-9]+]] = {{.*}} -> (vector<1xf32>, vector<1xi64>) : i32
+// CHECK: %[[JJ:.*]] = arith.index_cast %[[JQ]] : i32 to index
 // CHECK: arith.addi %[[T0]], %[[JJ]] : index
 // CHECK: arith.index_cast {{.*}} : index to i64
 // CHECK: arith.cmpf olt

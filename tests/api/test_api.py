@@ -120,3 +120,33 @@ def test_empty_sizes():
     assert kn.Vi(x).sqdist(kn.Vj(y)).sum(axis=1).shape == (0, 1)
     out = kn.Vi(y).sqdist(kn.Vj(np.zeros((0, 2)))).sum(axis=1)
     assert out.shape == (4, 1) and np.all(out == 0)
+
+
+def test_precision_chooses_the_gpu_exp_and_is_kept_by_calls_and_gradients(monkeypatch):
+    """precision="sfu" (default), "fast" or "ieee" picks the GPU's float32 exp (its PTX shows it); the CPU runs
+    its polynomial whatever the choice, so the CPU results are the same; a bad value is refused at once; calls
+    and the gradient reductions of torch autograd keep the choice."""
+    from keir import autograd
+
+    x = np.random.default_rng(0).random((20, 3), dtype=np.float32)
+    gaussian = (-kn.Vi(x).sqdist(kn.Vj(x))).exp()
+    ptx = {p: gaussian.sum(axis=1, precision=p, call=False).ir("ptx") for p in ("sfu", "fast", "ieee")}
+    assert "ex2.approx.f32" in ptx["sfu"] and "ex2.approx.ftz.f32" in ptx["fast"] and "ex2.approx" not in ptx["ieee"]
+    results = [gaussian.sum(axis=1, precision=p) for p in ("sfu", "fast", "ieee")]
+    assert all(np.array_equal(results[0], r) for r in results[1:])
+    assert gaussian.sum(axis=1, precision="ieee", call=False)._with((), {"threads": 1}).precision == "ieee"
+    with pytest.raises(ValueError, match="precision must be one of 'sfu', 'fast', 'ieee', got 'exact'"):
+        gaussian.sum(axis=1, precision="exact")
+
+    seen = []
+    original = autograd.Plan.sum
+
+    def spy(plan, *args, **kwargs):
+        seen.append(plan.precision)
+        return original(plan, *args, **kwargs)
+
+    monkeypatch.setattr(autograd.Plan, "sum", spy)
+    xt = torch.tensor(x, requires_grad=True)
+    out = (-kt.Vi(xt).sqdist(kt.Vj(xt))).exp().sum(axis=1, precision="fast")
+    torch.autograd.grad(out.sum(), xt)
+    assert seen and set(seen) == {"fast"}

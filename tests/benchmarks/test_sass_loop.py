@@ -36,30 +36,47 @@ LISTING = """
         /*0090*/              @!P0 BRA `(.L_x_0) ;
         /*00a0*/                   EXIT ;
 """
-PTX = """
-$L__BB0_3:
-\tld.shared.b32 \t%r1, [%rd1];
-\tld.shared.b32 \t%r2, [%rd1+4];
-\t@%p1 bra \t$L__BB0_3;
-$L__BB0_4:
-\tld.shared.b32 \t%r3, [%rd2];
-\tbra.uni \t$L__BB0_4;
-"""
 
 
 def test_the_innermost_loop_of_a_listing_and_its_unroll():
-    loop = sass.steady_state_loop(PTX, LISTING)
+    loop = sass.steady_state_loop(LISTING, 1)
     assert loop.label == ".L_x_1"
     assert [i.opcode for i in loop.body] == ["LDS", "LDS", "FADD", "FFMA", "MUFU", "UIADD3", "BRA"]
-    assert loop.shared_bytes == 16 and loop.unroll == 2  # 16 bytes per iteration, 8 per j in the PTX
+    assert loop.shared_bytes == 16 and loop.unroll == 2  # two loads per iteration, one per j
     counts = loop.counts
     assert (counts["shared loads"], counts["FP32"], counts["MUFU"], counts["uniform"], counts["branches"]) == (
         2, 2, 1, 1, 1)
 
 
-def test_a_loop_loading_a_fraction_of_the_ptx_iteration_is_refused():
+def test_a_loop_loading_a_fraction_of_a_column_is_refused():
     with pytest.raises(ValueError, match="not a multiple"):
-        sass.steady_state_loop(PTX.replace("[%rd1+4]", "[%rd1+4];\n\tld.shared.b32 \t%r9, [%rd1+8]"), LISTING)
+        sass.steady_state_loop(LISTING, 3)
+
+
+BRANCHY = """
+.L_x_4:
+        /*0100*/                   LDS.128 R4, [UR5] ;
+        /*0110*/                   FSETP.GE.AND P0, PT, R4, R20, PT ;
+        /*0120*/              @P0 BRA `(.L_x_5) ;
+        /*0130*/                   FSEL R20, R4, R20, !P0 ;
+        /*0140*/                   FSEL R21, R5, R21, !P0 ;
+        /*0150*/                   BRA `(.L_x_6) ;
+.L_x_5:
+        /*0160*/                   NOP ;
+.L_x_6:
+        /*0170*/                   UIADD3 UR5, UR5, 0x10, URZ ;
+        /*0180*/              @P1 BRA `(.L_x_4) ;
+        /*0190*/                   EXIT ;
+"""
+
+
+def test_the_shortest_way_through_a_loop_takes_the_skipping_branch():
+    """The K-min family's fast path: a predicated forward branch may skip the insertion; an unconditional one
+    always jumps."""
+    (loop,) = sass.sass_loops(BRANCHY)
+    assert len(loop.body) == 9 and loop.shortest == 6  # LDS, FSETP, @P0 BRA, NOP, UIADD3, @P1 BRA
+    (other,) = sass.sass_loops(BRANCHY.replace("@P0 BRA", "BRA"))
+    assert other.shortest == 6 and sass.parse_sass(BRANCHY)[0][2].predicated
 
 
 def test_the_issue_model():
@@ -71,11 +88,13 @@ def test_the_issue_model():
 def test_keirs_gaussian_loop_is_found_with_its_unroll():
     import keir.numpy as kn
     from keir import gpu_kernels
+    from keir.compiler.codegen_gpu import gpu_to_ptx
 
     x, y, b = (np.ones((4, d), dtype=np.float32) for d in (3, 3, 1))
     root = ((-kn.Vi(x).sqdist(kn.Vj(y))).exp() * kn.Vj(b)).sum(axis=1, call=False).root
-    ptx = gpu_kernels.gpu_ptx(root, np.dtype("float32"), arch="sm_90")
-    loop = sass.steady_state_loop(ptx, sass.assemble(ptx, "sm_90").sass)
-    assert sass.ptx_loop_shared_bytes(ptx) == 16  # y_j (3 floats) and b_j (1) per j
+    options = gpu_kernels.gpu_options(None, "sm_90")
+    lowered = gpu_kernels.gpu_lowering(root, np.dtype("float32"), options, "keir_kernel")
+    assert lowered.row_bytes == 16 and lowered.loads_per_column == 1  # y_j (3 floats) and b_j (1) in one load
+    loop = sass.steady_state_loop(sass.assemble(gpu_to_ptx(lowered.text, "sm_90"), "sm_90").sass, 1)
     subtractions = sum(1 for i in loop.body if i.opcode == "FADD" and ", -R" in i.operands)
     assert loop.unroll >= 1 and subtractions == 3 * loop.unroll
