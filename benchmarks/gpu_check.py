@@ -9,7 +9,11 @@
    keir on torch CUDA tensors against torch (chunked, dense blocks on the GPU) and pykeops when installed;
 4. block-sparse reductions (ranges): every reduction kind over i and j against the masked dense float64
    reference (tests/support/block_sparse.py), and the truncated Gaussian of benchmarks/block_sparse.py
-   (M = N = 1e5, 5 % of cluster pairs kept) against keir dense, both on the GPU.
+   (M = N = 1e5, 5 % of cluster pairs kept) against keir dense, both on the GPU;
+5. the GPU's float32 exp on the device for each `precision` (sfu, fast, ieee) over its whole range, in ulps
+   against float64 (sfu: at most 2.5 ulp; ieee: 1), and for each formula of benchmarks/gpu_static.py the
+   measured pairs/s (M = N = 1e6 for float32 at D = 3, else 1e5) against the issue model's prediction (where
+   ptxas and nvdisasm are installed: pip install 'keir[bench]').
 
     python benchmarks/gpu_check.py            # exits non-zero if any check fails
 """
@@ -253,6 +257,47 @@ def block_sparse() -> bool:
     return ok
 
 
+def exp_and_predictions() -> bool:
+    import keir.numpy as kn
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_static
+    import sass
+
+    print("== 5. the GPU's float32 exp on the device, and measured against predicted pairs/s")
+    grid = np.concatenate([np.linspace(-105.0, 89.0, 1_000_001, dtype=np.float32),
+                           np.array([0.0, -0.0, 88.7228394, np.inf, -np.inf, np.nan], dtype=np.float32)])
+    exact = np.exp(grid.astype(np.float64))
+    ok = True
+    for precision, bound in (("sfu", 2.5), ("fast", None), ("ieee", 1.0)):
+        got = kn.Vi(grid.reshape(-1, 1)).exp().sum(axis=1, backend="GPU", precision=precision).ravel()
+        with np.errstate(all="ignore"):
+            _, exponent = np.frexp(np.abs(exact))
+            ulp = np.ldexp(1.0, np.maximum(exponent - 1, -126) - 23)
+            errors = np.abs(got.astype(np.float64) - exact) / ulp
+        finite = np.isfinite(exact.astype(np.float32))
+        specials_ok = bool(np.array_equal(got[~finite], exact[~finite].astype(np.float32), equal_nan=True))
+        worst = float(errors[finite].max())
+        ok &= specials_ok and (bound is None or worst <= bound)
+        print(f"   exp, precision={precision!r}: max {worst:.2f} ulp (bound {bound}), specials "
+              f"{'exact' if specials_ok else 'WRONG'}")
+    tools = sass.tool("ptxas") and sass.tool("nvdisasm")
+    print(f"   {'formula':<32} {'pairs/s':>10} {'predicted':>10}")
+    for name, (build, d, dtype, precision) in gpu_static.FORMULAS.items():
+        size = 10**6 if (d, dtype) == (3, "float32") else 10**5
+        rng = np.random.default_rng(0)
+        x, y, b = (rng.random((size, k)).astype(dtype) for k in (d, d, 1))
+        reduction = build(x, y, b)._with((), {"precision": precision, "backend": "GPU"})
+        seconds, _ = time_call(lambda reduction=reduction: reduction(), 1, True)
+        predicted = float("nan")
+        if tools:
+            _, loop = gpu_static.measure(name, cuda.device(0).arch)
+            predicted = sass.Machine("this GPU", cuda.device(0).multiprocessors, 4, 1.98e9).pairs_per_second(
+                loop.fast_path_per_pair)
+        print(f"   {name:<32} {size * size / seconds:>10.3g} {predicted:>10.3g}")
+    return ok
+
+
 def main() -> int:
     start = time.perf_counter()
     if not cuda.cuda_available():
@@ -260,7 +305,7 @@ def main() -> int:
         return 1
     dev = cuda.device(0)
     print(f"device 0: {dev.name}, {dev.arch}, {dev.multiprocessors} multiprocessors")
-    results = [run_tests(), compare_matrix(), benchmark(), block_sparse()]
+    results = [run_tests(), compare_matrix(), benchmark(), block_sparse(), exp_and_predictions()]
     print(f"all GPU checks {'passed' if all(results) else 'FAILED'} in {time.perf_counter() - start:.0f} s")
     return 0 if all(results) else 1
 

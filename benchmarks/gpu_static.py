@@ -63,7 +63,7 @@ def _argkmin(x, y, b):
 def _gradient(x, y, b):
     x_i = kn.Vi(x)
     kernel = (-x_i.sqdist(kn.Vj(y))).exp() * kn.Vj(b)
-    return kernel.grad(x_i, kn.Vi(np.ones((8, 1), dtype=x.dtype))).sum(axis=1, call=False)
+    return kernel.grad(x_i, kn.Vi(np.ones((x.shape[0], 1), dtype=x.dtype))).sum(axis=1, call=False)
 
 
 def _laplacian(x, y, b):
@@ -94,7 +94,7 @@ def measure(name: str, arch: str) -> tuple[sass.Assembly, sass.Loop]:
     options = gpu_kernels.gpu_options(CompileOptions(gpu_math=precision), arch)
     lowered = gpu_kernels.gpu_lowering(reduction.root, np.dtype(dtype), options, "keir_kernel")
     assembly = sass.assemble(gpu_to_ptx(lowered.text, arch), arch)
-    return assembly, sass.steady_state_loop(assembly.sass, lowered.loads_per_column)
+    return assembly, sass.steady_state_loop(assembly.sass, lowered.loads_per_column, lowered.rows_per_thread)
 
 
 def main() -> int:
@@ -102,7 +102,7 @@ def main() -> int:
         print("gpu_static: skipped, ptxas and nvdisasm are not installed (pip install 'keir[bench]')")
         return 0
     classes = " | ".join(sass.CLASSES)
-    print(f"| formula | arch | registers | spills (B) | smem (B) | unroll | instr/pair | fast path | KeOps | "
+    print(f"| formula | arch | registers | spills (B) | smem (B) | rows × unroll | instr/pair | fast path | KeOps | "
           f"{classes} | predicted pairs/s |")
     print("|---|---|--:|--:|--:|--:|--:|--:|--:|" + "--:|" * len(sass.CLASSES) + "--:|")
     for arch in ARCHS:
@@ -113,7 +113,7 @@ def main() -> int:
             keops = KEOPS.get(name) if arch == "sm_90" else None
             by_class = " | ".join(f"{loop.per_pair(c):.2f}" for c in sass.CLASSES)
             print(f"| {name} | {arch} | {assembly.registers} | {assembly.spilled_bytes} | {assembly.shared_bytes} | "
-                  f"{loop.unroll} | {per_pair:.2f} | {'' if fast == per_pair else f'{fast:.2f}'} | "
+                  f"{loop.rows} × {loop.unroll} | {per_pair:.2f} | {'' if fast == per_pair else f'{fast:.2f}'} | "
                   f"{'' if keops is None else f'{keops:.1f}'} | {by_class} | "
                   f"{machine.pairs_per_second(fast):.3g} ({machine.name}) |")
     return 0

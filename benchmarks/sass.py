@@ -8,7 +8,8 @@ makes of keir's PTX:
 - a loop is a backward branch (`@P0 BRA .L_x_7` after the label `.L_x_7:`); the steady-state loop is the
   innermost loop with the most shared-memory traffic;
 - LLVM or ptxas may unroll it: the unroll factor is its shared loads per iteration over the vector loads
-  keir's j loop makes per column j (one per 16 bytes of the tile's row, which no compiler can merge further).
+  keir's j loop makes per column j (one per 16 bytes of the tile's row, which no compiler can merge further);
+  with register blocking, each column serves several rows, so an iteration computes unroll x rows pairs.
 
 Tools come from NVIDIA's pip wheels (`pip install 'keir[bench]'`: nvidia-cuda-nvcc for ptxas,
 nvidia-cuda-nvdisasm) or a CUDA toolkit on PATH; no GPU is needed.
@@ -71,7 +72,8 @@ class Instruction:
 class Loop:
     label: str
     body: list[Instruction]
-    unroll: int = 1
+    unroll: int = 1  # columns j per iteration
+    rows: int = 1  # output rows per thread (register blocking): an iteration computes unroll * rows pairs
     counts: Counter = field(default_factory=Counter)
     shortest: int = 0  # instructions on the shortest way through the body (every forward branch that may skip, taken)
 
@@ -82,13 +84,13 @@ class Loop:
     def per_pair(self, name: str | None = None) -> float:
         """Instructions per (i, j) pair: all of them, or one class."""
         total = len(self.body) if name is None else self.counts[name]
-        return total / self.unroll
+        return total / (self.unroll * self.rows)
 
     @property
     def fast_path_per_pair(self) -> float:
         """Instructions per pair on the shortest way through the loop: for the K-min family, the pairs that do
         not beat the current K-th best and skip the insertion (most of them once the list has filled)."""
-        return self.shortest / self.unroll
+        return self.shortest / (self.unroll * self.rows)
 
 
 def _shortest_way(body: list[Instruction], labels: dict[str, int]) -> int:
@@ -146,10 +148,10 @@ def sass_loops(text: str) -> list[Loop]:
     return loops
 
 
-def steady_state_loop(sass: str, loads_per_j: int) -> Loop:
+def steady_state_loop(sass: str, loads_per_j: int, rows_per_thread: int = 1) -> Loop:
     """The j loop of a kernel, with its unroll factor: its shared-memory loads over `loads_per_j`, the vector
     loads keir's j loop makes per column j (keir.compiler.lower_gpu; counting the PTX loop's loads instead would
-    miss LLVM's own unrolling)."""
+    miss LLVM's own unrolling); each column serves `rows_per_thread` rows."""
     loops = [loop for loop in sass_loops(sass) if loop.shared_bytes]
     if not loops:
         raise ValueError("no loop with shared-memory loads in the SASS")
@@ -158,7 +160,7 @@ def steady_state_loop(sass: str, loads_per_j: int) -> Loop:
     if not loads_per_j or loads % loads_per_j:
         raise ValueError(f"the SASS loop makes {loads} shared loads per iteration, not a multiple of the "
                          f"{loads_per_j} of one column j")
-    loop.unroll = loads // loads_per_j
+    loop.unroll, loop.rows = loads // loads_per_j, rows_per_thread
     return loop
 
 

@@ -74,6 +74,7 @@ class GpuKernelText:
     func_text: str
     block_sparse: bool = False  # a block per range of rows, over its j-intervals (BLOCK_SPARSE)
     loads_per_column: int = 0  # workgroup-memory vector loads in the j loop per column j (static analysis)
+    rows_per_thread: int = 1  # register blocking: each thread computes this many output rows
 
     @property
     def row_bytes(self) -> int:
@@ -102,6 +103,22 @@ def row_bytes(operands: tuple[Operand, ...], elem: str) -> int:
     return row_width(operands, elem) * ELEMENT_BYTES[elem]
 
 
+def rows_per_thread(reduce: Node, elem: str, block_sparse: bool = False) -> int:
+    """Register blocking: how many output rows a thread of reduction `reduce`'s kernel computes, so that each
+    j-row it loads from workgroup memory serves that many pairs (the load and the loop's own instructions are
+    paid once per R pairs). Each row keeps its i-variables and its reduction state in registers: 8 rows while
+    those take at most 4 32-bit registers a row (a D = 3 float32 Gaussian), 4 rows up to 8 (a log-sum-exp, a
+    float64 Gaussian), 2 rows up to 24 (a K = 10 arg-K-min), else 1 (a D = 100 Gaussian, where registers, not
+    loads, are the limit). A block-sparse kernel has one row per thread (a range of rows is one block)."""
+    if block_sparse:
+        return 1
+    operands = kernel_operands(reduce)
+    per_row = sum(op.dim for op in operands if op.category == "i")
+    per_row += len(accumulator(ReductionOptions.of(reduce), elem, 1).state_types())
+    per_row *= ELEMENT_BYTES[elem] // 4  # in 32-bit registers
+    return 8 if per_row <= 4 else 4 if per_row <= 8 else 2 if per_row <= 24 else 1
+
+
 def gpu_module_text(kernels: list[GpuKernelText]) -> str:
     """One module holding the kernels' gpu.funcs in one gpu.module (the unit compiled to one PTX)."""
     body = "\n".join(k.func_text for k in kernels)
@@ -122,16 +139,18 @@ def launch_config(
     multiprocessors: int,
     max_threads: int = BLOCK_SIZES[0],
     shared_limit: int = DEFAULT_SHARED_BYTES,
+    rows_per_thread: int = 1,
 ) -> LaunchConfig:
-    """The launch for `rows` output rows: the largest block (<= 256 threads and <= the kernel's own limit, which
-    the driver derives from its registers) that still gives every multiprocessor two blocks; tiles as long as the
-    block, shortened to fit `shared_limit` bytes of workgroup memory."""
+    """The launch for `rows` output rows, `rows_per_thread` of them per thread: the largest block (<= 256
+    threads and <= the kernel's own limit, which the driver derives from its registers) that still gives every
+    multiprocessor two blocks; tiles as long as the block, shortened to fit `shared_limit` bytes of workgroup
+    memory."""
     if rows < 1:
         raise ValueError(f"a launch needs at least one row, got {rows}")
     sizes = [b for b in BLOCK_SIZES if b <= max_threads]
     if not sizes:
         raise ValueError(f"the kernel allows {max_threads} threads per block, fewer than a warp ({WARP})")
-    block = next((b for b in sizes if -(-rows // b) >= 2 * multiprocessors), sizes[-1])
+    block = next((b for b in sizes if -(-rows // (b * rows_per_thread)) >= 2 * multiprocessors), sizes[-1])
     tile = block
     if row_bytes:
         tile = min(block, shared_limit // row_bytes)
@@ -140,7 +159,7 @@ def launch_config(
                 f"one column of the j-variables takes {row_bytes} bytes of workgroup memory; a block has "
                 f"{shared_limit} bytes"
             )
-    return LaunchConfig(-(-rows // block), block, tile, tile * row_bytes)
+    return LaunchConfig(-(-rows // (block * rows_per_thread)), block, tile, tile * row_bytes)
 
 
 def lower_module(kernels: list[Kernel]) -> str:
@@ -160,13 +179,15 @@ def lower_gpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None, block
         raise ValueError(f"only a keir.reduce can be lowered to a GPU kernel, not keir.{reduce.op}")
     formula = loop_formula(reduce)
     kernel_ = _GpuKernel(kernel.name, formula, kernel.dtype, reduce.attr("axis"), operands or kernel_operands(reduce),
-                         ReductionOptions.of(reduce), block_sparse, gpu_math)
+                         ReductionOptions.of(reduce), block_sparse, gpu_math,
+                         rows_per_thread(reduce, kernel.dtype, block_sparse))
     return kernel_.build()
 
 
 class _GpuKernel:
     def __init__(self, symbol: str, formula: Node, elem: str, axis: int, operands: tuple[Operand, ...],
-                 options: ReductionOptions, block_sparse: bool = False, gpu_math: str = "sfu"):
+                 options: ReductionOptions, block_sparse: bool = False, gpu_math: str = "sfu",
+                 rows_per_thread_: int = 1):
         self.symbol, self.formula, self.elem, self.axis, self.operands = symbol, formula, elem, axis, operands
         self.block_sparse = block_sparse
         self.acc = accumulator(options, elem, 1)
@@ -177,12 +198,14 @@ class _GpuKernel:
         self.entry = Builder(self.names, elem, None, indent="      ")  # once per thread: hoisted work
         self.inner = Builder(self.names, elem, None, indent="          ")  # once per (i, j): the j loop body
         self.index_const = IndexConstants(self.consts)
-        self.values: dict[Node, list[str]] = {}
+        self.values: dict[tuple[Node, int | None], list[str]] = {}  # (node, row or None if i-independent)
+        self.rows_per_thread = rows_per_thread_
         self.staged = staged_operands(operands)
         self.width = row_width(operands, elem)  # words per tile row
         self.lanes_per_load = VECTOR_BYTES // ELEMENT_BYTES[elem]
         self.column: dict[int, int] = {}  # operand index -> its first word in a tile row
         self.row_loads: dict[int, str] = {}  # k -> the vector load of words [k * lanes, (k + 1) * lanes) of row jj
+        self.column_index: str | None = None  # j as vector<1xi64>, for the arg-reductions
 
     @property
     def memref(self) -> str:
@@ -202,23 +225,27 @@ class _GpuKernel:
     def load(self, b: Builder, memref: str, offset: str, shared: bool = False) -> str:
         return b.emit(f"memref.load {memref}[{offset}] : {self.shared_memref if shared else self.memref}")
 
-    def value(self, node: Node) -> list[str]:
-        """The components of node: in the entry block if it does not depend on j, else in the j loop."""
-        if node in self.values:
-            return self.values[node]
+    def value(self, node: Node, row: int = 0) -> list[str]:
+        """The components of node for the thread's row `row` (0 .. rows_per_thread - 1): in the entry block if it
+        does not depend on j, else in the j loop. A node that does not depend on i is computed once for all
+        rows: this is what register blocking saves (a j-row loaded once serves every row)."""
+        key = (node, row if "i" in node.deps else None)
+        if key in self.values:
+            return self.values[key]
         b = self.inner if "j" in node.deps else self.entry
         if node.op == "var":
             index, category, dims = node.attr("index"), node.attr("category"), range(node.dim)
             if category == "p":
                 comps = [self.load(b, f"%a{index}", self.index_const(d)) for d in dims]
             elif category == "i":
-                row = self.index_op(b, "muli", "%i", self.index_const(node.dim))
-                comps = [self.load(b, f"%a{index}", self.index_op(b, "addi", row, self.index_const(d))) for d in dims]
+                start = self.index_op(b, "muli", f"%i_{row}", self.index_const(node.dim))
+                comps = [self.load(b, f"%a{index}", self.index_op(b, "addi", start, self.index_const(d)))
+                         for d in dims]
             else:
                 comps = [self.tile_word(self.column[index] + d) for d in dims]
         else:
-            comps = compute(b, node, [self.value(a) for a in node.args])
-        self.values[node] = comps
+            comps = compute(b, node, [self.value(a, row) for a in node.args])
+        self.values[key] = comps
         return comps
 
     def tile_word(self, word: int) -> str:
@@ -280,27 +307,30 @@ class _GpuKernel:
         acc = self.acc
         return isinstance(acc, Sum) and not acc.kahan and not acc.wide and self.formula.op == "mul"
 
-    def update(self, state: list[str]) -> list[str]:
-        """The j loop body: f at (i, j = t0 + jj) as vector<1xT>, folded into the state."""
+    def update(self, state: list[str], row: int) -> list[str]:
+        """The j loop body for row `row`: f at (i, j = t0 + jj) as vector<1xT>, folded into the row's state."""
         b = self.lanes(self.inner)
 
         def lanes_of(components: list[str]) -> list[str]:
             return [b.emit(f"vector.broadcast {c} : {self.elem} to vector<1x{self.elem}>", "f") for c in components]
 
         if self.fuses_product():
-            x, y = (lanes_of(self.value(arg)) for arg in self.formula.args)  # a dimension-1 factor broadcasts
+            x, y = (lanes_of(self.value(arg, row)) for arg in self.formula.args)  # a dimension-1 factor broadcasts
             return [b.fma(x[k if len(x) > 1 else 0], y[k if len(y) > 1 else 0], total) for k, total in enumerate(state)]
-        lanes = lanes_of(self.value(self.formula))
+        lanes = lanes_of(self.value(self.formula, row))
         j = None
         if self.acc.needs_index:
-            column = self.index_op(self.inner, "addi", "%t0", "%jj")
-            column64 = self.inner.emit(f"arith.index_cast {column} : index to i64", "q")
-            j = b.emit(f"vector.broadcast {column64} : i64 to vector<1xi64>", "q")
+            if self.column_index is None:
+                column = self.index_op(self.inner, "addi", "%t0", "%jj")
+                column64 = self.inner.emit(f"arith.index_cast {column} : index to i64", "q")
+                self.column_index = b.emit(f"vector.broadcast {column64} : i64 to vector<1xi64>", "q")
+            j = self.column_index
         return self.acc.update(b, state, lanes, None, j)
 
     def build(self) -> GpuKernelText:
         e = self.elem
         k0, k1 = self.index_const(0), self.index_const(1)
+        rows = range(self.rows_per_thread)
         prologue = [
             f"      %zero_i32 = {literals.constant(0, 'i32')}",
             f"      %one_i32 = {literals.constant(1, 'i32')}",
@@ -313,36 +343,45 @@ class _GpuKernel:
             row0, end = load_pair(pairs, "%ranges", "%bid", self.index_const)
             self.intervals = load_pair(pairs, "%slices", "%bid", self.index_const)
             prologue += pairs.lines
-        else:
+        else:  # block b has rows [b * R * bdim, (b + 1) * R * bdim): thread t the rows t, t + bdim, ...
             row0, end = "%row0", "%rows"
-            prologue.append("      %row0 = arith.muli %bid, %bdim : index")
-        prologue += [
-            f"      %row = arith.addi {row0}, %tid : index",
-            f"      %active = arith.cmpi ult, %row, {end} : index",
-            f"      %last = arith.subi {end}, {k1} : index",
-            "      %i = arith.minui %row, %last : index",  # rows past the end compute the last row, store nothing
-        ]
+            rows_per_block = self.index_op(self.consts, "muli", "%bdim", self.index_const(self.rows_per_thread))
+            prologue.append(f"      %row0 = arith.muli %bid, {rows_per_block} : index")
+        rows_b = Builder(self.names, e, None, indent="      ")
+        last = self.index_op(rows_b, "subi", end, k1)
+        for r in rows:
+            offset = "%tid" if r == 0 else self.index_op(
+                rows_b, "addi", "%tid", self.index_op(rows_b, "muli", "%bdim", self.index_const(r)))
+            row = self.index_op(rows_b, "addi", row0, offset)
+            rows_b.lines += [
+                f"      %active_{r} = arith.cmpi ult, {row}, {end} : index",
+                f"      %i_{r} = arith.minui {row}, {last} : index",  # rows past the end compute the last row
+            ]
+        prologue += rows_b.lines
         prologue += self.stage_tiles()
         init = self.acc.init(self.lanes(self.consts))
         count = len(init)
-        types = ", ".join(self.acc.state_types())
-        outer = [f"%st_{k}" for k in range(count)]
-        inner = [f"%in_{k}" for k in range(count)]
-        new = self.update(inner)
+        total = count * self.rows_per_thread
+        state_types = self.acc.state_types()
+        types = ", ".join(state_types * self.rows_per_thread)
+        outer = [f"%st_{k}" for k in range(total)]
+        inner = [f"%in_{k}" for k in range(total)]
+        new = [v for r in rows for v in self.update(inner[r * count : (r + 1) * count], r)]
+        init = init * self.rows_per_thread
 
         if self.block_sparse:  # the tiles of each interval [%j_lo, %j_hi) in turn
             first, last = self.intervals
             pair = Builder(self.names, e, None, indent="        ")
             j_lo, j_hi = load_pair(pair, "%redranges", "%s", self.index_const)
-            starts = [f"%sv_{k}" for k in range(count)]
-            loop = [f"      %state:{count} = scf.for %s = {first} to {last} step {k1} iter_args("
+            starts = [f"%sv_{k}" for k in range(total)]
+            loop = [f"      %state:{total} = scf.for %s = {first} to {last} step {k1} iter_args("
                     + ", ".join(f"{s} = {v}" for s, v in zip(starts, init)) + f") -> ({types}) {{",
                     *pair.lines]
             carried_in, result, lo, hi = starts, "%interval", j_lo, j_hi
         else:
             loop, carried_in, result, lo, hi = [], init, "%state", k0, "%cols"
         loop += [
-            f"      {result}:{count} = scf.for %t0 = {lo} to {hi} step %tile iter_args("
+            f"      {result}:{total} = scf.for %t0 = {lo} to {hi} step %tile iter_args("
             + ", ".join(f"{s} = {v}" for s, v in zip(outer, carried_in)) + f") -> ({types}) {{",
             f"        %left = arith.subi {hi}, %t0 : index",
             "        %count = arith.minui %tile, %left : index",
@@ -355,7 +394,7 @@ class _GpuKernel:
             # the loop counts in i32 (a tile has at most 256 columns): 64-bit loop arithmetic costs two
             # more instructions per iteration
             "        %count_i32 = arith.index_cast %count : index to i32",
-            f"        %tile_state:{count} = scf.for %jq = %zero_i32 to %count_i32 step %one_i32 iter_args("
+            f"        %tile_state:{total} = scf.for %jq = %zero_i32 to %count_i32 step %one_i32 iter_args("
             + ", ".join(f"{s} = {v}" for s, v in zip(inner, tile_init)) + f") -> ({types}) : i32 {{",
             "          %jj = arith.index_cast %jq : i32 to index",
             *self.inner.lines,
@@ -363,26 +402,31 @@ class _GpuKernel:
             "        }",
             "        gpu.barrier",
         ]
-        tile_state = [f"%tile_state#{k}" for k in range(count)]
+        tile_state = [f"%tile_state#{k}" for k in range(total)]
         merge = Builder(self.names, e, 1, indent="        ")
-        carried = self.acc.merge(merge, outer, tile_state) if self.per_tile else tile_state
+        carried = tile_state
+        if self.per_tile:
+            carried = [v for r in rows for v in self.acc.merge(merge, outer[r * count : (r + 1) * count],
+                                                               tile_state[r * count : (r + 1) * count])]
         loop += merge.lines + [f"        scf.yield {', '.join(carried)} : {types}", "      }"]
         if self.block_sparse:
-            loop += [f"      scf.yield {', '.join(f'%interval#{k}' for k in range(count))} : {types}", "      }"]
+            loop += [f"      scf.yield {', '.join(f'%interval#{k}' for k in range(total))} : {types}", "      }"]
 
-        finish = Builder(self.names, e, None, indent="      ")
-        values, indices = self.acc.finish(finish, [f"%state#{k}" for k in range(count)])
-        if indices:  # "no candidate" is -1, as the CPU runtime writes it
-            none = finish.emit(literals.constant(INT64_MAX, "i64"), "q")
-            minus_one = finish.emit(literals.constant(-1, "i64"), "q")
-            indices = [
-                finish.emit(f"arith.select {finish.emit(f'arith.cmpi eq, {x}, {none} : i64', 'm')}, {minus_one}, {x} "
-                            ": i64", "q")
-                for x in indices
-            ]
-        store = Builder(self.names, e, None, indent="        ")
-        store_row(store, self.index_const, "%i", values, "%out", e)
-        store_row(store, self.index_const, "%i", indices, "%out_idx", "i64")
+        finish, stores = Builder(self.names, e, None, indent="      "), []
+        for r in rows:
+            values, indices = self.acc.finish(finish, [f"%state#{k}" for k in range(r * count, (r + 1) * count)])
+            if indices:  # "no candidate" is -1, as the CPU runtime writes it
+                none = finish.emit(literals.constant(INT64_MAX, "i64"), "q")
+                minus_one = finish.emit(literals.constant(-1, "i64"), "q")
+                indices = [
+                    finish.emit(f"arith.select {finish.emit(f'arith.cmpi eq, {x}, {none} : i64', 'm')}, "
+                                f"{minus_one}, {x} : i64", "q")
+                    for x in indices
+                ]
+            store = Builder(self.names, e, None, indent="        ")
+            store_row(store, self.index_const, f"%i_{r}", values, "%out", e)
+            store_row(store, self.index_const, f"%i_{r}", indices, "%out_idx", "i64")
+            stores += [f"      scf.if %active_{r} {{", *store.lines, "      }"]
 
         args = memref_arguments(self.operands, e, len(values), len(indices))
         if self.block_sparse:
@@ -390,14 +434,12 @@ class _GpuKernel:
         args += ["%rows: index", "%cols: index", "%tile: index"]
         text = "\n".join(
             [f"    gpu.func @{self.symbol}({', '.join(args)}) kernel {{"]
-            + self.consts.lines
-            + prologue
+            + prologue[:5] + self.consts.lines + prologue[5:]  # the constants may use %bdim
             + self.entry.lines
             + loop
             + finish.lines
-            + ["      scf.if %active {"]
-            + store.lines
-            + ["      }", "      gpu.return", "    }"]
+            + stores
+            + ["      gpu.return", "    }"]
         )
         return GpuKernelText(self.symbol, self.operands, len(values), len(indices), self.axis, e, text,
-                             self.block_sparse, len(self.row_loads))
+                             self.block_sparse, len(self.row_loads), self.rows_per_thread)

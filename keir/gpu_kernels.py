@@ -13,7 +13,7 @@ import numpy as np
 
 from keir.compiler.codegen_gpu import gpu_to_ptx, nvptx_target
 from keir.compiler.kernel import DTYPES, Kernel
-from keir.compiler.lower_gpu import GpuKernelText, lower_gpu, row_bytes
+from keir.compiler.lower_gpu import GpuKernelText, lower_gpu, row_bytes, rows_per_thread
 from keir.compiler.operands import kernel_operands
 from keir.compiler.pipeline import Compilation, CompileOptions
 from keir.dialect.node import Node
@@ -68,5 +68,6 @@ def _load_or_compile(root: Node, dtype: np.dtype, options: CompileOptions, arch:
     symbol, ptx = cached_artifact(root, dtype, options, nvptx_target(arch).key, ".ptx", build)
     operands = kernel_operands(root)
     floats, indices = output_widths(root)
+    elem = DTYPES[dtype.name]
     return GpuKernel(ptx.decode(), symbol, arch, operands, floats, indices, root.attr("axis"), dtype,
-                     row_bytes(operands, DTYPES[dtype.name]), options.block_sparse)
+                     row_bytes(operands, elem), options.block_sparse, rows_per_thread(root, elem, options.block_sparse))

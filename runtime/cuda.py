@@ -133,6 +133,7 @@ class GpuKernel:
     dtype: np.dtype
     row_bytes: int  # workgroup memory per column of a tile
     block_sparse: bool = False  # compiled block-sparse: a call takes a BlockSparse schedule
+    rows_per_thread: int = 1  # register blocking (keir.compiler.lower_gpu.rows_per_thread)
     _loaded: dict[int, _Loaded] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -162,7 +163,8 @@ class GpuKernel:
 
     def launch_config(self, rows: int, dev: Device) -> LaunchConfig:
         loaded = self._function(dev)
-        return launch_config(rows, self.row_bytes, dev.multiprocessors, loaded.max_threads, DEFAULT_SHARED_BYTES)
+        return launch_config(rows, self.row_bytes, dev.multiprocessors, loaded.max_threads, DEFAULT_SHARED_BYTES,
+                             self.rows_per_thread)
 
     def block_sparse_config(self, ranges: int, dev: Device) -> LaunchConfig:
         """One block per range, of the largest size the kernel allows (a range has at most that many rows)."""

@@ -3,7 +3,7 @@
 On a hand-written listing (always), and on keir's Gaussian kernel assembled by ptxas (where ptxas and
 nvdisasm are installed: nvdisasm comes with the test extra, ptxas with a CUDA toolkit or `keir[bench]`),
 where the unroll factor is checked against an independent count: each pair needs D = 3 subtractions
-x_i - y_j, so the loop holds 3 x unroll of them.
+x_i - y_j, so the loop holds 3 x unroll x rows (per thread) of them.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ def test_keirs_gaussian_loop_is_found_with_its_unroll():
     options = gpu_kernels.gpu_options(None, "sm_90")
     lowered = gpu_kernels.gpu_lowering(root, np.dtype("float32"), options, "keir_kernel")
     assert lowered.row_bytes == 16 and lowered.loads_per_column == 1  # y_j (3 floats) and b_j (1) in one load
-    loop = sass.steady_state_loop(sass.assemble(gpu_to_ptx(lowered.text, "sm_90"), "sm_90").sass, 1)
+    loop = sass.steady_state_loop(sass.assemble(gpu_to_ptx(lowered.text, "sm_90"), "sm_90").sass, 1,
+                                  lowered.rows_per_thread)
     subtractions = sum(1 for i in loop.body if i.opcode == "FADD" and ", -R" in i.operands)
-    assert loop.unroll >= 1 and subtractions == 3 * loop.unroll
+    assert loop.unroll >= 1 and lowered.rows_per_thread == 8 and subtractions == 3 * loop.unroll * loop.rows

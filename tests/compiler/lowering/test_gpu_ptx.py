@@ -31,7 +31,7 @@ from keir import ranges as block_sparse
 from keir.compiler import mathlib
 from keir.compiler.codegen_gpu import nvptx_target, ptx_for
 from keir.compiler.kernel import Kernel
-from keir.compiler.lower_gpu import BLOCK_SIZES, DEFAULT_SHARED_BYTES, launch_config, lower_gpu
+from keir.compiler.lower_gpu import BLOCK_SIZES, DEFAULT_SHARED_BYTES, launch_config, lower_gpu, rows_per_thread
 from keir.compiler.mlir_text import Builder, Names
 from keir.compiler.pipeline import CompileOptions
 from keir.dialect.node import make, var
@@ -187,10 +187,28 @@ def test_bad_arch_and_unsupported_kernels_are_python_errors():
 
 # launch configuration -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("rows", [1, 31, 10_000, 100_000, 1_000_000])
-def test_launch_config_covers_every_row(rows):
-    config = launch_config(rows, row_bytes=16, multiprocessors=132)
-    assert config.block in BLOCK_SIZES and config.grid * config.block >= rows > (config.grid - 1) * config.block
+@pytest.mark.parametrize("per_thread", [1, 2, 8])
+def test_launch_config_covers_every_row(rows, per_thread):
+    config = launch_config(rows, row_bytes=16, multiprocessors=132, rows_per_thread=per_thread)
+    per_block = config.block * per_thread
+    assert config.block in BLOCK_SIZES and config.grid * per_block >= rows > (config.grid - 1) * per_block
     assert config.tile == config.block and config.shared_bytes == config.tile * 16
+
+
+def test_register_blocking_rows_per_thread():
+    """Rows per thread from the registers a row keeps (its i-variables and its reduction state, in 32-bit
+    registers); one where a block is a range of rows (block-sparse)."""
+    x, y, b = var(0, "i", 3), var(1, "j", 3), var(2, "j", 1)
+    gaussian = make("mul", make("exp", make("neg", make("sqdist", x, y))), b)
+    wide = make("sqdist", var(0, "i", 100), var(1, "j", 100))
+    cases = [(make("reduce", gaussian, kind="sum", axis=1), "f32", 8),
+             (make("reduce", gaussian, kind="sum", axis=1), "f64", 4),
+             (make("reduce", make("sqdist", x, y), kind="argkmin", axis=1, k=10), "f32", 2),
+             (make("reduce", wide, kind="sum", axis=1), "f32", 1)]
+    for root, elem, expected in cases:
+        assert rows_per_thread(root, elem) == expected
+        assert lower_gpu(Kernel("k", root, elem)).rows_per_thread == expected
+    assert rows_per_thread(cases[0][0], "f32", block_sparse=True) == 1
 
 
 def test_launch_config_small_problems_use_smaller_blocks_to_fill_the_device():
@@ -362,7 +380,7 @@ class _StandInDriver:
         rows, cols, tile = words[-3:]
         self.launches.append(dict(grid=gx, block=bx, shared=shared, rows=rows, cols=cols, tile=tile))
         assert (gy, gz, by, bz, extra) == (1, 1, 1, 1, 0) and 1 <= tile <= bx
-        assert lowered.block_sparse or gx * bx >= rows
+        assert lowered.block_sparse or gx * bx * lowered.rows_per_thread >= rows
         assert shared == tile * lowered.row_bytes
         for k in range(memrefs):  # (allocated, aligned, offset, size, stride) of host memory from cuMemAlloc
             pointer, aligned, offset, size, stride = words[5 * k : 5 * k + 5]
