@@ -1,23 +1,26 @@
-"""keir-lower-gpu: a keir kernel -> one `gpu.func` in a `gpu.module` (MLIR text), one thread per output row.
+"""keir-lower-gpu: a keir kernel -> one `gpu.func` in a `gpu.module` (MLIR text), R output rows per thread.
 
     "keir.reduce"(f) {kind = "sum", axis = 1}  =>
     gpu.module @keir_kernels {
       gpu.func @k(%a0: memref<?xf32>, ..., %out: memref<?xf32>, %rows: index, %cols: index, %tile: index) kernel {
-        i = block_id * block_dim + thread_id            (threads past the last row compute row rows-1, store nothing)
-        <parameter loads, i-variable loads, all work that does not depend on j: scalars in registers>
-        %state = scf.for %t0 = 0 to %cols step %tile iter_args(<the reduction's initial state>) {
-          <the block copies rows t0 .. t0+count-1 of every j-variable into workgroup memory, coalesced>
+        i_r = block_id * R * block_dim + r * block_dim + thread_id, r < R   (rows_per_thread: register blocking;
+                                       threads past the last row compute row rows-1, store nothing)
+        <parameter loads, i-variable loads, all work that does not depend on j: scalars in registers, per row>
+        %state = scf.for %t0 = 0 to %cols step %tile iter_args(<each row's initial state>) {
+          <the block copies columns t0 .. t0+count-1 of every j-variable into the tile's rows, coalesced>
           gpu.barrier
-          %tile_state = scf.for %jj = 0 to count iter_args(...) { <f on the staged y_jj>; <update the state> }
+          %tile_state = scf.for %jq = 0 to count : i32 iter_args(...) {
+            <the tile's row jj in 16-byte vector loads, shared by the R rows>; <f, and each row's update>
+          }
           gpu.barrier                                     (the next copy overwrites the tile)
           <sum: add the tile's partial sum to the row's total (block summation); other kinds: carry the state>
         }
-        scf.if (i < rows) { out[i] = <the state's final values>; out_idx[i] = <its indices> }
+        scf.if (i_r < rows) { out[i_r] = <row r's final values>; out_idx[i_r] = <its indices> }   for each r
       }
     }
 
 Every reduction kind and accumulator option of the CPU backend works here, with the same code: the CPU's
-accumulators (keir.compiler.reductions) run on vector<1xT> state, one lane per thread. A sum adds each tile's
+accumulators (keir.compiler.reductions) run on vector<1xT> state, one lane per row. A sum adds each tile's
 partial sum to the total (one rounding per tile, like "block_sum" with blocks of one tile; with "kahan_scheme" the
 compensated sum runs over all j; "dtype_acc" float64 accumulates in double). Arg-reductions take the index j
 of the reduced axis; "no candidate" (INT64_MAX, e.g. K > N) is written as -1, as the CPU runtime does.
@@ -163,7 +166,7 @@ def launch_config(
 
 
 def lower_module(kernels: list[Kernel]) -> str:
-    """to a gpu.module, one thread per output row, j-tiles in workgroup memory (the GPU backend)"""
+    """to a gpu.module, R output rows per thread, j-tiles in workgroup memory (the GPU backend)"""
     return gpu_module_text([lower_gpu(k) for k in kernels])
 
 

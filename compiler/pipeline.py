@@ -5,7 +5,7 @@
     "loops" lowered to scf/arith/math/vector/memref
     "llvm"  LLVM IR (before LLVM's own optimisation)
     object code: native, for the host CPU
-    "gpu"   lowered to a gpu.module (one thread per output row, j-tiles in workgroup memory)
+    "gpu"   lowered to a gpu.module (R output rows per thread, j-tiles in workgroup memory)
     "ptx"   PTX for options.target when it is "sm_XX", else sm_80
 
 MLIR is imported by the stages that need it, never by `import keir`.
