@@ -106,12 +106,12 @@ def exp(b: Builder, x: str) -> str:
     `_exp_special_function_unit`."""
     if b.names.gpu_math in ("sfu", "fast") and b.elem == "f32":
         return _on_scalars(b, x, _exp_special_function_unit)
+    if b.names.gpu_math is not None and not b.once:  # a GPU thread branches on its own x, as a vector on its lanes
+        return _on_scalars(b, x, _exp_normal_or_anywhere)
     if b.lanes is None or b.once:
         return _exp_anywhere(b, x)
     fmt = _FORMATS[b.elem]
-    bounded = b.cmp("ole", x, b.const(_exp_top(fmt)))  # NaN compares false
-    # and k >= -(bias - 2): p * 2**k is normal (p >= 2**-0.5)
-    normal = b.mask_op("andi", bounded, b.cmp("oge", x, b.const(-(fmt.bias - 2) * math.log(2))))
+    bounded, normal = _normal_result(b, x)
 
     def some_subnormal_or_large(u: Builder) -> str:
         return u.branch(_every_lane(u, bounded), lambda v: _exp_bounded(v, x), lambda a: _exp_anywhere(a, x))
@@ -164,6 +164,20 @@ def _exp_special_function_unit(b: Builder, x: str) -> str:
     r = b.fma(h, b.const(-_LN2_LO), b.fma(h, b.const(-_LN2_HI), clamped))
     power = b.emit(f"math.exp2 {h} : {b.type}")
     return b.fma(power, r, power)
+
+
+def _normal_result(b: Builder, x: str) -> tuple[str, str]:
+    """The masks of the x at most `_exp_top` and of those whose exp is moreover normal (both false for NaN)."""
+    fmt = _FORMATS[b.elem]
+    bounded = b.cmp("ole", x, b.const(_exp_top(fmt)))  # NaN compares false
+    # and k >= -(bias - 2): p * 2**k is normal (p >= 2**-0.5)
+    return bounded, b.mask_op("andi", bounded, b.cmp("oge", x, b.const(-(fmt.bias - 2) * math.log(2))))
+
+
+def _exp_normal_or_anywhere(b: Builder, x: str) -> str:
+    """exp of a scalar on the GPU: `_exp_normal` where the result is normal, else (underflow, overflow, NaN)
+    `_exp_anywhere`; the branch diverges only in warps that mix both."""
+    return b.branch(_normal_result(b, x)[1], lambda n: _exp_normal(n, x), lambda a: _exp_anywhere(a, x))
 
 
 def _every_lane(b: Builder, mask: str) -> str:

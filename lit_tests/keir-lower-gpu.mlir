@@ -1,6 +1,7 @@
 // RUN: keir-opt %s --keir-lower-gpu | FileCheck %s
 
-// The Gaussian kernel sum on the GPU: one thread per output row i. x_i is loaded once, before the loop over
+// The Gaussian kernel sum on the GPU: 8 output rows i per thread (register blocking: the rows' x_i and totals
+// fit 4 registers each); the checks below follow the first row. x_i is loaded once, before the loop over
 // tiles; each tile of the j-variables y and b is copied to workgroup memory by the whole block (consecutive
 // threads, consecutive words) into rows of 16 bytes, (y_j, b_j) side by side, then every thread runs over the
 // tile (an i32 counter), reading a row with one vector load. exp is the special-function unit's exp2 after an
@@ -10,13 +11,14 @@
 // CHECK: gpu.module @keir_kernels
 // CHECK-LABEL: gpu.func @gauss(
 // CHECK-SAME: %[[X:[a-z0-9]+]]: memref<?xf32>, %[[Y:[a-z0-9]+]]: memref<?xf32>, %[[B:[a-z0-9]+]]: memref<?xf32>, %[[OUT:[a-z0-9]+]]: memref<?xf32>, %[[ROWS:[a-z0-9]+]]: index, %[[COLS:[a-z0-9]+]]: index, %[[TILE:[a-z0-9]+]]: index) kernel
-// CHECK: %[[ZERO:.*]] = arith.constant dense<0.000000e+00> : vector<1xf32>
 // CHECK: gpu.thread_id x
 // CHECK: gpu.block_dim x
+// CHECK: %[[ZERO:.*]] = arith.constant dense<0.000000e+00> : vector<1xf32>
+// CHECK-COUNT-8: arith.minui %{{.*}}, %{{.*}} : index
 // CHECK: %[[SMEM:.*]] = gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
 // CHECK: %[[YS:.*]] = memref.view %[[SMEM]]{{.*}} to memref<?xf32, #gpu.address_space<workgroup>>
 // CHECK: memref.load %[[X]]
-// CHECK: scf.for %{{.*}} = %{{.*}} to %[[COLS]] step %[[TILE]] iter_args(%[[TOTAL:.*]] = %[[ZERO]]) -> (vector<1xf32>)
+// CHECK: scf.for %{{.*}} = %{{.*}} to %[[COLS]] step %[[TILE]] iter_args(%[[TOTAL:[a-z0-9]+]] = %[[ZERO]], {{.*}}) -> (vector<1xf32>, {{.*}})
 // CHECK: arith.minui %[[TILE]]
 // CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %block_dim_x
 // CHECK: memref.load %[[Y]]
@@ -26,7 +28,7 @@
 // CHECK: memref.load %[[B]]
 // CHECK: memref.store %{{.*}}, %[[YS]]
 // CHECK: gpu.barrier
-// CHECK: %[[PART:.*]] = scf.for %{{.*}} iter_args(%[[ACC:.*]] = %[[ZERO]]) -> (vector<1xf32>) : i32
+// CHECK: %[[PART:[0-9]+]]:8 = scf.for %{{.*}} iter_args(%[[ACC:[a-z0-9]+]] = %[[ZERO]], {{.*}}) -> (vector<1xf32>, {{.*}}) : i32
 // CHECK-NOT: memref.load %[[X]]
 // CHECK: %[[ROW:.*]] = vector.load %[[YS]][%{{.*}}] {alignment = 16 : i64} : memref<?xf32, #gpu.address_space<workgroup>>, vector<4xf32>
 // CHECK-NOT: vector.load
@@ -41,7 +43,7 @@
 // CHECK: math.fma %[[E]], %[[W]], %[[ACC]] : vector<1xf32>
 // CHECK: scf.yield
 // CHECK: gpu.barrier
-// CHECK: arith.addf %[[TOTAL]], %[[PART]] : vector<1xf32>
+// CHECK: arith.addf %[[TOTAL]], %[[PART]]#0 : vector<1xf32>
 // CHECK: scf.yield
 // CHECK: %[[SUM:.*]] = vector.reduction <add>, %{{.*}} : vector<1xf32> into f32
 // CHECK: scf.if
@@ -87,8 +89,8 @@ func.func @over_i() -> vector<1xf64> {
 // to %out_idx, -1 where no candidate was found.
 // CHECK-LABEL: gpu.func @nearest(
 // CHECK-SAME: %[[OUT_IDX:[a-z0-9_]+]]: memref<?xi64>, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index) kernel
-// CHECK: scf.for %[[T0:[a-z0-9]+]] = {{.*}} -> (vector<1xf32>, vector<1xi64>)
-// CHECK: scf.for %[[JQ:[a-z0-9]+]] = {{.*}} -> (vector<1xf32>, vector<1xi64>) : i32
+// CHECK: scf.for %[[T0:[a-z0-9]+]] = {{.*}} -> (vector<1xf32>, vector<1xi64>{{.*}})
+// CHECK: scf.for %[[JQ:[a-z0-9]+]] = {{.*}} -> (vector<1xf32>, vector<1xi64>{{.*}}) : i32
 // CHECK: %[[JJ:.*]] = arith.index_cast %[[JQ]] : i32 to index
 // CHECK: arith.addi %[[T0]], %[[JJ]] : index
 // CHECK: arith.index_cast {{.*}} : index to i64
