@@ -49,6 +49,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/block_sparse.py
 	$(BIN)/python benchmarks/knn.py
 	$(BIN)/python benchmarks/wide_rhs.py
+	$(BIN)/python benchmarks/threads.py
 	$(BIN)/python benchmarks/grad.py
 	$(BIN)/python benchmarks/laplacian.py
 	$(BIN)/python benchmarks/gpu_static.py

@@ -94,7 +94,7 @@ def measure(name: str, arch: str) -> tuple[sass.Assembly, sass.Loop]:
     options = gpu_kernels.gpu_options(CompileOptions(gpu_math=precision), arch)
     lowered = gpu_kernels.gpu_lowering(reduction.root, np.dtype(dtype), options, "keir_kernel")
     assembly = sass.assemble(gpu_to_ptx(lowered.text, arch), arch)
-    return assembly, sass.steady_state_loop(assembly.sass, lowered.loads_per_column, lowered.rows_per_thread)
+    return assembly, sass.steady_state_loop(assembly.sass, lowered.row_bytes, lowered.rows_per_thread)
 
 
 def main() -> int:

@@ -7,9 +7,9 @@ makes of keir's PTX:
 
 - a loop is a backward branch (`@P0 BRA .L_x_7` after the label `.L_x_7:`); the steady-state loop is the
   innermost loop with the most shared-memory traffic;
-- LLVM or ptxas may unroll it: the unroll factor is its shared loads per iteration over the vector loads
-  keir's j loop makes per column j (one per 16 bytes of the tile's row, which no compiler can merge further);
-  with register blocking, each column serves several rows, so an iteration computes unroll x rows pairs.
+- LLVM or ptxas may unroll it: the unroll factor is the bytes its shared-memory address advances per iteration
+  over the bytes of one row of the tile (one column j); with register blocking, each column serves several
+  rows, so an iteration computes unroll x rows pairs.
 
 Tools come from NVIDIA's pip wheels (`pip install 'keir[bench]'`: nvidia-cuda-nvcc for ptxas,
 nvidia-cuda-nvdisasm) or a CUDA toolkit on PATH; no GPU is needed.
@@ -148,19 +148,36 @@ def sass_loops(text: str) -> list[Loop]:
     return loops
 
 
-def steady_state_loop(sass: str, loads_per_j: int, rows_per_thread: int = 1) -> Loop:
-    """The j loop of a kernel, with its unroll factor: its shared-memory loads over `loads_per_j`, the vector
-    loads keir's j loop makes per column j (keir.compiler.lower_gpu; counting the PTX loop's loads instead would
-    miss LLVM's own unrolling); each column serves `rows_per_thread` rows."""
+_SHARED_BASE = re.compile(r"\[(U?R\d+)")
+_ADVANCE = re.compile(r"^(U?R\d+), (U?R\d+), (0x[0-9a-f]+)\b")
+
+
+def address_advance(loop: Loop) -> int:
+    """Bytes the loop's shared-memory address register advances per iteration: the immediate of the add that
+    steps a register its shared loads address from (`VIADD R104, R104, 0x50` after `LDS [R104+...]`)."""
+    bases = {m.group(1) for i in loop.body if i.opcode == "LDS" for m in [_SHARED_BASE.search(i.operands)] if m}
+    for instruction in loop.body:
+        match = _ADVANCE.match(instruction.operands)
+        if instruction.opcode in ("VIADD", "IADD3", "UIADD3") and match and match.group(1) == match.group(2) \
+                and match.group(1) in bases:
+            return int(match.group(3), 16)
+    raise ValueError("no add of an immediate to the shared loads' address register in the loop")
+
+
+def steady_state_loop(sass: str, bytes_per_j: int, rows_per_thread: int = 1) -> Loop:
+    """The j loop of a kernel, with its unroll factor: the bytes its shared-memory address advances per
+    iteration over `bytes_per_j`, one row of the tile (keir.compiler.lower_gpu). Counting loads instead would
+    be fooled by LLVM's unrolling and by its narrowing of a row's partly used last vector; each column serves
+    `rows_per_thread` rows."""
     loops = [loop for loop in sass_loops(sass) if loop.shared_bytes]
     if not loops:
         raise ValueError("no loop with shared-memory loads in the SASS")
     loop = max(loops, key=lambda candidate: (candidate.shared_bytes, len(candidate.body)))
-    loads = loop.counts["shared loads"]
-    if not loads_per_j or loads % loads_per_j:
-        raise ValueError(f"the SASS loop makes {loads} shared loads per iteration, not a multiple of the "
-                         f"{loads_per_j} of one column j")
-    loop.unroll, loop.rows = loads // loads_per_j, rows_per_thread
+    advance = address_advance(loop)
+    if advance % bytes_per_j:
+        raise ValueError(f"the loop's shared address advances {advance} bytes per iteration, not a multiple of "
+                         f"the {bytes_per_j} bytes of one column j")
+    loop.unroll, loop.rows = advance // bytes_per_j, rows_per_thread
     return loop
 
 

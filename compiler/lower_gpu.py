@@ -76,7 +76,6 @@ class GpuKernelText:
     elem: str
     func_text: str
     block_sparse: bool = False  # a block per range of rows, over its j-intervals (BLOCK_SPARSE)
-    loads_per_column: int = 0  # workgroup-memory vector loads in the j loop per column j (static analysis)
     rows_per_thread: int = 1  # register blocking: each thread computes this many output rows
 
     @property
@@ -445,4 +444,4 @@ class _GpuKernel:
             + ["      gpu.return", "    }"]
         )
         return GpuKernelText(self.symbol, self.operands, len(values), len(indices), self.axis, e, text,
-                             self.block_sparse, len(self.row_loads), self.rows_per_thread)
+                             self.block_sparse, self.rows_per_thread)

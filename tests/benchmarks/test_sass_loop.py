@@ -39,10 +39,10 @@ LISTING = """
 
 
 def test_the_innermost_loop_of_a_listing_and_its_unroll():
-    loop = sass.steady_state_loop(LISTING, 1)
+    loop = sass.steady_state_loop(LISTING, 16)
     assert loop.label == ".L_x_1"
     assert [i.opcode for i in loop.body] == ["LDS", "LDS", "FADD", "FFMA", "MUFU", "UIADD3", "BRA"]
-    assert loop.shared_bytes == 16 and loop.unroll == 2  # two loads per iteration, one per j
+    assert loop.shared_bytes == 16 and loop.unroll == 2  # the address advances 32 bytes, a row is 16
     counts = loop.counts
     assert (counts["shared loads"], counts["FP32"], counts["MUFU"], counts["uniform"], counts["branches"]) == (
         2, 2, 1, 1, 1)
@@ -50,7 +50,7 @@ def test_the_innermost_loop_of_a_listing_and_its_unroll():
 
 def test_a_loop_loading_a_fraction_of_a_column_is_refused():
     with pytest.raises(ValueError, match="not a multiple"):
-        sass.steady_state_loop(LISTING, 3)
+        sass.steady_state_loop(LISTING, 12)
 
 
 BRANCHY = """
@@ -94,8 +94,8 @@ def test_keirs_gaussian_loop_is_found_with_its_unroll():
     root = ((-kn.Vi(x).sqdist(kn.Vj(y))).exp() * kn.Vj(b)).sum(axis=1, call=False).root
     options = gpu_kernels.gpu_options(None, "sm_90")
     lowered = gpu_kernels.gpu_lowering(root, np.dtype("float32"), options, "keir_kernel")
-    assert lowered.row_bytes == 16 and lowered.loads_per_column == 1  # y_j (3 floats) and b_j (1) in one load
-    loop = sass.steady_state_loop(sass.assemble(gpu_to_ptx(lowered.text, "sm_90"), "sm_90").sass, 1,
+    assert lowered.row_bytes == 16  # y_j (3 floats) and b_j (1): one row, one vector load
+    loop = sass.steady_state_loop(sass.assemble(gpu_to_ptx(lowered.text, "sm_90"), "sm_90").sass, lowered.row_bytes,
                                   lowered.rows_per_thread)
     subtractions = sum(1 for i in loop.body if i.opcode == "FADD" and ", -R" in i.operands)
     assert loop.unroll >= 1 and lowered.rows_per_thread == 8 and subtractions == 3 * loop.unroll * loop.rows
