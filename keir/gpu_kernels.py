@@ -17,7 +17,8 @@ from keir.compiler.lower_gpu import GpuKernelText, lower_gpu, row_bytes, rows_pe
 from keir.compiler.operands import kernel_operands
 from keir.compiler.pipeline import Compilation, CompileOptions
 from keir.dialect.node import Node
-from keir.kernels import KernelTable, cached_artifact, output_widths
+from keir.kernels import KernelTable, cached_artifact, column_block_roots, output_widths
+from keir.runtime.column_blocks import ColumnBlockKernel
 from keir.runtime.cuda import GpuKernel, cuda_available, device
 
 # The arch `.ir("ptx")` shows where no CUDA device says otherwise (Ampere, the oldest arch the tests assemble for).
@@ -44,8 +45,19 @@ def gpu_ptx(root: Node, dtype: np.dtype, options: CompileOptions | None = None, 
     return gpu_kernel_for_arch(root, dtype, options, arch or default_arch()).ptx
 
 
-def gpu_kernel(root: Node, dtype: np.dtype, options: CompileOptions | None = None, device_index: int = 0) -> GpuKernel:
-    """The kernel for reduction `root` compiled for the arch of CUDA device `device_index`."""
+# A GPU thread keeps its rows' output components in registers: a Gaussian times B of 64 columns takes 168 (no
+# spill), of 128 columns all 255 and spills 384 bytes, of 256 columns 5.5 KB (ptxas, sm_90). A wider sum runs as
+# kernels of this many columns each (keir.kernels.column_block_roots).
+WIDEST_OUTPUT = 64
+
+
+def gpu_kernel(root: Node, dtype: np.dtype, options: CompileOptions | None = None,
+               device_index: int = 0) -> GpuKernel | ColumnBlockKernel:
+    """The kernel for reduction `root` compiled for the arch of CUDA device `device_index` (for a sum wider than
+    WIDEST_OUTPUT, the kernels of its column blocks)."""
+    blocks = column_block_roots(root, WIDEST_OUTPUT)
+    if blocks is not None:
+        return ColumnBlockKernel(tuple(gpu_kernel(block, dtype, options, device_index) for block in blocks))
     return gpu_kernel_for_arch(root, dtype, options, device(device_index).arch)
 
 

@@ -19,7 +19,8 @@ from keir.compiler.pipeline import Compilation, CompileOptions, cache_key
 from keir.dialect.node import Node, make
 from keir.dialect.ops import reduction_output_widths
 from keir.runtime import cache
-from keir.runtime.cpu import ColumnBlockKernel, CpuKernel
+from keir.runtime.column_blocks import ColumnBlockKernel
+from keir.runtime.cpu import CpuKernel
 
 
 class KernelTable:
@@ -53,8 +54,18 @@ def compilation(root: Node, dtype: np.dtype, options: CompileOptions | None = No
 # A CPU sum kernel keeps each output row's components in its loop state: past this many (measured on AVX-512,
 # a Gaussian times B, M = N = 2e4: 9.0 ms per column at 128 columns, 12 at 192, 16 at 256) the state leaves the
 # registers and L1 for good, so a wider sum runs as kernels of this many columns each, which recompute the
-# kernel's value once per block (benchmarks/cpu.py, "wide right-hand sides").
+# kernel's value once per block (benchmarks/wide_rhs.py).
 WIDEST_OUTPUT = 128
+
+
+def column_block_roots(root: Node, widest: int) -> list[Node] | None:
+    """A sum of more than `widest` components as sums of blocks of at most `widest` of them (`extract` of the
+    formula: a lowering computes only the components each block uses); None for any other reduction."""
+    formula = root.args[0]
+    if root.attr("kind") != "sum" or formula.dim <= widest:
+        return None
+    return [make("reduce", make("extract", formula, start=start, length=min(widest, formula.dim - start)),
+                 **dict(root.attrs)) for start in range(0, formula.dim, widest)]
 
 
 def cpu_kernel(root: Node, dtype: np.dtype, options: CompileOptions | None = None) -> CpuKernel | ColumnBlockKernel:
@@ -64,13 +75,9 @@ def cpu_kernel(root: Node, dtype: np.dtype, options: CompileOptions | None = Non
 
 
 def _load_or_compile_blocks(root: Node, dtype: np.dtype, options: CompileOptions) -> CpuKernel | ColumnBlockKernel:
-    """A sum of more than WIDEST_OUTPUT components as sums of blocks of them (`extract` of the formula: the
-    lowering computes only the components each block uses); any other reduction as one kernel."""
-    formula = root.args[0]
-    if root.attr("kind") != "sum" or formula.dim <= WIDEST_OUTPUT:
+    blocks = column_block_roots(root, WIDEST_OUTPUT)
+    if blocks is None:
         return _load_or_compile(root, dtype, options)
-    blocks = [make("reduce", make("extract", formula, start=start, length=min(WIDEST_OUTPUT, formula.dim - start)),
-                   **dict(root.attrs)) for start in range(0, formula.dim, WIDEST_OUTPUT)]
     return ColumnBlockKernel(tuple(_load_or_compile(block, dtype, options) for block in blocks))
 
 

@@ -217,19 +217,3 @@ class CpuKernel:
             indices[indices == INT64_MAX] = -1  # no candidate (e.g. K larger than N)
         return outputs
 
-
-@dataclass(frozen=True)
-class ColumnBlockKernel:
-    """A sum reduction with many output components run as several kernels of at most
-    keir.kernels.WIDEST_OUTPUT components each (their outputs side by side): the same call as CpuKernel."""
-
-    blocks: tuple[CpuKernel, ...]
-
-    @property
-    def block_sparse(self) -> bool:
-        return self.blocks[0].block_sparse
-
-    def __call__(self, arrays: list[np.ndarray], m: int, n: int, threads: int | None = None,
-                 block_sparse: BlockSparse | None = None) -> list[np.ndarray]:
-        parts = [kernel(arrays, m, n, threads, block_sparse)[0] for kernel in self.blocks]
-        return [np.concatenate(parts, axis=-1)]

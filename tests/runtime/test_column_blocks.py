@@ -1,5 +1,5 @@
 """Sums with more than keir.kernels.WIDEST_OUTPUT output components run as kernels of column blocks
-(keir.runtime.cpu.ColumnBlockKernel): the results are those of a dense float64 reference, over i and over j,
+(keir.runtime.column_blocks.ColumnBlockKernel): the results are those of a dense float64 reference, over i and over j,
 with a summation scheme, block-sparse ranges and torch gradients (whose reductions are as wide)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 import keir.numpy as kn
 import keir.torch as kt
 from keir import kernels
-from keir.runtime.cpu import ColumnBlockKernel
+from keir.runtime.column_blocks import ColumnBlockKernel
 
 COLUMNS = kernels.WIDEST_OUTPUT * 2 + 44  # blocks of 128, 128 and 44
 

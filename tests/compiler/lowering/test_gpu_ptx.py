@@ -36,8 +36,10 @@ from keir.compiler.mlir_text import Builder, Names
 from keir.compiler.pipeline import CompileOptions
 from keir.dialect.node import make, var
 from keir.dialect.ops import OPS as OP_TABLE
+from keir.kernels import column_block_roots
 from keir.numpy import Pm, Vi, Vj
 from keir.runtime import cuda
+from keir.runtime.column_blocks import ColumnBlockKernel
 
 ARCHS = ("sm_80", "sm_90")
 DTYPES = {"f32": np.float32, "f64": np.float64}
@@ -399,11 +401,17 @@ def stand_in(monkeypatch):
     monkeypatch.setattr(gpu_kernels, "_loaded", kernels.KernelTable())  # kernels loaded on the stand-in stay with it
     cuda.device.cache_clear()
 
-    def kernel(root, dtype, options=None):
-        compiled = gpu_kernels.gpu_kernel(root, dtype, options)
-        if compiled.symbol not in driver.kernels:
+    def register(compiled, root, dtype, options) -> None:
+        if isinstance(compiled, ColumnBlockKernel):  # a wide sum: the kernels of its column blocks
+            for block, block_root in zip(compiled.blocks, column_block_roots(root, gpu_kernels.WIDEST_OUTPUT)):
+                register(block, block_root, dtype, options)
+        elif compiled.symbol not in driver.kernels:
             lowered = gpu_kernels.gpu_lowering(root, dtype, gpu_kernels.gpu_options(options, "sm_90"), compiled.symbol)
             driver.kernels[compiled.symbol] = (lowered, _host_emulation(lowered))
+
+    def kernel(root, dtype, options=None):
+        compiled = gpu_kernels.gpu_kernel(root, dtype, options)
+        register(compiled, root, dtype, options)
         return compiled
 
     kernel.driver = driver
@@ -619,3 +627,20 @@ def test_gpu_math_options():
     assert "ex2.approx.f32" in ptx_for(kernel, "sm_90")
     with pytest.raises(ValueError, match="precision must be one of"):
         CompileOptions(gpu_math="exact")
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_wide_sums_run_in_column_blocks_on_host(stand_in, axis):
+    """A Gaussian times B of 150 columns (more than keir.gpu_kernels.WIDEST_OUTPUT, which registers hold): the
+    kernels of blocks of 64, 64 and 22 columns, side by side, against NumPy float64."""
+    rng = np.random.default_rng(3)
+    x, y, b = rng.random((70, 3)), rng.random((50, 3)), rng.standard_normal((50 if axis == 1 else 70, 150))
+    weight = var(2, "j" if axis == 1 else "i", 150)
+    root = make("reduce", make("mul", make("exp", make("neg", make("sqdist", var(0, "i", 3), var(1, "j", 3)))),
+                               weight), kind="sum", axis=axis)
+    compiled = stand_in(root, np.float64)
+    assert isinstance(compiled, ColumnBlockKernel) and len(compiled.blocks) == 3
+    (got,) = compiled([x, y, b], 70, 50)
+    k = np.exp(-((x[:, None, :] - y[None, :, :]) ** 2).sum(-1))
+    np.testing.assert_allclose(got, k @ b if axis == 1 else k.T @ b, rtol=1e-12, atol=1e-12)
+    assert len(stand_in.driver.launches) == 3
