@@ -140,9 +140,7 @@ def _on_scalars(b: Builder, x: str, routine) -> str:
         return routine(b, x)
     if b.lanes != 1:
         raise ValueError(f"GPU math works on scalars, not vector<{b.lanes}x{b.elem}>")
-    from keir.compiler.mlir_text import Builder as ScalarBuilder
-
-    scalar = ScalarBuilder(b.names, b.elem, None, b.lines, b.indent, once=b.once)
+    scalar = dataclasses.replace(b, lanes=None)  # the same names and lines
     value = routine(scalar, scalar.emit(f"vector.extract {x}[0] : {b.elem} from {b.type}"))
     return b.emit(f"vector.broadcast {value} : {b.elem} to {b.type}")
 
