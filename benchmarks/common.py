@@ -46,6 +46,16 @@ def interleaved_minimums(calls: dict[str, Callable[[], object]], budget: Budget)
             times[name].append(time.perf_counter() - start)
 
 
+def best_of(call: Callable[[], object], repeat: int = 2) -> tuple[float, object]:
+    """(the fastest of `repeat` calls in seconds, the last call's result), for calls long enough to time alone."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = call()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
 def minimum_time(call: Callable[[], object], number: int, repeat: int) -> float:
     """Seconds per call: the fastest of `repeat` batches of `number` back-to-back calls (for short calls)."""
     best = float("inf")

@@ -12,24 +12,14 @@ the largest difference of the sorted distances, relative to the K-th distance, i
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
-from common import available_cores, cpu_description, markdown_table, three_digits
+from common import available_cores, best_of, cpu_description, markdown_table, three_digits
 
 import keir.numpy as kn
 
 K = 10
 CASES = ((3, 100_000), (16, 100_000), (64, 50_000), (128, 50_000))
-
-
-def best_of(call, repeat: int = 2) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = call()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def main() -> None:

@@ -10,21 +10,11 @@ t = 1, 2, 4, ... and all cores; the time is the best of two calls, the speed-up 
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
-from common import available_cores, cpu_description, markdown_table, three_digits
+from common import available_cores, best_of, cpu_description, markdown_table, three_digits
 
 import keir.numpy as kn
-
-
-def best_of(call, repeat: int = 2) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def cases(scale: int) -> dict[str, object]:
@@ -55,7 +45,7 @@ def main() -> None:
     rows = []
     for name, reduction in cases(4 if args.quick else 1).items():
         reduction()  # compile
-        times = [best_of(lambda t=t, reduction=reduction: reduction(threads=t)) for t in counts]
+        times = [best_of(lambda t=t, reduction=reduction: reduction(threads=t))[0] for t in counts]
         rows.append([name, *(f"{t:.3f} s ({three_digits(times[0] / t)}x)" for t in times)])
     print(markdown_table(["case", *(f"{t} thread{'s' * (t > 1)}" for t in counts)], rows, right_from=1))
 

@@ -12,24 +12,14 @@ its largest entry. Sums of more than keir.kernels.WIDEST_OUTPUT (128) columns ru
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
-from common import available_cores, cpu_description, markdown_table, three_digits
+from common import available_cores, best_of, cpu_description, markdown_table, three_digits
 
 import keir.numpy as kn
 
 COLUMNS = (1, 16, 64, 256)
 SIZE = 20_000
-
-
-def best_of(call, repeat: int = 2) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = call()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def torch_chunked(x, y, b, rows: int = 2000):
