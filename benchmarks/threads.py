@@ -27,10 +27,10 @@ def cases(scale: int) -> dict[str, object]:
     x16 = points(30_000, 16)
     xk, yk, b64 = points(10_000, 3), points(10_000, 3), points(10_000, 64)
     return {
-        "Gaussian sum, D = 3, M = N = 2e4": ((-kn.Vi(x3).sqdist(kn.Vj(y3)) * 2).exp() * kn.Vj(b1)).sum(
+        f"Gaussian sum, D = 3, M = N = {len(x3):.0e}": ((-kn.Vi(x3).sqdist(kn.Vj(y3)) * 2).exp() * kn.Vj(b1)).sum(
             axis=1, call=False),
-        "K-NN, K = 10, D = 16, M = N = 3e4": kn.Vi(x16).sqdist(kn.Vj(x16)).argKmin(10, axis=1, call=False),
-        "K @ B, 64 columns, D = 3, M = N = 1e4": ((-kn.Vi(xk).sqdist(kn.Vj(yk)) * 2).exp() * kn.Vj(b64)).sum(
+        f"K-NN, K = 10, D = 16, M = N = {len(x16):.0e}": kn.Vi(x16).sqdist(kn.Vj(x16)).argKmin(10, axis=1, call=False),
+        f"K @ B, 64 columns, D = 3, M = N = {len(xk):.0e}": ((-kn.Vi(xk).sqdist(kn.Vj(yk)) * 2).exp() * kn.Vj(b64)).sum(
             axis=1, call=False),
     }
 
