@@ -83,7 +83,6 @@ _APPROXIMATE = {"math.exp2": ("llvm.nvvm.ex2.approx.f32", "llvm.nvvm.ex2.approx.
 
 def _intrinsic_name(op) -> str:
     """The LLVM intrinsic that math op `op` becomes (see _INTRINSICS and _APPROXIMATE)."""
-
     if op.name in _APPROXIMATE:
         if str(op.results[0].type) != "f32":
             raise ValueError(f"{op.name} has a special-function-unit instruction for f32 only, not "

@@ -189,7 +189,7 @@ def lower_gpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None, block
 class _GpuKernel:
     def __init__(self, symbol: str, formula: Node, elem: str, axis: int, operands: tuple[Operand, ...],
                  options: ReductionOptions, block_sparse: bool = False, gpu_math: str = "sfu",
-                 rows_per_thread_: int = 1):
+                 rows: int = 1):
         self.symbol, self.formula, self.elem, self.axis, self.operands = symbol, formula, elem, axis, operands
         self.block_sparse = block_sparse
         self.acc = accumulator(options, elem, 1)
@@ -201,12 +201,13 @@ class _GpuKernel:
         self.inner = Builder(self.names, elem, None, indent="          ")  # once per (i, j): the j loop body
         self.index_const = IndexConstants(self.consts)
         self.values: dict[tuple[Node, int | None], list[str]] = {}  # (node, row or None if i-independent)
-        self.rows_per_thread = rows_per_thread_
+        self.rows_per_thread = rows
         self.staged = staged_operands(operands)
         self.width = row_width(operands, elem)  # words per tile row
         self.lanes_per_load = VECTOR_BYTES // ELEMENT_BYTES[elem]
         self.column: dict[int, int] = {}  # operand index -> its first word in a tile row
         self.row_loads: dict[int, str] = {}  # k -> the vector load of words [k * lanes, (k + 1) * lanes) of row jj
+        self.row_start: str | None = None  # jj * width, the first word of row jj
         self.column_index: str | None = None  # j as vector<1xi64>, for the arg-reductions
 
     @property
@@ -224,8 +225,8 @@ class _GpuKernel:
     def index_op(self, b: Builder, op: str, x: str, y: str) -> str:
         return b.emit(f"arith.{op} {x}, {y} : index", "o")
 
-    def load(self, b: Builder, memref: str, offset: str, shared: bool = False) -> str:
-        return b.emit(f"memref.load {memref}[{offset}] : {self.shared_memref if shared else self.memref}")
+    def load(self, b: Builder, memref: str, offset: str) -> str:
+        return b.emit(f"memref.load {memref}[{offset}] : {self.memref}")
 
     def value(self, node: Node, row: int = 0) -> list[str]:
         """The components of node for the thread's row `row` (0 .. rows_per_thread - 1): in the entry block if it
@@ -255,7 +256,7 @@ class _GpuKernel:
         chunk, lane = divmod(word, self.lanes_per_load)
         if chunk not in self.row_loads:
             b = self.inner
-            if not self.row_loads:
+            if self.row_start is None:
                 self.row_start = self.index_op(b, "muli", "%jj", self.index_const(self.width))
             start = self.index_op(b, "addi", self.row_start, self.index_const(chunk * self.lanes_per_load))
             vector = f"vector<{self.lanes_per_load}x{self.elem}>"

@@ -128,6 +128,14 @@ def exp(b: Builder, x: str) -> str:
 # GPU math (the `gpu_math` of keir.compiler.pipeline.CompileOptions): "sfu" exp is ex2.approx after an exact
 # reduction, "fast" is ex2.approx(x * log2(e)) as KeOps' -use_fast_math compiles it, "ieee" the polynomials.
 GPU_MATH = ("sfu", "fast", "ieee")
+
+
+def check_gpu_math(value: str) -> None:
+    """Refuse a `precision` (gpu_math) that is not one of GPU_MATH, naming the choices."""
+    if value not in GPU_MATH:
+        raise ValueError(f"precision must be one of {', '.join(map(repr, GPU_MATH))}, got {value!r}")
+
+
 _LN2_HI = struct.unpack("<f", struct.pack("<f", math.log(2)))[0]  # ln 2 = _LN2_HI + _LN2_LO to 2**-48
 _LN2_LO = math.log(2) - _LN2_HI
 # below it, exp is 0 in float32 (exp(-104) < 2**-150): ex2.approx sees no -inf, whose reduction would be NaN
@@ -149,7 +157,8 @@ def _exp_special_function_unit(b: Builder, x: str) -> str:
     """exp(x) = 2**h * e**r, h = x * log2(e) rounded to float32, r = x - h * ln 2 computed by two FMAs to about
     2**-40 (|r| <= ulp(h) * ln2 / 2 <= 2**-17); 2**h is the special-function unit's `ex2.approx.f32` (which keeps
     subnormal results) and e**r = 1 + r to 2**-35, applied by one FMA: the result is ex2.approx's own error
-    (NVIDIA documents 2 ulp for it, as for CUDA's exp2f) plus half an ulp. h is clamped at 128, where 2**h is
+    (CUDA documents 2 ulp for its exp2f, which nvcc builds on this instruction; only a device measures it) plus
+    half an ulp. h is clamped at 128, where 2**h is
     already inf: there r >= 0, so that inf * (1 + r) stays inf (x = +inf included), and x below -200 (-inf) is
     taken as -200, whose result is 0 as well. NaN propagates (minimumf/maximumf). With gpu_math "fast", KeOps'
     form: ex2.approx.ftz(x * log2(e)), two instructions, a relative error of about (2 + 1.2 |x|) ulp and

@@ -21,7 +21,7 @@ from keir.compiler.emit import emit_module
 from keir.compiler.errors import INTERNAL_ONLY, USER_ERRORS, CompilerError
 from keir.compiler.kernel import Kernel
 from keir.compiler.lower_cpu import LoopKernel, lower_cpu
-from keir.compiler.mathlib import GPU_MATH
+from keir.compiler.mathlib import check_gpu_math
 from keir.compiler.operands import kernel_operands
 from keir.compiler.passes import run_pipeline
 
@@ -41,8 +41,7 @@ class CompileOptions:
     gpu_math: str = "sfu"
 
     def __post_init__(self) -> None:
-        if self.gpu_math not in GPU_MATH:
-            raise ValueError(f"precision must be one of {', '.join(map(repr, GPU_MATH))}, got {self.gpu_math!r}")
+        check_gpu_math(self.gpu_math)
 
 
 def cache_key(keir_text: str, options: CompileOptions, target_key: str) -> str:

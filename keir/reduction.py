@@ -9,7 +9,7 @@ import numpy as np
 
 from keir import kernels
 from keir import ranges as block_sparse
-from keir.compiler.mathlib import GPU_MATH
+from keir.compiler.mathlib import check_gpu_math
 from keir.compiler.passes import keir_differentiate, keir_trace
 from keir.compiler.pipeline import CompileOptions
 from keir.dialect import algebra
@@ -42,8 +42,7 @@ class Reduction:
         2.5 ulp), "fast" (KeOps' -use_fast_math form), "ieee" (the CPU's polynomial, 1 ulp); the CPU always runs
         the polynomial."""
         self.ranges = block_sparse.as_ranges(ranges)
-        if precision not in GPU_MATH:
-            raise ValueError(f"precision must be one of {', '.join(map(repr, GPU_MATH))}, got {precision!r}")
+        check_gpu_math(precision)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
         for name in _TUNING_OPTIONS:
