@@ -6,7 +6,8 @@
    partial blocks and several tiles, and the gradient of each with respect to each of its variables (float64),
    GPU against the CPU backend;
 3. the Gaussian kernel sum out_i = sum_j exp(-|x_i - y_j|^2) b_j, D = 3, float32, M = N in {1e4, 1e5, 1e6}:
-   keir on torch CUDA tensors against torch (chunked, dense blocks on the GPU) and pykeops when installed;
+   keir on torch CUDA tensors against torch (chunked, dense blocks on the GPU) and pykeops when installed; and
+   M = 1e4, N = 1e6 with and without the column splits (grid y);
 4. block-sparse reductions (ranges): every reduction kind over i and j against the masked dense float64
    reference (tests/support/block_sparse.py), and the truncated Gaussian of benchmarks/block_sparse.py
    (M = N = 1e5, 5 % of cluster pairs kept) against keir dense, both on the GPU;
@@ -209,6 +210,17 @@ def benchmark() -> bool:
             f"{config.block} x {config.grid}"
         )
     print(f"   (keir's kernel: {kernel.registers(cuda.device(0))} registers per thread)")
+    m, n = 10**4, 10**6  # few rows: the column splits (grid y) against one block row of work per column range
+    inputs = [torch.from_numpy(a).cuda() for a in (data(m, n, np.float32)[0], *data(n, n, np.float32)[1:3])]
+    split_time, (split_out,) = time_call(lambda: kernel(inputs, m, n), 3)
+    limit, cuda.MAX_SPLITS = cuda.MAX_SPLITS, 1
+    try:
+        whole_time, (whole_out,) = time_call(lambda: kernel(inputs, m, n), 3)
+    finally:
+        cuda.MAX_SPLITS = limit
+    ok &= relative_error(split_out.cpu().numpy(), whole_out.cpu().numpy()) < 1e-5
+    print(f"   M = 1e4, N = 1e6: {split_time:.4f} s with the column splits "
+          f"({kernel.splits(m, n, cuda.device(0))} of them), {whole_time:.4f} s without")
     if not with_keops:
         print("   (pykeops: not installed or not working here)")
     return ok

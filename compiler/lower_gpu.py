@@ -77,6 +77,7 @@ class GpuKernelText:
     func_text: str
     block_sparse: bool = False  # a block per range of rows, over its j-intervals (BLOCK_SPARSE)
     rows_per_thread: int = 1  # register blocking: each thread computes this many output rows
+    j_split: bool = False  # takes %jchunk: grid y splits the columns, each split writes partial sums (j_splits)
 
     @property
     def row_bytes(self) -> int:
@@ -119,6 +120,15 @@ def rows_per_thread(reduce: Node, elem: str, block_sparse: bool = False) -> int:
     per_row += len(accumulator(ReductionOptions.of(reduce), elem, 1).state_types())
     per_row *= ELEMENT_BYTES[elem] // 4  # in 32-bit registers
     return 8 if per_row <= 4 else 4 if per_row <= 8 else 2 if per_row <= 24 else 1
+
+
+def j_splits(options: ReductionOptions, block_sparse: bool = False) -> bool:
+    """Whether the kernel can split its columns over blocks (grid y, %jchunk columns each), writing partial
+    results that the runtime adds: a plain sum (direct or block summation in its own dtype: its partial sums
+    add up like its tiles do), so that few rows (M = 10^4, one block per 256) still fill the device. A Kahan or
+    float64-accumulated sum, the other kinds and block-sparse kernels keep every column in one block."""
+    return (options.kind == "sum" and options.sum_scheme != "kahan_scheme" and options.dtype_acc != "float64"
+            and not block_sparse)
 
 
 def gpu_module_text(kernels: list[GpuKernelText]) -> str:
@@ -202,6 +212,7 @@ class _GpuKernel:
         self.index_const = IndexConstants(self.consts)
         self.values: dict[tuple[Node, int | None], list[str]] = {}  # (node, row or None if i-independent)
         self.rows_per_thread = rows
+        self.j_split = j_splits(options, block_sparse)
         self.staged = staged_operands(operands)
         self.width = row_width(operands, elem)  # words per tile row
         self.lanes_per_load = VECTOR_BYTES // ELEMENT_BYTES[elem]
@@ -383,6 +394,12 @@ class _GpuKernel:
             carried_in, result, lo, hi = starts, "%interval", j_lo, j_hi
         else:
             loop, carried_in, result, lo, hi = [], init, "%state", k0, "%cols"
+            if self.j_split:  # block (x, y) reduces columns [y * jchunk, (y + 1) * jchunk) of its rows
+                loop += ["      %split = gpu.block_id y",
+                         "      %split_lo = arith.muli %split, %jchunk : index",
+                         "      %split_end = arith.addi %split_lo, %jchunk : index",
+                         "      %split_hi = arith.minui %split_end, %cols : index"]
+                lo, hi = "%split_lo", "%split_hi"
         loop += [
             f"      {result}:{total} = scf.for %t0 = {lo} to {hi} step %tile iter_args("
             + ", ".join(f"{s} = {v}" for s, v in zip(outer, carried_in)) + f") -> ({types}) {{",
@@ -427,14 +444,17 @@ class _GpuKernel:
                     for x in indices
                 ]
             store = Builder(self.names, e, None, indent="        ")
-            store_row(store, self.index_const, f"%i_{r}", values, "%out", e)
+            out_row = f"%i_{r}"
+            if self.j_split:  # split y writes its partial sums to rows [y * rows, (y + 1) * rows) of %out
+                out_row = self.index_op(store, "addi", self.index_op(store, "muli", "%split", "%rows"), out_row)
+            store_row(store, self.index_const, out_row, values, "%out", e)
             store_row(store, self.index_const, f"%i_{r}", indices, "%out_idx", "i64")
             stores += [f"      scf.if %active_{r} {{", *store.lines, "      }"]
 
         args = memref_arguments(self.operands, e, len(values), len(indices))
         if self.block_sparse:
             args += [f"{name}: memref<?xi64>" for name in BLOCK_SPARSE]
-        args += ["%rows: index", "%cols: index", "%tile: index"]
+        args += ["%rows: index", "%cols: index", "%tile: index"] + (["%jchunk: index"] if self.j_split else [])
         text = "\n".join(
             [f"    gpu.func @{self.symbol}({', '.join(args)}) kernel {{"]
             + prologue[:5] + self.consts.lines + prologue[5:]  # the constants may use %bdim
@@ -445,4 +465,4 @@ class _GpuKernel:
             + ["      gpu.return", "    }"]
         )
         return GpuKernelText(self.symbol, self.operands, len(values), len(indices), self.axis, e, text,
-                             self.block_sparse, self.rows_per_thread)
+                             self.block_sparse, self.rows_per_thread, self.j_split)

@@ -13,9 +13,10 @@ import numpy as np
 
 from keir.compiler.codegen_gpu import gpu_to_ptx, nvptx_target
 from keir.compiler.kernel import DTYPES, Kernel
-from keir.compiler.lower_gpu import GpuKernelText, lower_gpu, row_bytes, rows_per_thread
+from keir.compiler.lower_gpu import GpuKernelText, j_splits, lower_gpu, row_bytes, rows_per_thread
 from keir.compiler.operands import kernel_operands
 from keir.compiler.pipeline import Compilation, CompileOptions
+from keir.compiler.reductions import ReductionOptions
 from keir.dialect.node import Node
 from keir.kernels import KernelTable, cached_artifact, column_block_roots, output_widths
 from keir.runtime.column_blocks import ColumnBlockKernel
@@ -82,4 +83,5 @@ def _load_or_compile(root: Node, dtype: np.dtype, options: CompileOptions, arch:
     floats, indices = output_widths(root)
     elem = DTYPES[dtype.name]
     return GpuKernel(ptx.decode(), symbol, arch, operands, floats, indices, root.attr("axis"), dtype,
-                     row_bytes(operands, elem), options.block_sparse, rows_per_thread(root, elem, options.block_sparse))
+                     row_bytes(operands, elem), options.block_sparse, rows_per_thread(root, elem, options.block_sparse),
+                     j_splits(ReductionOptions.of(root), options.block_sparse))

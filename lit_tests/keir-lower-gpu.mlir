@@ -6,11 +6,12 @@
 // threads, consecutive words) into rows of 16 bytes, (y_j, b_j) side by side, then every thread runs over the
 // tile (an i32 counter), reading a row with one vector load. exp is the special-function unit's exp2 after an
 // exact reduction; the weight's product is fused into the accumulating fma. The reduction's state is the CPU's
-// accumulator on vector<1xf32>; a sum adds each tile's partial sum to the row's total.
+// accumulator on vector<1xf32>; a sum adds each tile's partial sum to the row's total. Grid y splits the columns
+// (%jchunk each, for few rows): each split writes its partial sums, which the runtime adds.
 // CHECK: module attributes {gpu.container_module}
 // CHECK: gpu.module @keir_kernels
 // CHECK-LABEL: gpu.func @gauss(
-// CHECK-SAME: %[[X:[a-z0-9]+]]: memref<?xf32>, %[[Y:[a-z0-9]+]]: memref<?xf32>, %[[B:[a-z0-9]+]]: memref<?xf32>, %[[OUT:[a-z0-9]+]]: memref<?xf32>, %[[ROWS:[a-z0-9]+]]: index, %[[COLS:[a-z0-9]+]]: index, %[[TILE:[a-z0-9]+]]: index) kernel
+// CHECK-SAME: %[[X:[a-z0-9]+]]: memref<?xf32>, %[[Y:[a-z0-9]+]]: memref<?xf32>, %[[B:[a-z0-9]+]]: memref<?xf32>, %[[OUT:[a-z0-9]+]]: memref<?xf32>, %[[ROWS:[a-z0-9]+]]: index, %[[COLS:[a-z0-9]+]]: index, %[[TILE:[a-z0-9]+]]: index, %[[JCHUNK:[a-z0-9]+]]: index) kernel
 // CHECK: gpu.thread_id x
 // CHECK: gpu.block_dim x
 // CHECK: %[[ZERO:.*]] = arith.constant dense<0.000000e+00> : vector<1xf32>
@@ -18,7 +19,11 @@
 // CHECK: %[[SMEM:.*]] = gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
 // CHECK: %[[YS:.*]] = memref.view %[[SMEM]]{{.*}} to memref<?xf32, #gpu.address_space<workgroup>>
 // CHECK: memref.load %[[X]]
-// CHECK: scf.for %{{.*}} = %{{.*}} to %[[COLS]] step %[[TILE]] iter_args(%[[TOTAL:[a-z0-9]+]] = %[[ZERO]], {{.*}}) -> (vector<1xf32>, {{.*}})
+// CHECK: %[[SPLIT:.*]] = gpu.block_id y
+// CHECK: %[[LO:.*]] = arith.muli %[[SPLIT]], %[[JCHUNK]] : index
+// CHECK: %[[END:.*]] = arith.addi %[[LO]], %[[JCHUNK]] : index
+// CHECK: %[[HI:.*]] = arith.minui %[[END]], %[[COLS]] : index
+// CHECK: scf.for %{{.*}} = %[[LO]] to %[[HI]] step %[[TILE]] iter_args(%[[TOTAL:[a-z0-9]+]] = %[[ZERO]], {{.*}}) -> (vector<1xf32>, {{.*}})
 // CHECK: arith.minui %[[TILE]]
 // CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %block_dim_x
 // CHECK: memref.load %[[Y]]

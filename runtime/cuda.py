@@ -19,6 +19,9 @@ from keir.compiler.lower_gpu import BLOCK_SIZES, DEFAULT_SHARED_BYTES, LaunchCon
 from keir.compiler.operands import Operand
 from keir.runtime.block_sparse import BlockSparse
 
+# At most this many column splits per launch (benchmarks/gpu_check.py sets 1 to time a launch without them).
+MAX_SPLITS = 64
+
 
 class KeirCudaError(RuntimeError):
     """A CUDA driver call failed; the message names the call and the driver's error."""
@@ -134,6 +137,7 @@ class GpuKernel:
     row_bytes: int  # workgroup memory per column of a tile
     block_sparse: bool = False  # compiled block-sparse: a call takes a BlockSparse schedule
     rows_per_thread: int = 1  # register blocking (keir.compiler.lower_gpu.rows_per_thread)
+    j_split: bool = False  # the kernel can split its columns over grid y (keir.compiler.lower_gpu.j_splits)
     _loaded: dict[int, _Loaded] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -166,6 +170,17 @@ class GpuKernel:
         return launch_config(rows, self.row_bytes, dev.multiprocessors, loaded.max_threads, DEFAULT_SHARED_BYTES,
                              self.rows_per_thread)
 
+    def splits(self, rows: int, cols: int, dev: Device) -> int:
+        """Column splits (grid y) for a launch: as many as it takes to give every multiprocessor two blocks,
+        each split at least 8 tiles long; 1 where the rows fill the device or the kernel cannot split."""
+        if not self.j_split:
+            return 1
+        config = self.launch_config(rows, dev)
+        wanted = -(-2 * dev.multiprocessors // config.grid)
+        splits = max(1, min(wanted, cols // (8 * config.tile), MAX_SPLITS))
+        chunk = -(-cols // (splits * config.tile)) * config.tile  # whole tiles; the same in _launch
+        return -(-cols // chunk)  # no split left empty
+
     def block_sparse_config(self, ranges: int, dev: Device) -> LaunchConfig:
         """One block per range, of the largest size the kernel allows (a range has at most that many rows)."""
         widest = self.launch_config(BLOCK_SIZES[0] * 2 * dev.multiprocessors, dev)
@@ -181,9 +196,10 @@ class GpuKernel:
                 if width]
 
     def _launch(self, dev: Device, buffers: list[tuple[int, int]], rows: int, cols: int, stream: int,
-                ranges: int | None = None) -> None:
+                ranges: int | None = None, splits: int = 1) -> None:
         """Launch on `stream`; buffers = (device address, elements) of each operand, then of each output (then of
-        the block-sparse schedule's arrays, and `ranges` is the number of ranges: one block each)."""
+        the block-sparse schedule's arrays, and `ranges` is the number of ranges: one block each). `splits`:
+        grid y, the column splits of a j_split kernel (its output holds splits x rows partial rows)."""
         loaded = self._function(dev)
         config = self.launch_config(rows, dev)
         if ranges is not None:
@@ -193,11 +209,13 @@ class GpuKernel:
         for pointer, size in buffers:
             words += [pointer, pointer, 0, size, 1]
         words += [rows, cols, config.tile]
+        if self.j_split:  # columns per split, whole tiles
+            words.append(-(-cols // (splits * config.tile)) * config.tile)
         values = np.array(words, dtype=np.uint64)
         slots = np.array([values.ctypes.data + 8 * k for k in range(len(words))], dtype=np.uint64)
         dev.activate()
         _call(
-            "cuLaunchKernel", loaded.function, config.grid, 1, 1, config.block, 1, 1, config.shared_bytes,
+            "cuLaunchKernel", loaded.function, config.grid, splits, 1, config.block, 1, 1, config.shared_bytes,
             stream, slots.ctypes.data, 0,
         )
 
@@ -212,10 +230,11 @@ class GpuKernel:
         if any(_is_torch_tensor(a) for a in arrays):
             return self.call_torch(arrays, m, n, block_sparse)
         rows, cols = (m, n) if self.axis == 1 else (n, m)
-        outputs = [np.empty((rows, width), dtype=dtype) for width, dtype in self._output_specs()]
         if rows == 0:
-            return outputs
+            return [np.empty((rows, width), dtype=dtype) for width, dtype in self._output_specs()]
         dev = device(0 if device_index is None else device_index)
+        splits = self.splits(rows, cols, dev)
+        outputs = [np.empty((splits * rows, width), dtype=dtype) for width, dtype in self._output_specs()]
         schedule = self._schedule(block_sparse, dev)
         dev.activate()
         allocations: list[int] = []
@@ -238,7 +257,8 @@ class GpuKernel:
                 if array.nbytes:
                     _call("cuMemcpyHtoD", pointer, array.ctypes.data, array.nbytes)
                 out_buffers.append((pointer, array.size))
-            self._launch(dev, buffers + out_buffers, rows, cols, 0, None if schedule is None else len(schedule.ranges))
+            self._launch(dev, buffers + out_buffers, rows, cols, 0, None if schedule is None else len(schedule.ranges),
+                         splits)
             for out, (pointer, _) in zip(outputs, out_buffers):
                 _call("cuMemcpyDtoH", out.ctypes.data, pointer, out.nbytes)  # waits for the launch
         except BaseException:
@@ -249,6 +269,8 @@ class GpuKernel:
             _call("cuMemFree", pointer)
         if schedule is not None and self.index_width:
             outputs[-1][schedule.empty_rows] = -1
+        if splits > 1:  # the splits' partial sums, added
+            return [out.reshape(splits, rows, -1).sum(axis=0) for out in outputs]
         return outputs
 
     # torch ---------------------------------------------------------------------------------------------------
@@ -265,8 +287,9 @@ class GpuKernel:
         torch_dtype = getattr(torch, self.dtype.name)
         dev = device(where.index if where.index is not None else torch.cuda.current_device())
         rows, cols = (m, n) if self.axis == 1 else (n, m)
+        splits = self.splits(rows, cols, dev) if rows else 1
         outputs = [
-            torch.empty((rows, width), dtype=getattr(torch, np.dtype(dtype).name), device=where)
+            torch.empty((splits * rows, width), dtype=getattr(torch, np.dtype(dtype).name), device=where)
             for width, dtype in self._output_specs()
         ]
         if rows == 0:
@@ -286,9 +309,11 @@ class GpuKernel:
         stream = torch.cuda.current_stream(where).cuda_stream
         buffers = [(t.data_ptr(), t.numel()) for t in inputs + outputs + arrays]
         # The inputs may be freed once this returns: torch's caching allocator reuses memory in stream order.
-        self._launch(dev, buffers, rows, cols, stream, None if schedule is None else len(schedule.ranges))
+        self._launch(dev, buffers, rows, cols, stream, None if schedule is None else len(schedule.ranges), splits)
         if schedule is not None and self.index_width:
             outputs[-1][torch.from_numpy(schedule.empty_rows).to(where)] = -1
+        if splits > 1:  # the splits' partial sums, added (on the device, in stream order)
+            return [out.reshape(splits, rows, -1).sum(dim=0) for out in outputs]
         return outputs
 
 

@@ -263,13 +263,17 @@ def _host_emulation(lowered):
         lines.append(line.replace(", #gpu.address_space<workgroup>", ""))
     symbol = f"host_{lowered.symbol}"
     text = "\n".join(
-        ["module {", f"func.func @{symbol}({args}, %smem: memref<?xi8>, %host_grid: index, %host_block: index) {{",
+        ["module {", f"func.func @{symbol}({args}, %smem: memref<?xi8>, %host_grid: index, %host_grid_y: index, "
+         "%host_block: index) {",
          "  %host0 = arith.constant 0 : index", "  %host1 = arith.constant 1 : index",
+         "  scf.for %split = %host0 to %host_grid_y step %host1 {",  # the column splits (grid y) of a j_split kernel
          "  scf.for %bid = %host0 to %host_grid step %host1 {",
-         "  scf.for %host_tid = %host0 to %host_block step %host1 {", *lines, "  }", "  }", "  return", "}", "}"]
+         "  scf.for %host_tid = %host0 to %host_block step %host1 {", *lines, "  }", "  }", "  }", "  return", "}",
+         "}"]
     )
     address = load_symbol(llvm_ir_to_object(loops_to_llvm_ir(text)), symbol)
-    return ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * (5 * (_memrefs(lowered) + 1) + 5))(address)
+    words = 5 * (_memrefs(lowered) + 1) + 6 + lowered.j_split
+    return ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * words)(address)
 
 
 _EXP2 = re.compile(r"^(\s*)(%\S+) = math\.exp2 (%\S+)(?: fastmath<afn>)? : f32$")
@@ -377,18 +381,21 @@ class _StandInDriver:
     def cuLaunchKernel(self, function, gx, gy, gz, bx, by, bz, shared, stream, params, extra):
         lowered, host = self.kernels[function]
         memrefs = _memrefs(lowered)
-        slots = (ctypes.c_uint64 * (5 * memrefs + 3)).from_address(params)
+        slots = (ctypes.c_uint64 * (5 * memrefs + 3 + lowered.j_split)).from_address(params)
         words = [ctypes.c_uint64.from_address(slot).value for slot in slots]
-        rows, cols, tile = words[-3:]
-        self.launches.append(dict(grid=gx, block=bx, shared=shared, rows=rows, cols=cols, tile=tile))
-        assert (gy, gz, by, bz, extra) == (1, 1, 1, 1, 0) and 1 <= tile <= bx
+        rows, cols, tile = words[5 * memrefs : 5 * memrefs + 3]
+        self.launches.append(dict(grid=gx, splits=gy, block=bx, shared=shared, rows=rows, cols=cols, tile=tile))
+        assert (gz, by, bz, extra) == (1, 1, 1, 0) and 1 <= tile <= bx and (gy == 1 or lowered.j_split)
         assert lowered.block_sparse or gx * bx * lowered.rows_per_thread >= rows
+        if lowered.j_split:  # the splits cover the columns in whole tiles
+            chunk = words[-1]
+            assert chunk % tile == 0 and gy * chunk >= cols > (gy - 1) * chunk
         assert shared == tile * lowered.row_bytes
         for k in range(memrefs):  # (allocated, aligned, offset, size, stride) of host memory from cuMemAlloc
             pointer, aligned, offset, size, stride = words[5 * k : 5 * k + 5]
             assert pointer == aligned and pointer in self.memory and offset == 0 and stride == 1
         smem = np.zeros(max(shared, 1), dtype=np.uint8)
-        host(*words, smem.ctypes.data, smem.ctypes.data, 0, smem.size, 1, gx, bx)
+        host(*words, smem.ctypes.data, smem.ctypes.data, 0, smem.size, 1, gx, gy, bx)
         return (_Result.CUDA_SUCCESS,)
 
 
@@ -644,3 +651,20 @@ def test_wide_sums_run_in_column_blocks_on_host(stand_in, axis):
     k = np.exp(-((x[:, None, :] - y[None, :, :]) ** 2).sum(-1))
     np.testing.assert_allclose(got, k @ b if axis == 1 else k.T @ b, rtol=1e-12, atol=1e-12)
     assert len(stand_in.driver.launches) == 3
+
+
+@pytest.mark.parametrize("options,split", [({}, True), ({"sum_scheme": "block_sum"}, True),
+                                           ({"sum_scheme": "kahan_scheme"}, False), ({"kind": "min"}, False)])
+def test_few_rows_split_their_columns_over_blocks_on_host(stand_in, options, split):
+    """40 rows, 5000 columns: one block of rows, so a plain sum splits the columns over grid y (each split whole
+    tiles, at least 8 of them) and adds the partial sums; Kahan sums and the other kinds keep one split."""
+    x, y, b = _data(40, 5000, np.float64)[:3]
+    kind = options.pop("kind", "sum")
+    formula = make("mul", make("exp", make("neg", make("sqdist", var(0, "i", 3), var(1, "j", 3)))), var(2, "j", 1))
+    root = make("reduce", formula, kind=kind, axis=1, **options)
+    _check_against_cpu(stand_in, root, [x, y, b], 40, 5000, np.float64)
+    (launch,) = stand_in.driver.launches
+    assert (launch["splits"] > 1) == split, launch
+    if split:  # one block of rows (32 threads), 132 multiprocessors: at most 5000 // (8 * 32) = 19 splits of
+        # whole tiles, 288 columns each, so 18 of them
+        assert (launch["grid"], launch["tile"], launch["splits"]) == (1, 32, 18)
