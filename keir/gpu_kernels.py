@@ -26,6 +26,7 @@ from keir.runtime.cuda import GpuKernel, cuda_available, device
 DEFAULT_ARCH = "sm_80"
 
 _loaded = KernelTable()
+_column_blocks: dict[tuple, ColumnBlockKernel] = {}  # (root, dtype, options, device) of a wide sum -> its blocks
 
 
 def default_arch(device_index: int | None = None) -> str:
@@ -56,10 +57,16 @@ def gpu_kernel(root: Node, dtype: np.dtype, options: CompileOptions | None = Non
                device_index: int = 0) -> GpuKernel | ColumnBlockKernel:
     """The kernel for reduction `root` compiled for the arch of CUDA device `device_index` (for a sum wider than
     WIDEST_OUTPUT, the kernels of its column blocks)."""
+    key = (root, np.dtype(dtype).name, options, device_index)
+    found = _column_blocks.get(key)  # a wide sum's blocks, built once (their kernels are in _loaded)
+    if found is not None:
+        return found
     blocks = column_block_roots(root, WIDEST_OUTPUT)
-    if blocks is not None:
-        return ColumnBlockKernel(tuple(gpu_kernel(block, dtype, options, device_index) for block in blocks))
-    return gpu_kernel_for_arch(root, dtype, options, device(device_index).arch)
+    if blocks is None:
+        return gpu_kernel_for_arch(root, dtype, options, device(device_index).arch)
+    found = _column_blocks[key] = ColumnBlockKernel(
+        tuple(gpu_kernel(block, dtype, options, device_index) for block in blocks))
+    return found
 
 
 def gpu_kernel_for_arch(root: Node, dtype: np.dtype, options: CompileOptions | None, arch: str) -> GpuKernel:

@@ -18,10 +18,6 @@ class ColumnBlockKernel:
 
     blocks: tuple[Any, ...]
 
-    @property
-    def block_sparse(self) -> bool:
-        return self.blocks[0].block_sparse
-
     def __call__(self, *args: Any, **kwargs: Any) -> list[Any]:
         parts = [kernel(*args, **kwargs)[0] for kernel in self.blocks]
         if isinstance(parts[0], np.ndarray):

@@ -178,8 +178,7 @@ class GpuKernel:
         config = self.launch_config(rows, dev)
         wanted = -(-2 * dev.multiprocessors // config.grid)
         splits = max(1, min(wanted, cols // (8 * config.tile), MAX_SPLITS))
-        chunk = -(-cols // (splits * config.tile)) * config.tile  # whole tiles; the same in _launch
-        return -(-cols // chunk)  # no split left empty
+        return -(-cols // _split_columns(cols, splits, config.tile))  # no split left empty
 
     def block_sparse_config(self, ranges: int, dev: Device) -> LaunchConfig:
         """One block per range, of the largest size the kernel allows (a range has at most that many rows)."""
@@ -209,8 +208,8 @@ class GpuKernel:
         for pointer, size in buffers:
             words += [pointer, pointer, 0, size, 1]
         words += [rows, cols, config.tile]
-        if self.j_split:  # columns per split, whole tiles
-            words.append(-(-cols // (splits * config.tile)) * config.tile)
+        if self.j_split:
+            words.append(_split_columns(cols, splits, config.tile))
         values = np.array(words, dtype=np.uint64)
         slots = np.array([values.ctypes.data + 8 * k for k in range(len(words))], dtype=np.uint64)
         dev.activate()
@@ -315,6 +314,11 @@ class GpuKernel:
         if splits > 1:  # the splits' partial sums, added (on the device, in stream order)
             return [out.reshape(splits, rows, -1).sum(dim=0) for out in outputs]
         return outputs
+
+
+def _split_columns(cols: int, splits: int, tile: int) -> int:
+    """Columns per split (%jchunk): whole tiles, enough for `splits` splits to cover `cols`."""
+    return -(-cols // (splits * tile)) * tile
 
 
 def _schedule_arrays(schedule: BlockSparse | None) -> list[np.ndarray]:

@@ -406,6 +406,7 @@ def stand_in(monkeypatch):
     monkeypatch.setattr(cuda, "_driver", lambda: driver)
     monkeypatch.setattr(cuda, "_initialized", False)
     monkeypatch.setattr(gpu_kernels, "_loaded", kernels.KernelTable())  # kernels loaded on the stand-in stay with it
+    monkeypatch.setattr(gpu_kernels, "_column_blocks", {})
     cuda.device.cache_clear()
 
     def register(compiled, root, dtype, options) -> None:
