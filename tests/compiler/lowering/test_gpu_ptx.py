@@ -664,7 +664,11 @@ def test_few_rows_split_their_columns_over_blocks_on_host(stand_in, options, spl
     formula = make("mul", make("exp", make("neg", make("sqdist", var(0, "i", 3), var(1, "j", 3)))), var(2, "j", 1))
     root = make("reduce", formula, kind=kind, axis=1, **options)
     _check_against_cpu(stand_in, root, [x, y, b], 40, 5000, np.float64)
-    (launch,) = stand_in.driver.launches
+    terms = np.exp(-((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)) * b[:, 0]  # dense float64, outside keir
+    want = terms.sum(1, keepdims=True) if kind == "sum" else terms.min(1, keepdims=True)
+    (got,) = stand_in(root, np.float64)([x, y, b], 40, 5000)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    launch = stand_in.driver.launches[0]
     assert (launch["splits"] > 1) == split, launch
     if split:  # one block of rows (32 threads), 132 multiprocessors: at most 5000 // (8 * 32) = 19 splits of
         # whole tiles, 288 columns each, so 18 of them
