@@ -7,11 +7,11 @@ keir.compiler.mathlib); tests/dialect/test_catalogue.py then checks it end to en
 
 from __future__ import annotations
 
-from keir.dialect.catalogue import arithmetic, piecewise, structural, transcendental, vector
+from keir.dialect.catalogue import arithmetic, complex, piecewise, structural, transcendental, vector
 from keir.dialect.catalogue.record import ATTRIBUTE_TYPES, Op
 from keir.dialect.ops import OPS
 
-FAMILIES = (structural, arithmetic, transcendental, piecewise, vector)
+FAMILIES = (structural, arithmetic, transcendental, piecewise, vector, complex)
 
 for _family in FAMILIES:
     for _op in _family.OPS:

@@ -20,6 +20,7 @@ import functools
 import numpy as np
 import pytest
 
+from keir.dialect.catalogue import complex as complex_family
 from keir.dialect.node import make, var
 from keir.dialect.ops import OPS
 from keir.formula_parser import format_formula
@@ -29,22 +30,32 @@ torch = pytest.importorskip("torch", reason="the gradients are checked through k
 from keir.torch import Genred  # noqa: E402
 
 ATTRS = {"exponent": 3, "digits": 1, "index": 1, "start": 1, "length": 2, "dim": 5}
+OWN_ATTRS = {"complex_sum_t": {"dim": 4}}  # where an op needs other values than ATTRS'
+# complex ops take interleaved (re, im) pairs: an even dimension; complex_sum_t spreads a complex scalar
+COMPLEX = {op.name for op in complex_family.OPS}
 COMPUTING = [name for name, op in OPS.items() if op.lower is not None and name != "constant"]
 CATEGORIES = ("i", "j", "p")
 M, N, D = 4, 5, 3
 # constants of many magnitudes and spellings; trigonometric lowerings promise accuracy only up to |x| = 2**20
 # (README: accuracy of the elementary functions)
 CONSTANTS = (0.0, -0.0, 1e-300, 3e-07, 1e-5, 0.7, -2.5, 1e5, 1e20, -1e20)
-_TRIGONOMETRIC = {"sin", "cos", "sinxdivx"}
+_TRIGONOMETRIC = {"sin", "cos", "sinxdivx", "complex_exp", "complex_exp1j"}
+
+
+def _attrs(name: str) -> dict:
+    return {a: OWN_ATTRS.get(name, ATTRS)[a] for a in OPS[name].attrs}
 
 
 def _node(name: str, operands: list):
-    record = OPS[name]
-    return make(name, *operands, **{a: ATTRS[a] for a in record.attrs})
+    return make(name, *operands, **_attrs(name))
 
 
 def _operand_dim(name: str) -> int:
-    return 1 if name == "one_hot" else D
+    if name == "one_hot":
+        return 1
+    if name == "complex_sum_t":
+        return 2
+    return D + 1 if name in COMPLEX and name not in ("complex_exp1j", "real2complex", "imag2complex") else D
 
 
 def _variables(name: str) -> list:
@@ -65,7 +76,7 @@ def _reference_sum(name: str, arrays: list[np.ndarray], used: set[str] = frozens
     broadcast = {"i": lambda a: a[:, None, :], "j": lambda a: a[None, :, :], "p": lambda a: a[None, None, :]}
     operands = [np.broadcast_to(broadcast[CATEGORIES[k]](a), (m, n, a.shape[-1])) for k, a in enumerate(arrays)]
     with np.errstate(all="ignore"):
-        value = OPS[name].reference(*operands, **{a: ATTRS[a] for a in OPS[name].attrs})
+        value = OPS[name].reference(*operands, **_attrs(name))
     return np.broadcast_to(value, (m, n, value.shape[-1])).sum(1)
 
 
@@ -119,7 +130,8 @@ def test_constants_of_every_magnitude_in_each_operand(name):
         for c in constants:
             operands = _variables(name)
             literal = make("constant", value=c)
-            operands[slot] = literal if width == 1 else make("concat", make("concat", literal, literal), literal)
+            operands[slot] = literal if width == 1 else functools.reduce(lambda a, b: make("concat", a, b),
+                                                                         [literal] * width)
             nodes.append(_node(name, operands))
             given = list(arrays)
             given[slot] = np.full((1, width) if CATEGORIES[slot] != "p" else (width,), c)
@@ -140,9 +152,9 @@ def test_the_lazytensor_method_builds_the_op(name):
     rng = np.random.default_rng(0)
     operands = [Vi(rng.random((M, _operand_dim(name)))), *(Vj(rng.random((N, _operand_dim(name))))
                                                            for _ in range(record.arity - 1))]
-    built = method(*operands, *(ATTRS[a] for a in record.attrs))
+    built = method(*operands, *_attrs(name).values())
     assert built.node.op == name, f"LazyTensor.{record.method} built keir.{built.node.op}, not keir.{name}"
-    assert dict(built.node.attrs) == {a: ATTRS[a] for a in record.attrs}
+    assert dict(built.node.attrs) == _attrs(name)
 
 
 def test_every_op_states_how_it_is_lowered():

@@ -34,6 +34,7 @@ from keir.compiler.kernel import Kernel
 from keir.compiler.lower_gpu import BLOCK_SIZES, DEFAULT_SHARED_BYTES, launch_config, lower_gpu, rows_per_thread
 from keir.compiler.mlir_text import Builder, Names
 from keir.compiler.pipeline import CompileOptions
+from keir.dialect.catalogue import complex as complex_family
 from keir.dialect.node import make, var
 from keir.dialect.ops import OPS as OP_TABLE
 from keir.kernels import column_block_roots
@@ -72,7 +73,8 @@ def _reduction(name: str, dtype, axis: int, m: int = 2, n: int = 3):
 # operands in [-1, 1] (x - y), positive ones where the record's domain is, attributes as below. The records
 # without one say what lowers them instead (tests/dialect/test_catalogue.py checks that they do).
 _OP_ATTRS = {"pow": {"exponent": 3}, "elem": {"index": 1}, "extract": {"start": 1, "length": 2},
-             "round": {"digits": 2}, "one_hot": {"dim": 4}}
+             "round": {"digits": 2}, "one_hot": {"dim": 4}, "complex_sum_t": {"dim": 4}}
+_COMPLEX_OPERANDS = {op.name for op in complex_family.OPS} - {"complex_exp1j", "real2complex", "imag2complex"}
 
 
 def _op_formula(op: str):
@@ -81,6 +83,9 @@ def _op_formula(op: str):
     operands = {1: (a,), 2: (a, make("mul", y, p)), 3: (a, b, make("add", y, p))}[OP_TABLE[op].arity]
     if op == "one_hot":
         operands = (make("sum", a),)
+    if op in _COMPLEX_OPERANDS:  # interleaved (re, im) pairs: an even dimension
+        pairs = [make("concat", operand, make("sum", operand)) for operand in operands]
+        operands = (make("complex_sum", pairs[0]),) if op == "complex_sum_t" else tuple(pairs)
     return make(op, *operands, **_OP_ATTRS.get(op, {}))
 
 
