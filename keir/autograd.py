@@ -65,7 +65,9 @@ class Plan:
     def of(cls, reduction: Reduction) -> Plan:
         lazy = reduction.lazy
         sum_options = tuple((k, v) for k, v in reduction.reduce_attrs.items() if k in ("sum_scheme", "dtype_acc"))
-        return cls(reduction.root, lazy.categories, lazy.dtype, reduction.threads, type(lazy), sum_options,
+        # the real class: derivative reductions are of real components, even for a complex formula (whose
+        # output only the user sees as complex)
+        return cls(reduction.root, lazy.categories, lazy.dtype, reduction.threads, lazy.real_class, sum_options,
                    reduction.ranges, reduction.precision)
 
     def sum(self, formula: Node, arrays: list[Any], categories: list[str], axis: int) -> Reduction:

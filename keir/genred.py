@@ -13,6 +13,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from keir.dialect.catalogue import complex as complex_family
 from keir.dialect.catalogue.record import ATTRIBUTE_TYPES, Op
 from keir.dialect.node import var
 from keir.dialect.ops import OPS
@@ -96,6 +97,9 @@ def _catalogue_function(record: Op) -> Callable[..., Any]:
     return build
 
 
+# KeOps' complex functions that are composites of catalogue ops (on the interleaved (re, im) components)
+for _name, _build in complex_family.COMPOSITES.items():
+    FUNCTIONS[_name] = lambda first, *others, build=_build: first.combine(build, *others)
 # Every catalogue op with a KeOps name reads back as itself (the hand-written entries above take precedence:
 # KeOps functions keir builds from several ops, or whose arguments need handling).
 for _record in OPS.values():

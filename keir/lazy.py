@@ -18,6 +18,7 @@ from keir.dialect.catalogue.record import Op
 from keir.dialect.node import Node, constant, interned, make, substitute, swap_i_j, var
 from keir.dialect.ops import OPS, DimensionError
 from keir.formula_parser import carry_composite_names, format_formula
+from keir.lazy_complex import ComplexFormulas, interleaved_constant, is_complex_number, refuse
 from keir.lazy_composites import Composites
 from keir.lazy_reductions import Reductions
 from keir.ranges import swap_axes
@@ -110,6 +111,8 @@ def _is_number(x: Any) -> bool:
 
 
 _NUMPY_DTYPE_NAMES = {np.dtype(name): name for name in SUPPORTED_DTYPES}  # dtype.name is slow (µs)
+_NUMPY_COMPLEX = {np.dtype(np.float32): np.dtype(np.complex64), np.dtype(np.float64): np.dtype(np.complex128)}
+_REAL_TYPES = (float, int)  # operands that are certainly not complex, tested first (the common case)
 
 
 class ArrayAdapter:
@@ -125,6 +128,17 @@ class ArrayAdapter:
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return array
+
+    def is_complex_array(self, array: Any) -> bool:
+        return array.dtype.kind == "c"
+
+    def real_view(self, array: Any) -> Any:
+        """A complex array (..., D) as its interleaved real components (..., 2D), sharing memory if it can."""
+        return np.ascontiguousarray(array).view(array.real.dtype)
+
+    def complex_view(self, out: Any) -> Any:
+        """A real result (..., 2D) of interleaved pairs as complex numbers (..., D)."""
+        return np.ascontiguousarray(out).view(_NUMPY_COMPLEX[out.dtype])
 
     def numpy_inputs(self, arrays: tuple, dtype: np.dtype) -> list[np.ndarray]:
         """A reduction's inputs as NumPy arrays, a number parameter as a 1-element array of the formula's dtype."""
@@ -181,6 +195,10 @@ class LazyTensor(Reductions, Composites):
     """A symbolic formula over arrays. Build it with Vi/Vj/Pm or LazyTensor(array) (pykeops shapes)."""
 
     adapter: ClassVar[ArrayAdapter] = ArrayAdapter()
+    # The front end's real and complex LazyTensor classes (set where each front end defines them)
+    real_class: ClassVar[type]
+    complex_class: ClassVar[type]
+    matmul_kernel_dim: ClassVar[int] = 1  # K @ b takes a scalar kernel
     # _ranges: pykeops' block-sparse ranges (the `ranges` property), unset on most LazyTensors
     __slots__ = ("node", "arrays", "categories", "dtype", "_ranges")
     __array_priority__ = 1000  # NumPy defers `array * lazy` to LazyTensor.__rmul__
@@ -192,13 +210,27 @@ class LazyTensor(Reductions, Composites):
 
     def __init__(self, x: Any, axis: int | None = None):
         """x: an array (pykeops shapes, or 2D with axis=0 / 1, or 0D / 1D: a parameter), a number, a list of
-        numbers (a constant vector), or a triplet (index, dim, category) of integers: a symbolic variable."""
+        numbers (a constant vector), or a triplet (index, dim, category) of integers: a symbolic variable.
+        A complex array or number makes a complex LazyTensor (pykeops' ComplexLazyTensor)."""
         if not self.adapter.is_array(x):
+            if is_complex_number(x) or (isinstance(x, list) and any(is_complex_number(v) for v in x)):
+                self._set(interleaved_constant(x if isinstance(x, list) else [x]), (), (), None)
+                self.__class__ = self.complex_class
+                return
+            if self.is_complex:
+                raise TypeError(f"ComplexLazyTensor takes complex arrays or numbers, got {type(x).__name__}")
             self._set(*_non_array(x, axis, self.adapter.name))
             return
         shape = x.shape
         if len(shape) == 0:  # a 0D array is a parameter of dimension 1, as in pykeops
             x, shape = x.reshape(1), (1,)
+        complex_input = self.adapter.is_complex_array(x)
+        if complex_input:  # its interleaved (re, im) components: the last axis doubles
+            x = self.adapter.real_view(x)
+            shape = x.shape
+        elif self.is_complex:
+            raise TypeError("ComplexLazyTensor takes complex arrays or numbers; make a real LazyTensor complex with "
+                            ".real2complex() or .imag2complex()")
         category, array = None, x
         if axis in (0, 1):  # Vi / Vj: x is (M, D) or (N, D)
             if len(shape) != 2:
@@ -224,6 +256,8 @@ class LazyTensor(Reductions, Composites):
         if dim == 0:
             raise ValueError(f"a variable needs at least one component, got shape {tuple(shape)}")
         self._set(var(0, category, dim), (array,), (category,), dtype)
+        if complex_input:
+            self.__class__ = self.complex_class
 
     @classmethod
     def variable(cls, x: Any, dim: int | None, category: int) -> LazyTensor:
@@ -265,10 +299,19 @@ class LazyTensor(Reductions, Composites):
         if isinstance(other, LazyTensor):
             return other
         if _is_number(other):
-            return self.from_node(constant(float(other)), (), (), None)
-        if self.adapter.is_array(other) or isinstance(other, list):
-            return type(self)(other)
+            return self.real_class.from_node(constant(float(other)), (), (), None)
+        if self.adapter.is_array(other) or isinstance(other, list) or is_complex_number(other):
+            return self.real_class(other)  # complex for complex arrays and numbers
         raise TypeError(f"cannot combine a LazyTensor with {type(other).__name__}")
+
+    def _complex_operand(self, other: Any) -> Any:
+        """other as a complex LazyTensor if it is complex (a complex LazyTensor, number or array), else None:
+        a real formula meeting a complex operand becomes complex (pykeops' rule)."""
+        if isinstance(other, LazyTensor):
+            return other if other.is_complex else None
+        if is_complex_number(other) or (self.adapter.is_array(other) and self.adapter.is_complex_array(other)):
+            return self.real_class(other)
+        return None
 
     def op(self, name: str, *others: Any, **attrs: Any) -> LazyTensor:
         """The catalogue op `name` (keir.dialect.catalogue) on self and `others` (LazyTensors, numbers or arrays,
@@ -279,6 +322,12 @@ class LazyTensor(Reductions, Composites):
             raise ValueError(f"LazyTensor.op builds formula ops, not keir.{name} (use LazyTensor(...), a number or "
                              "a reduction method)")
         return self._combine_many(list(others), lambda *nodes: make(name, *nodes, **attrs))
+
+    def combine(self, build: Callable[..., Node], *others: Any) -> LazyTensor:
+        """The formula build(self.node, *other nodes), over the variables of self and others (LazyTensors, numbers
+        or arrays, converted as LazyTensor(other) does): a composite of catalogue ops, such as KeOps'
+        ComplexAdd (keir.dialect.catalogue.complex.COMPOSITES), on formulas."""
+        return self._combine_many(list(others), build)
 
     def _combine(self, other: Any, build: Callable[[Node, Node], Node]) -> LazyTensor:
         return self._combine_many([other], build)
@@ -333,27 +382,43 @@ class LazyTensor(Reductions, Composites):
         return self._lift(other)._binary(op, self)
 
     def __add__(self, other: Any) -> LazyTensor:
+        if type(other) not in _REAL_TYPES and (z := self._complex_operand(other)) is not None:
+            return z.__radd__(self)
         return self._binary("add", other)
 
     def __radd__(self, other: Any) -> LazyTensor:
+        if type(other) not in _REAL_TYPES and (z := self._complex_operand(other)) is not None:
+            return z.__add__(self)
         return self._rbinary("add", other)
 
     def __sub__(self, other: Any) -> LazyTensor:
+        if type(other) not in _REAL_TYPES and (z := self._complex_operand(other)) is not None:
+            return z.__rsub__(self)
         return self._binary("sub", other)
 
     def __rsub__(self, other: Any) -> LazyTensor:
+        if type(other) not in _REAL_TYPES and (z := self._complex_operand(other)) is not None:
+            return z.__sub__(self)
         return self._rbinary("sub", other)
 
     def __mul__(self, other: Any) -> LazyTensor:
+        if type(other) not in _REAL_TYPES and (z := self._complex_operand(other)) is not None:
+            return z.__rmul__(self)
         return self._binary("mul", other)
 
     def __rmul__(self, other: Any) -> LazyTensor:
+        if type(other) not in _REAL_TYPES and (z := self._complex_operand(other)) is not None:
+            return z.__mul__(self)
         return self._rbinary("mul", other)
 
     def __truediv__(self, other: Any) -> LazyTensor:
+        if type(other) not in _REAL_TYPES and (z := self._complex_operand(other)) is not None:
+            return z.__rtruediv__(self)
         return self._binary("div", other)
 
     def __rtruediv__(self, other: Any) -> LazyTensor:
+        if type(other) not in _REAL_TYPES and (z := self._complex_operand(other)) is not None:
+            return z.__truediv__(self)
         return self._rbinary("div", other)
 
     def __neg__(self) -> LazyTensor:
@@ -386,6 +451,23 @@ class LazyTensor(Reductions, Composites):
 
     def sqnorm2(self) -> LazyTensor:
         return self._unary("sqnorm2")
+
+    # complex numbers from real formulas -------------------------------------------------------------------
+    def _complex_result(self, op: str) -> LazyTensor:
+        result = self.complex_class.from_node(make(op, self.node), self.arrays, self.categories, self.dtype)
+        return self._ranged(result)
+
+    def real2complex(self) -> LazyTensor:
+        """self as complex numbers with zero imaginary parts (KeOps' Real2Complex)."""
+        return self._complex_result("real2complex")
+
+    def imag2complex(self) -> LazyTensor:
+        """i self: complex numbers with zero real parts (KeOps' Imag2Complex)."""
+        return self._complex_result("imag2complex")
+
+    def exp1j(self) -> LazyTensor:
+        """exp(i self) = cos(self) + i sin(self) (KeOps' ComplexExp1j)."""
+        return self._complex_result("complex_exp1j")
 
     # elementwise functions (issue 7's op set) -----------------------------------------------------------
     def round(self, other: int = 0) -> LazyTensor:
@@ -527,7 +609,7 @@ class LazyTensor(Reductions, Composites):
         """The broadcast batch dimensions, None without any (pykeops)."""
         return self.batch_shape or None
 
-    is_complex: ClassVar[bool] = False  # keir's LazyTensors are real
+    is_complex: ClassVar[bool] = False  # a real formula (ComplexLazyTensor: True)
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
@@ -614,6 +696,18 @@ for _record in OPS.values():
     if _record.method and _record.elementwise and not _record.attrs and not hasattr(LazyTensor, _record.method):
         setattr(LazyTensor, _record.method, _catalogue_method(_record))
 LazyTensor.clampint = LazyTensor.clamp
+# Elementwise real functions have no complex meaning on interleaved components (exp and abs have their own).
+refuse(sorted(r.method for r in OPS.values() if r.method and r.elementwise and r.method not in ("exp", "abs")))
+
+
+class ComplexLazyTensor(ComplexFormulas, LazyTensor):
+    """A formula of complex values (pykeops' ComplexLazyTensor): LazyTensor(complex array) makes one."""
+
+    __slots__ = ()
+
+
+LazyTensor.real_class = ComplexLazyTensor.real_class = LazyTensor
+LazyTensor.complex_class = ComplexLazyTensor.complex_class = ComplexLazyTensor
 
 
 def variable_constructors(cls: type[LazyTensor], module: str) -> tuple[Callable[..., LazyTensor], ...]:

@@ -163,8 +163,9 @@ class Reductions:
     def __matmul__(self, v: Any, **options: Any) -> Any:
         """K @ v: sum_j K_ij v_j for a scalar K; v of shape (N,) (the result has shape (M,)), (N, C), or with
         batch dimensions (..., N, C), as in pykeops. `K.__matmul__(v, backend=...)` passes options on."""
-        if self.node.dim != 1:
-            raise DimensionError(f"K @ b needs a scalar kernel K (dimension 1), got dimension {self.node.dim}")
+        if self.node.dim != self.matmul_kernel_dim:
+            raise DimensionError(f"K @ b needs a scalar kernel K (dimension {self.matmul_kernel_dim}), got dimension "
+                                 f"{self.node.dim}")
         if isinstance(v, Reductions):
             product = self * v
             return product.sum(product.nbatchdims + 1, **options)
@@ -172,9 +173,9 @@ class Reductions:
             raise TypeError(f"K @ b needs an array b, got {type(v).__name__}")
         shape = tuple(v.shape)
         if len(shape) == 1:  # a vector: (1, N, 1), a j-variable of dimension 1
-            columns = type(self)(v.reshape(1, shape[0], 1))
+            columns = self.real_class(v.reshape(1, shape[0], 1))  # complex if v is
         else:  # (..., N, C) -> (..., 1, N, C): a j-variable, with the batch dimensions of v
-            columns = type(self)(v.reshape(shape[:-2] + (1,) + shape[-2:]))
+            columns = self.real_class(v.reshape(shape[:-2] + (1,) + shape[-2:]))
         product = self * columns
         out = product.sum(product.nbatchdims + 1, **options)
         return out.reshape(-1) if len(shape) == 1 else out
@@ -191,8 +192,8 @@ class Reductions:
                   dim: int | None = None, call: bool = True, is_complex: bool | None = None, **options: Any) -> Any:
         """pykeops' reduction by name (REDUCTION_OPS: "Sum", "ArgKMin", "LogSumExp", ...): `opt_arg` is K for the
         K-min family, `other` the weight of "LogSumExp" (optional) and "SumSoftMaxWeight" (required)."""
-        if is_complex:
-            raise ValueError("keir's LazyTensors are real: is_complex=True is not supported")
+        if is_complex and not self.is_complex:
+            raise ValueError("is_complex=True needs a complex LazyTensor (LazyTensor of a complex array)")
         if reduction_op not in REDUCTION_OPS:
             raise ValueError(f"unknown reduction_op {reduction_op!r}; known: {', '.join(REDUCTION_OPS)}")
         kind, axis = REDUCTION_OPS[reduction_op], _axis(axis, dim)
@@ -212,6 +213,9 @@ class Reductions:
         return self._reduce(kind, axis, call, options)
 
     def _reduce(self, kind: str, axis: int | None, call: bool, options: dict[str, Any]) -> Any:
+        if self.is_complex and kind != "sum":
+            raise TypeError(f"a {kind} reduction is not defined for complex values (they have no order); reduce "
+                            ".real, .imag or abs() of the formula, or sum it")
         index_axis = self._index_axis(axis, kind)
         options.pop("keepdim", None)  # a reduction's result is (*batch, rows, D) either way, as in pykeops
         if options.get("ranges") is None:

@@ -145,18 +145,22 @@ class Reduction:
         if self.adapter.tracing(arrays):  # torch.compile / torch.export: a custom op in the graph
             if self.ranges is not None:
                 raise ValueError("block-sparse ranges are not supported under torch.compile / torch.export yet")
-            return self._into_out(self.adapter.traced(self))
+            return self._output(self.adapter.traced(self))
         like = arrays[0] if arrays else None  # a formula of constants has no arrays: M = N = 1
         if self.kind == "sum" and self.is_zero:  # e.g. a vanishing second derivative: no kernel
             rows = self.sizes["i" if self.axis == 1 else "j"]
             zeros = np.zeros(self.batch_shape + (rows, self.root.dim), dtype=self.dtype)
-            return self._into_out(self.adapter.result(zeros, like))
+            return self._output(self.adapter.result(zeros, like))
         if self.adapter.needs_autograd(arrays):
-            return self._into_out(self.adapter.differentiable(self))
+            return self._output(self.adapter.differentiable(self))
         out = self.compute(arrays)
         if isinstance(out, tuple):  # values and indices
             return self._into_out(tuple(self.adapter.result(part, like) for part in out))
-        return self._into_out(self.adapter.result(out, like))
+        return self._output(self.adapter.result(out, like))
+
+    def _output(self, result: Any) -> Any:
+        """The result as the user gets it: complex numbers for a complex formula, written into `out` if given."""
+        return self._into_out(self.adapter.complex_view(result) if self.lazy.is_complex else result)
 
     def _with(self, arrays: tuple, call_options: dict[str, Any]) -> Reduction:
         """This reduction with its symbolic variables bound to `arrays` and the options updated."""

@@ -202,10 +202,12 @@ def torch_function(func: Any, args: tuple, kwargs: dict | None) -> Any:
 
 
 def make_traceable(cls: type) -> None:
-    """Let torch.compile(fullgraph=True) trace code that builds and reduces `cls` (a LazyTensor class)."""
+    """Let torch.compile(fullgraph=True) trace code that builds and reduces `cls` (a LazyTensor class, real or
+    complex; the custom op rebuilds reductions with the real one: a complex output is viewed as complex outside)."""
     import torch.utils._pytree as pytree
 
-    _traced_class[:] = [cls]
+    if not cls.is_complex:
+        _traced_class[:] = [cls]
     _register_node()
     pytree.register_pytree_node(
         cls, lambda lazy: (list(lazy.arrays), (lazy.node, lazy.categories, lazy.dtype)),

@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from keir import autograd, lazy, solve_torch, torch_ops
+from keir import autograd, lazy, lazy_complex, solve_torch, torch_ops
 from keir.frontend import NAMES, make_frontend
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 
-__all__ = ["LazyTensor", *NAMES]
+__all__ = ["LazyTensor", "ComplexLazyTensor", *NAMES]
 
 
 class TorchAdapter(lazy.ArrayAdapter):
@@ -29,6 +29,19 @@ class TorchAdapter(lazy.ArrayAdapter):
             raise ValueError(f"keir's CPU backend got a tensor on {array.device}; move it to the CPU first")
         # detach() only where autograd tracks the tensor: it costs as much as numpy() itself
         return array.detach().numpy() if array.requires_grad else array.numpy()
+
+    def is_complex_array(self, array: Any) -> bool:
+        return array.is_complex()
+
+    def real_view(self, array: Any) -> Any:
+        """A complex tensor (..., D) as its interleaved real components (..., 2D); differentiable."""
+        return torch.view_as_real(array.resolve_conj()).flatten(-2)
+
+    def complex_view(self, out: Any) -> Any:
+        """A real result (..., 2D) of interleaved pairs as complex numbers (..., D); differentiable."""
+        if not isinstance(out, torch.Tensor):
+            return lazy.ArrayAdapter.complex_view(self, out)
+        return torch.view_as_complex(out.reshape(*out.shape[:-1], out.shape[-1] // 2, 2))
 
     def on_cuda(self, arrays: tuple) -> bool:
         for a in arrays:  # a loop, not any(generator): this runs on every call
@@ -80,6 +93,16 @@ class LazyTensor(lazy.LazyTensor):
         return torch_ops.torch_function(func, args, kwargs)
 
 
+class ComplexLazyTensor(lazy_complex.ComplexFormulas, LazyTensor):
+    """A formula of complex values (pykeops' ComplexLazyTensor): LazyTensor(complex tensor) makes one."""
+
+    __slots__ = ()
+
+
+LazyTensor.real_class = ComplexLazyTensor.real_class = LazyTensor
+LazyTensor.complex_class = ComplexLazyTensor.complex_class = ComplexLazyTensor
+
+
 def _build(*args: Any, **kwargs: Any) -> LazyTensor:
     return _build_subclass(LazyTensor, *args, **kwargs)
 
@@ -91,6 +114,7 @@ def _build_subclass(cls: type, *args: Any, **kwargs: Any) -> LazyTensor:
 
 
 torch_ops.make_traceable(LazyTensor)
+torch_ops.make_traceable(ComplexLazyTensor)
 torch_ops.run_outside_dynamo(_build)
 
 

@@ -30,8 +30,6 @@ SUITE_FILE = "test_pykeops.py"  # the placeholder module that stands for the dow
 
 # Files that exercise features keir does not have yet, with the true reason; each is reported as one skip.
 NOT_RUN = {
-    "test_complex.py": "uses complex numbers, not supported by keir yet",
-    "test_complex_numpy.py": "uses complex numbers (ComplexLazyTensor), not supported by keir yet",
     "test_float16.py": "uses float16, not supported by keir yet",
 }
 
