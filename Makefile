@@ -55,6 +55,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/gpu_static.py
 	$(BIN)/python benchmarks/torch_compile.py
 	$(BIN)/python benchmarks/complex_nudft.py
+	$(BIN)/python benchmarks/half.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

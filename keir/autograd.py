@@ -28,6 +28,7 @@ import torch
 from keir.dialect import algebra
 from keir.dialect.derivatives import SELECTING_ARG, reduction_gradient, reduction_tangent
 from keir.dialect.node import Node, make, var, variables
+from keir.dtypes import compute_dtype
 from keir.reduction import Reduction
 
 _is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
@@ -223,7 +224,7 @@ def _selected_pairs(plan: Plan, inputs: list[Any], variable: Callable[[Any, str]
                       precision=plan.precision)()
     # the reduced axis' size; 1 when no variable is indexed by it (pykeops' rule for a missing size)
     size = next((a.shape[-2] for a, c in zip(inputs, plan.categories) if c == reduced_category), 1)
-    dtype = getattr(torch, plan.dtype)
+    dtype = getattr(torch, compute_dtype(plan.dtype))  # exact integers up to 2**24 (float16's stop at 2048)
     positions = torch.arange(size, device=index.device).reshape(*[1] * (index.dim() - 2), size, 1)
     matches = [
         make("eq", variable((index // _INDEX_SPLIT).to(dtype), output_category),

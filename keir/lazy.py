@@ -17,14 +17,13 @@ import numpy as np
 from keir.dialect.catalogue.record import Op
 from keir.dialect.node import Node, constant, interned, make, substitute, swap_i_j, var
 from keir.dialect.ops import OPS, DimensionError
+from keir.dtypes import HALF_DTYPES, check_supported
 from keir.formula_parser import carry_composite_names, format_formula
 from keir.lazy_complex import ComplexFormulas, interleaved_constant, is_complex_number, refuse
 from keir.lazy_composites import Composites
 from keir.lazy_reductions import Reductions
 from keir.ranges import swap_axes
 from keir.symbolic import SymbolicVariable, symbolic_variable
-
-SUPPORTED_DTYPES = ("float32", "float64")
 
 
 def _pykeops_variable(x: Any, shape: tuple[int, ...]) -> tuple[str | None, Any]:
@@ -110,7 +109,7 @@ def _is_number(x: Any) -> bool:
     return type(x) in (float, int) or (isinstance(x, numbers.Real) and not isinstance(x, bool))
 
 
-_NUMPY_DTYPE_NAMES = {np.dtype(name): name for name in SUPPORTED_DTYPES}  # dtype.name is slow (µs)
+_NUMPY_DTYPE_NAMES = {np.dtype(name): name for name in ("float32", "float64", "float16")}  # dtype.name: slow (µs)
 _NUMPY_COMPLEX = {np.dtype(np.float32): np.dtype(np.complex64), np.dtype(np.float64): np.dtype(np.complex128)}
 _REAL_TYPES = (float, int)  # operands that are certainly not complex, tested first (the common case)
 
@@ -139,6 +138,15 @@ class ArrayAdapter:
     def complex_view(self, out: Any) -> Any:
         """A real result (..., 2D) of interleaved pairs as complex numbers (..., D)."""
         return np.ascontiguousarray(out).view(_NUMPY_COMPLEX[out.dtype])
+
+    def to_float32(self, array: Any) -> Any:
+        """A half-precision array as the float32 array it is computed in."""
+        return array.astype(np.float32)
+
+    def rounded(self, out: Any, dtype: str) -> Any:
+        """A float32 result rounded to the half dtype `dtype` (bfloat16: ml_dtypes', which made the input);
+        indices stay int64."""
+        return out.astype(np.dtype(dtype)) if out.dtype.kind == "f" else out
 
     def numpy_inputs(self, arrays: tuple, dtype: np.dtype) -> list[np.ndarray]:
         """A reduction's inputs as NumPy arrays, a number parameter as a 1-element array of the formula's dtype."""
@@ -250,8 +258,9 @@ class LazyTensor(Reductions, Composites):
                 f"(..., 1, 1, D) or (D,) (a parameter), where ... are batch dimensions; got shape {tuple(shape)}"
             )
         dtype = self.adapter.dtype_name(array)
-        if dtype not in SUPPORTED_DTYPES:
-            raise TypeError(f"keir works on float32 and float64 arrays, got {dtype}")
+        check_supported(dtype)
+        if dtype in HALF_DTYPES:  # computed in float32 (keir.dtypes)
+            array = self.adapter.to_float32(array)
         dim = int(shape[-1])  # a plain int even where torch.compile traces with symbolic sizes
         if dim == 0:
             raise ValueError(f"a variable needs at least one component, got shape {tuple(shape)}")

@@ -14,9 +14,10 @@ from keir.compiler.passes import keir_differentiate, keir_trace
 from keir.compiler.pipeline import CompileOptions
 from keir.dialect import algebra
 from keir.dialect.node import Node, interned, make
+from keir.dtypes import HALF_DTYPES, SUPPORTED_DTYPES, compute_dtype
 from keir.symbolic import bind_symbolic, has_symbolic_variables
 
-_DTYPES = {name: np.dtype(name) for name in ("float32", "float64")}
+_DTYPES = {name: np.dtype(compute_dtype(name)) for name in SUPPORTED_DTYPES}  # the kernel's (keir.dtypes)
 _BLOCK_SPARSE = CompileOptions(block_sparse=True)
 
 
@@ -155,12 +156,20 @@ class Reduction:
             return self._output(self.adapter.differentiable(self))
         out = self.compute(arrays)
         if isinstance(out, tuple):  # values and indices
-            return self._into_out(tuple(self.adapter.result(part, like) for part in out))
+            return self._output(tuple(self.adapter.result(part, like) for part in out))
         return self._output(self.adapter.result(out, like))
 
     def _output(self, result: Any) -> Any:
-        """The result as the user gets it: complex numbers for a complex formula, written into `out` if given."""
-        return self._into_out(self.adapter.complex_view(result) if self.lazy.is_complex else result)
+        """The result as the user gets it: complex numbers for a complex formula, values rounded to a half dtype
+        (indices untouched), written into `out` if given."""
+        if self.lazy.is_complex:
+            result = self.adapter.complex_view(result)
+        dtype = self.lazy.dtype
+        if dtype in HALF_DTYPES:
+            rounded = self.adapter.rounded
+            result = tuple(rounded(part, dtype) for part in result) if isinstance(result, tuple) else \
+                rounded(result, dtype)
+        return self._into_out(result)
 
     def _with(self, arrays: tuple, call_options: dict[str, Any]) -> Reduction:
         """This reduction with its symbolic variables bound to `arrays` and the options updated."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from keir.dtypes import HALF_DTYPES, check_supported
+
 CATEGORY_NUMBERS = {0: "i", 1: "j", 2: "p"}  # pykeops' (index, dim, category) triplets
 
 
@@ -81,6 +83,8 @@ def bind_symbolic(lazy: Any, arrays: tuple, count: int | None = None) -> Any:
     dtypes = {lazy.adapter.dtype_name(a) for a in bound if not isinstance(a, float)}
     if len(dtypes) > 1:
         raise TypeError(f"mixed dtypes in one formula: {' and '.join(sorted(dtypes))}")
-    if not dtypes <= {"float32", "float64"}:
-        raise TypeError(f"keir works on float32 and float64 arrays, got {dtypes.pop()}")
+    for name in dtypes:
+        check_supported(name)
+    if dtypes & set(HALF_DTYPES):  # computed in float32 (keir.dtypes)
+        bound = tuple(a if isinstance(a, float) else lazy.adapter.to_float32(a) for a in bound)
     return lazy.from_node(lazy.node, bound, lazy.categories, dtypes.pop() if dtypes else lazy.dtype)

@@ -32,6 +32,7 @@ from keir.compiler.importer import parse_module
 from keir.compiler.kernel import DTYPES, Kernel
 from keir.dialect.node import Node
 from keir.dialect.ops import reduction_output_widths
+from keir.dtypes import compute_dtype
 from keir.lazy import LazyTensor
 from keir.reduction import Reduction
 
@@ -60,7 +61,7 @@ def reduce(reduction: Any) -> Any:
     inputs = [torch.tensor([a], dtype=like.dtype, device=like.device) if isinstance(a, float) else a
               for a in lazy.arrays]
     rows = reduction.rows or {}
-    outputs = torch.ops.keir.reduce(_kernel_text(reduction.root, lazy.dtype), "".join(lazy.categories),
+    outputs = torch.ops.keir.reduce(_kernel_text(reduction.root, compute_dtype(lazy.dtype)), "".join(lazy.categories),
                                     rows.get("i", -1), rows.get("j", -1), inputs)
     return outputs[0] if len(outputs) == 1 else tuple(outputs)
 

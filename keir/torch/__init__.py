@@ -10,7 +10,8 @@ import torch
 from keir import autograd, lazy, lazy_complex, solve_torch, torch_ops
 from keir.frontend import NAMES, make_frontend
 
-_DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
+_DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
+                torch.bfloat16: "bfloat16"}
 
 __all__ = ["LazyTensor", "ComplexLazyTensor", *NAMES]
 
@@ -36,6 +37,12 @@ class TorchAdapter(lazy.ArrayAdapter):
     def real_view(self, array: Any) -> Any:
         """A complex tensor (..., D) as its interleaved real components (..., 2D); differentiable."""
         return torch.view_as_real(array.resolve_conj()).flatten(-2)
+
+    def to_float32(self, array: Any) -> Any:
+        return array.float()  # differentiable: autograd rounds the gradient back to the half dtype
+
+    def rounded(self, out: Any, dtype: str) -> Any:
+        return out.to(getattr(torch, dtype)) if out.is_floating_point() else out
 
     def complex_view(self, out: Any) -> Any:
         """A real result (..., 2D) of interleaved pairs as complex numbers (..., D); differentiable."""

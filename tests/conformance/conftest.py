@@ -30,7 +30,6 @@ SUITE_FILE = "test_pykeops.py"  # the placeholder module that stands for the dow
 
 # Files that exercise features keir does not have yet, with the true reason; each is reported as one skip.
 NOT_RUN = {
-    "test_float16.py": "uses float16, not supported by keir yet",
 }
 
 # Single tests that are not run, with the true reason.

@@ -161,3 +161,23 @@ def test_every_op_states_how_it_is_lowered():
     for name, op in OPS.items():
         assert (op.lower is None) != (op.lowered_by is None), name
     assert {"var", "reduce", "grad", "laplacian"} <= {name for name, op in OPS.items() if op.lower is None}
+
+
+# Half precision (keir.dtypes): the op computed in float32 from half inputs and rounded to the half dtype at
+# the end; the bound is that rounding (half an ulp) plus float32 arithmetic (1e-5 of the largest value).
+HALF_ULP = {"float16": 2.0**-11, "bfloat16": 2.0**-8}
+
+
+@pytest.mark.parametrize("name", COMPUTING)
+@pytest.mark.parametrize("half", sorted(HALF_ULP))
+def test_half_precision_within_its_rounding(half, name):
+    dtype = getattr(torch, half)
+    rounded = [torch.tensor(a).to(dtype) for a in _samples(name, seed=5)]  # the inputs, in half precision
+    used = set(CATEGORIES[: OPS[name].arity])
+    text = format_formula(_node(name, _variables(name)))
+    out = Genred(text, [], reduction_op="Sum", axis=1)(*rounded, backend="CPU")
+    want = _reference_sum(name, [a.double().numpy() for a in rounded], used)
+    assert out.dtype == dtype
+    error = np.abs(out.double().numpy() - want)
+    bound = HALF_ULP[half] * np.abs(want) + 1e-5 * np.abs(want).max()
+    assert np.all(error <= bound), f"{text} in {half}: error / bound = {np.max(error / bound):.3g}"
