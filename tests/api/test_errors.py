@@ -30,7 +30,7 @@ def test_mixed_dtypes():
 
 
 def test_unsupported_dtype_and_types():
-    with pytest.raises(TypeError, match="float32 and float64 arrays, got int64"):
+    with pytest.raises(TypeError, match="float32, float64, float16 and bfloat16 arrays.*got int64"):
         kn.Vi(np.ones((4, 3), dtype=np.int64))
     with pytest.raises(TypeError, match="LazyTensor needs a numpy array, a number, a list of numbers or"):
         kn.LazyTensor({"a": 1.0})  # (a list of numbers is a constant vector, as in pykeops)
@@ -78,7 +78,7 @@ def test_exponents():
 
 
 def test_torch_device_and_dtype():
-    with pytest.raises(TypeError, match="float32 and float64 arrays, got int32"):
+    with pytest.raises(TypeError, match="float16 and bfloat16 arrays.*got int32"):
         kt.Vi(torch.ones(4, 3, dtype=torch.int32))
     with pytest.raises(TypeError, match="mixed dtypes"):
         kt.Vi(torch.ones(4, 3)).sqdist(kt.Vj(torch.ones(4, 3, dtype=torch.float64)))
