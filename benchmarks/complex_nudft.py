@@ -6,7 +6,8 @@ product) on the first `--torch-rows` frequencies (torch takes ~150 s for all of 
 Points x_j and frequencies xi_k are uniform in [0, 1), so phases stay within 2 pi: the float32 rounding of a
 phase then costs ~1e-7, and the error measures the kernel, not the inputs (at phases of 10^5 rad, as with
 integer frequencies up to N / 2, float32 inputs alone lose 1e-2). The error is max |keir - exact| / max |exact|
-over `--check-rows` frequencies, exact = NumPy complex128 on the same inputs; keir sums with block_sum.
+over `--check-rows` frequencies, exact = NumPy complex128 on the same inputs; keir sums with its default,
+block_sum (and direct_sum, for comparison).
 
     python benchmarks/complex_nudft.py [--m 100000] [--n 100000] [--torch-rows 10000]
 """
@@ -22,11 +23,11 @@ import numpy as np
 from keir.numpy import LazyTensor, Vi, Vj
 
 
-def nudft(c: np.ndarray, x: np.ndarray, xi: np.ndarray, sum_scheme: str = "block_sum") -> np.ndarray:
-    """sum_j c_j exp(-2 pi i xi_k x_j), one keir reduction. block_sum: pykeops' default for sums (keir's is
-    direct_sum, whose float32 error at N = 10^5 is ~1e-5)."""
+def nudft(c: np.ndarray, x: np.ndarray, xi: np.ndarray, **options: str) -> np.ndarray:
+    """sum_j c_j exp(-2 pi i xi_k x_j), one keir reduction (options: sum_scheme, ...; by default block_sum, as
+    in pykeops)."""
     phase = -2j * math.pi * Vi(xi[:, None]) * Vj(x[:, None])
-    return (LazyTensor(c[None, :, None]) * phase.exp()).sum(axis=1, sum_scheme=sum_scheme)[:, 0]
+    return (LazyTensor(c[None, :, None]) * phase.exp()).sum(axis=1, **options)[:, 0]
 
 
 def torch_chunked(c: np.ndarray, x: np.ndarray, xi: np.ndarray, rows: int = 256) -> np.ndarray:
@@ -67,7 +68,7 @@ def main() -> None:
         torch_time = time.perf_counter() - start
         want = exact(c, x, xi[: args.check_rows])
         error = np.abs(out[: args.check_rows] - want).max() / np.abs(want).max()
-        direct = nudft(c, x, xi[: args.check_rows], "direct_sum")
+        direct = nudft(c, x, xi[: args.check_rows], sum_scheme="direct_sum")
         direct_error = np.abs(direct - want).max() / np.abs(want).max()
         torch_error = np.abs(theirs[: args.check_rows] - want).max() / np.abs(want).max()
         keir_rate, torch_rate = args.m / keir_time, rows / torch_time

@@ -30,11 +30,17 @@ from typing import TYPE_CHECKING
 
 from keir.compiler import literals, mathlib
 from keir.compiler.mlir_text import Builder
+from keir.dialect.ops import SUM_TYPE_KINDS
 
 if TYPE_CHECKING:
     from keir.dialect.node import Node
 
 INT64_MAX = (1 << 63) - 1
+
+
+def default_sum_scheme(kind: str) -> str:
+    """pykeops' default ("auto"): block_sum for the sum-type reductions, direct_sum for the others."""
+    return "block_sum" if kind in SUM_TYPE_KINDS else "direct_sum"
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,8 @@ class ReductionOptions:
     def of(cls, reduce: Node) -> ReductionOptions:
         """The options of keir.reduce node `reduce`: its attributes, the defaults for those it leaves out."""
         attrs = dict(reduce.attrs)
-        return cls(attrs["kind"], reduce.args[0].dim, attrs.get("k", 1), attrs.get("sum_scheme", "direct_sum"),
-                   attrs.get("dtype_acc"))
+        return cls(attrs["kind"], reduce.args[0].dim, attrs.get("k", 1),
+                   attrs.get("sum_scheme", default_sum_scheme(attrs["kind"])), attrs.get("dtype_acc"))
 
 
 class Accumulator(ABC):
