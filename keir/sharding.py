@@ -51,10 +51,11 @@ def slice_rows(arrays: Sequence[Any], categories: Sequence[str], category: str, 
     return [a[..., start:stop, :] if c == category else a for a, c in zip(arrays, categories)]
 
 
-def replace_arrays(reduction: Reduction, category: str, replacements: Sequence[Any]) -> list[Any]:
-    """The reduction's arrays with those of `category` replaced, in order, by `replacements`."""
+def replace_arrays(arrays: Sequence[Any], categories: Sequence[str], category: str,
+                   replacements: Sequence[Any]) -> list[Any]:
+    """The arrays with those of `category` replaced, in order, by `replacements`."""
     given = iter(replacements)
-    return [next(given) if c == category else a for a, c in zip(reduction.lazy.arrays, reduction.lazy.categories)]
+    return [next(given) if c == category else a for a, c in zip(arrays, categories)]
 
 
 def over(reduction: Reduction, arrays: Sequence[Any], kind: str | None = None, **options: Any) -> Reduction:
