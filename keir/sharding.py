@@ -58,11 +58,13 @@ def replace_arrays(arrays: Sequence[Any], categories: Sequence[str], category: s
     return [next(given) if c == category else a for a, c in zip(arrays, categories)]
 
 
-def over(reduction: Reduction, arrays: Sequence[Any], kind: str | None = None, **options: Any) -> Reduction:
-    """The reduction's formula over other arrays of the same categories, as `kind` (default: its own), with
-    its options (threads, backend, device_id, precision, k, sum_scheme, dtype_acc) updated by `options`."""
+def over(reduction: Reduction, arrays: Sequence[Any], kind: str | None = None, dtype: str | None = None,
+         **options: Any) -> Reduction:
+    """The reduction's formula over other arrays of the same categories (of `dtype`, default the reduction's),
+    as `kind` (default its own), with its options (threads, backend, device_id, precision, k, sum_scheme,
+    dtype_acc) updated by `options`."""
     lazy = reduction.lazy.from_node(reduction.lazy.node, tuple(arrays), reduction.lazy.categories,
-                                    reduction.lazy.dtype)
+                                    dtype or reduction.lazy.dtype)
     kind = kind or reduction.kind
     settings = {"threads": reduction.threads, "backend": reduction.backend, "device_id": reduction.device_id,
                 "precision": reduction.precision, "rows": reduction.rows, **reduction.reduce_attrs, **options}
