@@ -10,10 +10,12 @@ keir.compiler.partials); the states of pieces that tile the axis merge into the 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keir.compiler.partials import Partial, State, merge_all, partial
-from keir.reduction import Reduction
+
+if TYPE_CHECKING:  # keir.reduction imports keir.devices, which imports this module
+    from keir.reduction import Reduction
 
 
 def reduced_category(reduction: Reduction) -> str:
@@ -70,7 +72,7 @@ def over(reduction: Reduction, arrays: Sequence[Any], kind: str | None = None, d
                 "precision": reduction.precision, "rows": reduction.rows, **reduction.reduce_attrs, **options}
     if kind == "logsumexp" and reduction.kind == "sumsoftmaxweight":
         lazy = lazy[0]  # the log-sum-exp of f alone: the first component of the operand concat(f, g)
-    return Reduction(lazy, kind, reduction.axis, **settings)
+    return type(reduction)(lazy, kind, reduction.axis, **settings)
 
 
 def state_of(reduction: Reduction, arrays: Sequence[Any], start: int = 0, **options: Any) -> State:
