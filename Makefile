@@ -54,6 +54,8 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/laplacian.py
 	$(BIN)/python benchmarks/gpu_static.py
 	$(BIN)/python benchmarks/torch_compile.py
+	$(BIN)/python benchmarks/scaling.py
+	$(BIN)/python benchmarks/out_of_core.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
