@@ -47,7 +47,7 @@ def reduce(reduction: Reduction, *arrays: Any, chunk_rows: int | None = None) ->
     merge = dask.delayed(_merge, pure=True)
     row_blocks: list[list[Any]] = [[] for _ in example]
     for a, rows in enumerate(kept_chunks or (1,)):
-        states = [piece(reduction, form, _arguments(chunked, categories, kept, a, reduced, b, kept_blocks,
+        states = [piece(reduction, _arguments(chunked, categories, kept, a, reduced, b, kept_blocks,
                                                     reduced_blocks), start)
                   for b, start in enumerate(starts)]
         while len(states) > 1:  # a binary tree: log2(chunks) merges deep
@@ -121,7 +121,7 @@ def _bound(reduction: Reduction, arrays: list[np.ndarray]) -> Reduction:
     return sharding.over(reduction, lazy.arrays, dtype=lazy.dtype)
 
 
-def _piece_state(reduction: Reduction, form: Partial, arrays: list[np.ndarray], start: int) -> State:
+def _piece_state(reduction: Reduction, arrays: list[np.ndarray], start: int) -> State:
     bound = _bound(reduction, [np.ascontiguousarray(a) for a in arrays])
     return sharding.state_of(bound, bound.lazy.arrays, start)
 

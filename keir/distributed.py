@@ -59,7 +59,8 @@ def reduce(reduction: Reduction, *arrays: torch.Tensor, group: Any = None) -> An
     if arrays:
         if not reduction.symbolic:
             raise ValueError("arrays are given for a reduction that already has its own: pass one or the other")
-        reduction = sharding.over(reduction, bind_symbolic(reduction.lazy, arrays).lazy.arrays)
+        lazy = bind_symbolic(reduction.lazy, arrays)
+        reduction = sharding.over(reduction, lazy.arrays, dtype=lazy.dtype)
     if not all(isinstance(a, torch.Tensor) for a in reduction.lazy.arrays if not isinstance(a, float)):
         raise TypeError("keir.distributed takes torch tensors (keir.torch's LazyTensors)")
     form = sharding.check_shardable(reduction)

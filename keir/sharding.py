@@ -9,7 +9,7 @@ keir.compiler.partials); the states of pieces that tile the axis merge into the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from keir.compiler.partials import Partial, State, merge_all, partial
@@ -95,19 +95,14 @@ def bounds(count: int, pieces: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def merge_pieces(reduction: Reduction, pieces: Sequence[tuple[int, int]],
-                 run: Callable[[Callable[[tuple[int, int]], State], Sequence[tuple[int, int]]], list[State]] = None,
-                 **options: Any) -> Any:
-    """The reduction's outputs from pieces (start, stop) of its reduced axis that tile it, each run as its own
-    reduction (with `options`), by `run` (a map: the built-in one by default, a thread pool's to overlap)."""
+def merge_pieces(reduction: Reduction, pieces: Sequence[tuple[int, int]]) -> Any:
+    """The reduction's outputs from pieces (start, stop) of its reduced axis that tile it, run one after the
+    other, each as its own reduction: the plain form of what keir.devices, keir.distributed and keir.dask do."""
     form = check_shardable(reduction)
     reduced, arrays, categories = reduced_category(reduction), reduction.lazy.arrays, reduction.lazy.categories
     check_tiling(pieces, rows_of(reduction, reduced))
-
-    def one(piece: tuple[int, int]) -> State:
-        return state_of(reduction, slice_rows(arrays, categories, reduced, *piece), piece[0], **options)
-
-    states = list((run or map)(one, pieces))
+    states = [state_of(reduction, slice_rows(arrays, categories, reduced, start, stop), start)
+              for start, stop in pieces]
     return form.finish(merge_all(form, states, reduction.k, reduction.lazy.node.dim))
 
 
