@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 INT64_MAX = (1 << 63) - 1
 
 State = tuple[Any, ...]
@@ -30,46 +32,44 @@ _WITH_INDICES = ("min_argmin", "max_argmax", "kmin_argkmin")  # the kinds that r
 
 
 class _NumpyOps:
-    @staticmethod
-    def namespace():
-        import numpy
+    """The array functions the merges use, on NumPy arrays; _TorchOps spells them for torch tensors (whose ops
+    autograd records). where, logaddexp and exp are the same name in both modules."""
 
-        return numpy
+    xp: Any = np
 
     def where(self, condition, x, y):
-        return self.namespace().where(condition, x, y)
+        return self.xp.where(condition, x, y)
 
     def logaddexp(self, x, y):
-        return self.namespace().logaddexp(x, y)
+        return self.xp.logaddexp(x, y)
 
     def exp(self, x):
-        return self.namespace().exp(x)
+        return self.xp.exp(x)
 
     def concatenate(self, arrays, axis):
-        return self.namespace().concatenate(arrays, axis=axis)
+        return np.concatenate(arrays, axis=axis)
 
     def stable_argsort(self, x, axis):
-        return self.namespace().argsort(x, axis=axis, kind="stable")
+        return np.argsort(x, axis=axis, kind="stable")
 
     def take_along_axis(self, x, indices, axis):
-        return self.namespace().take_along_axis(x, indices, axis=axis)
+        return np.take_along_axis(x, indices, axis=axis)
 
 
 class _TorchOps(_NumpyOps):
-    @staticmethod
-    def namespace():
-        import torch
+    def __init__(self):
+        import torch  # only when merging torch tensors: keir.compiler does not need torch otherwise
 
-        return torch
+        self.xp = torch
 
     def concatenate(self, arrays, axis):
-        return self.namespace().cat(arrays, dim=axis)
+        return self.xp.cat(arrays, dim=axis)
 
     def stable_argsort(self, x, axis):
-        return self.namespace().argsort(x, dim=axis, stable=True)
+        return self.xp.argsort(x, dim=axis, stable=True)
 
     def take_along_axis(self, x, indices, axis):
-        return self.namespace().gather(x, axis, indices)
+        return self.xp.gather(x, axis, indices)
 
 
 def _ops(array: Any) -> _NumpyOps:

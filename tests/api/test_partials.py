@@ -144,3 +144,18 @@ def test_bounds_cut_into_nearly_equal_runs():
     assert sharding.bounds(2, 4) == [(0, 1), (1, 2)]
     with pytest.raises(ValueError, match="at least 1"):
         sharding.bounds(5, 0)
+
+
+def test_batched_reductions_merge_along_their_rows():
+    from keir.numpy import LazyTensor
+
+    rng = np.random.default_rng(2)
+    x, y, b = rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 8, 3)), rng.standard_normal((1, 8, 1))
+    x_i, y_j = LazyTensor(x[:, :, None, :]), LazyTensor(y[:, None, :, :])
+    for reduction in (((-x_i.sqdist(y_j)).exp() * LazyTensor(b[:, None, :, :])).sum(axis=2, call=False),
+                      x_i.sqdist(y_j).Kmin_argKmin(3, axis=2, call=False)):
+        assert reduction.batch_shape == (2,)
+        for got, expected in zip(_tuple(sharding.merge_pieces(reduction, [(0, 1), (1, 5), (5, 8)])),
+                                 _tuple(reduction())):
+            assert got.shape == expected.shape
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
