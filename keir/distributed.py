@@ -4,12 +4,14 @@ Each rank holds its rows of the output's category (x_i for a reduction over j) a
 one (y_j, b_j); parameters are the same on every rank. `reduce` computes each rank's rows of
 out_i = Reduce_j F(x_i, y_j) over all the ranks' j: the j-slices travel around the ring (rank r sends to
 r + 1), so that a rank holds its own slice and one other at a time, never all of y, and each slice's piece is
-computed while the next one is in flight. The pieces' states merge with keir.compiler.partials.
+computed while the next one is in flight; slices that are small all together (DistributedOptions) are
+all-gathered instead, in one collective. The pieces' states merge with keir.compiler.partials.
 
 Gradients: the backward runs the ring again. A rank computes, for each slice passing by, its rows'
 contribution to the gradients of that slice, which travel on with the slice and arrive back at its owner
-summed over all ranks; the gradients are those of the sum of the ranks' losses (what DDP assumes), parameters'
-included (all-reduced). Every rank must call the forward and the backward (collectives). First order only.
+summed over all ranks (all-gathered slices: the contributions are all-reduced). They are the gradients of the
+sum of the ranks' losses (what DDP assumes), parameters' included (all-reduced). Every rank must call the
+forward and the backward (collectives). First order only.
 
 Failures: the shards' shapes, dtypes and the formula are compared across ranks first (the same ValueError on
 every rank); a rank that raises later leaves its peers blocked on a receive until the process group's timeout
@@ -18,7 +20,8 @@ every rank); a rank that raises later leaves its peers blocked on a receive unti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,12 +53,29 @@ class Layout:
         """The global index of rank's first reduced row."""
         return sum(self.reduced_rows[:rank])
 
+    def reduced_bytes(self, itemsize: int) -> int:
+        """The size of all the ranks' reduced arrays together."""
+        per_row = sum(math.prod(shape) for shape in self.reduced_shapes) * itemsize
+        return per_row * sum(self.reduced_rows)
 
-def reduce(reduction: Reduction, *arrays: torch.Tensor, group: Any = None) -> Any:
+
+@dataclass(frozen=True)
+class DistributedOptions:
+    """all_gather_below_bytes: when the reduced arrays of all ranks together are smaller than this, one
+    all_gather hands every rank all the slices (and one all_reduce sums their gradients) instead of the ring's
+    world-size steps; 0 always takes the ring."""
+
+    all_gather_below_bytes: int = 1 << 20
+
+
+def reduce(reduction: Reduction, *arrays: torch.Tensor, group: Any = None,
+           options: DistributedOptions | None = None) -> Any:
     """This rank's rows of the reduction over all the ranks' shards. `reduction` is built from the local
     shards with `call=False` (`(Vi(x) * Vj(y)).sum(axis=1, call=False)`), or has symbolic variables whose
-    arrays are `arrays`. Returns what the reduction returns (a tensor, or values and indices), this rank's
-    rows; indices count the reduced axis across all ranks, in rank order."""
+    arrays are `arrays`. group: the process group (default: the default group). Returns what the reduction
+    returns (a tensor, or values and indices), this rank's rows; indices count the reduced axis across all
+    ranks, in rank order."""
+    options = options or DistributedOptions()
     if arrays:
         if not reduction.symbolic:
             raise ValueError("arrays are given for a reduction that already has its own: pass one or the other")
@@ -65,7 +85,8 @@ def reduce(reduction: Reduction, *arrays: torch.Tensor, group: Any = None) -> An
         raise TypeError("keir.distributed takes torch tensors (keir.torch's LazyTensors)")
     form = sharding.check_shardable(reduction)
     layout = _layout(reduction, group)
-    return _RingReduction.apply(_Call(reduction, form, layout, group), *reduction.lazy.arrays)
+    gather = layout.reduced_bytes(reduction.dtype.itemsize) < options.all_gather_below_bytes
+    return _ShardedReduction.apply(_Call(reduction, form, layout, group, gather), *reduction.lazy.arrays)
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,7 @@ class _Call:
     form: Partial
     layout: Layout
     group: Any
+    gather: bool  # all-gather the slices rather than pass them around the ring
 
 
 def _layout(reduction: Reduction, group: Any) -> Layout:
@@ -140,25 +162,19 @@ def _ring_order(layout: Layout) -> list[int]:
     return [(layout.rank - step) % layout.world for step in range(layout.world)]
 
 
-class _RingReduction(torch.autograd.Function):
+class _ShardedReduction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, call: _Call, *arrays: Any) -> Any:
         reduction, layout = call.reduction, call.layout
         reduced, categories = sharding.reduced_category(reduction), reduction.lazy.categories
         arrays = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in arrays)
-        current = [a.contiguous() for a, c in zip(arrays, categories) if c == reduced]
+        own = [a.contiguous() for a, c in zip(arrays, categories) if c == reduced]
         states: dict[int, State] = {}
-        order = _ring_order(layout)
-        for step, owner in enumerate(order):
-            handles, incoming = [], []
-            if step + 1 < layout.world:  # the next slice travels while this one is computed
-                incoming = _buffers(layout, order[step + 1], current)
-                handles = _exchange(current, incoming, layout, call.group)
+        slices = _gathered(own, layout, call.group) if call.gather else _ring(own, layout, call.group)
+        for owner, current in slices:
             if layout.reduced_rows[owner]:
                 piece = sharding.replace_arrays(arrays, categories, reduced, current)
                 states[owner] = sharding.state_of(reduction, piece, layout.reduced_start(owner))
-            _wait(handles)
-            current = incoming
         ctx.call, ctx.states, ctx.arrays = call, states, arrays
         result = call.form.finish(merge_all(call.form, [states[o] for o in sorted(states)], reduction.k,
                                             reduction.lazy.node.dim))
@@ -169,7 +185,7 @@ class _RingReduction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, *grad_outputs: torch.Tensor) -> tuple[Any, ...]:
         call, arrays = ctx.call, ctx.arrays
-        reduction, layout = call.reduction, call.layout
+        reduction = call.reduction
         reduced, categories = sharding.reduced_category(reduction), reduction.lazy.categories
         cotangents = _state_cotangents(call.form, ctx.states, reduction, grad_outputs)
         # the local inputs whose gradients stay here (x_i, parameters), by position
@@ -178,24 +194,10 @@ class _RingReduction(torch.autograd.Function):
                  (ctx.needs_input_grad[k + 1] or c == "p")]  # every rank joins the parameters' all-reduce
         local_grads = {k: torch.zeros_like(arrays[k]) for k in local}
         current = [a.contiguous() for a, c in zip(arrays, categories) if c == reduced]
-        travelling = [torch.zeros_like(t) for t in current]  # the gradients of the slice in hand
-        order = _ring_order(layout)
-        for step, owner in enumerate(order):
-            if layout.reduced_rows[owner]:
-                _add_piece_gradients(reduction, arrays, current, cotangents[owner], local, local_grads,
-                                     travelling if layout.needs_reduced_grad else None)
-            last = step + 1 == layout.world
-            # pass the slice on with its gradients; after the last step only the gradients go, home to the owner
-            outgoing = travelling if last else current + travelling
-            next_owner = layout.rank if last else order[step + 1]
-            incoming = _buffers(layout, next_owner, current)
-            if not last:
-                incoming += _buffers(layout, next_owner, current)
-            if layout.world > 1:
-                _wait(_exchange(outgoing, incoming, layout, call.group))
-            else:
-                incoming = outgoing
-            current, travelling = (current, incoming) if last else (incoming[: len(current)], incoming[len(current):])
+        if call.gather:
+            travelling = _gathered_gradients(call, arrays, current, cotangents, local, local_grads)
+        else:
+            travelling = _ring_gradients(call, arrays, current, cotangents, local, local_grads)
         own = iter(travelling)
         grads: list[Any] = [None]  # the _Call argument
         for k, category in enumerate(categories):
@@ -204,6 +206,82 @@ class _RingReduction(torch.autograd.Function):
                 _collective(lambda g=grad: dist.all_reduce(g, group=call.group), "summing parameter gradients")
             grads.append(grad if ctx.needs_input_grad[k + 1] else None)
         return tuple(grads)
+
+
+def _ring_gradients(call: _Call, arrays: Sequence[Any], current: list[torch.Tensor],
+                    cotangents: dict[int, tuple[Any, ...]], local: Sequence[int],
+                    local_grads: dict[int, torch.Tensor]) -> list[torch.Tensor]:
+    """The gradients of this rank's reduced arrays, summed over the ranks by passing each slice and its
+    gradients around the ring (adding to the local gradients on the way)."""
+    reduction, layout = call.reduction, call.layout
+    travelling = [torch.zeros_like(t) for t in current]  # the gradients of the slice in hand
+    order = _ring_order(layout)
+    for step, owner in enumerate(order):
+        if layout.reduced_rows[owner]:
+            _add_piece_gradients(reduction, arrays, current, cotangents[owner], local, local_grads,
+                                 travelling if layout.needs_reduced_grad else None)
+        last = step + 1 == layout.world
+        # pass the slice on with its gradients; after the last step only the gradients go, home to the owner
+        outgoing = travelling if last else current + travelling
+        next_owner = layout.rank if last else order[step + 1]
+        incoming = _buffers(layout, next_owner, current)
+        if not last:
+            incoming += _buffers(layout, next_owner, current)
+        if layout.world > 1:
+            _wait(_exchange(outgoing, incoming, layout, call.group))
+        else:
+            incoming = outgoing
+        current, travelling = (current, incoming) if last else (incoming[: len(current)], incoming[len(current):])
+    return travelling
+
+
+def _gathered_gradients(call: _Call, arrays: Sequence[Any], own: list[torch.Tensor],
+                        cotangents: dict[int, tuple[Any, ...]], local: Sequence[int],
+                        local_grads: dict[int, torch.Tensor]) -> list[torch.Tensor]:
+    """The gradients of this rank's reduced arrays: every rank's contributions to every slice, all-reduced
+    (padded to the longest slice, as the all_gather of the forward was)."""
+    layout = call.layout
+    longest = max(layout.reduced_rows)
+    totals = [t.new_zeros((layout.world,) + t.shape[:-2] + (longest, t.shape[-1])) for t in own]
+    for owner, current in _gathered(own, layout, call.group):
+        if layout.reduced_rows[owner]:
+            rows = layout.reduced_rows[owner]
+            travelling = [total[owner][..., :rows, :] for total in totals]  # views: added to in place
+            _add_piece_gradients(call.reduction, arrays, current, cotangents[owner], local, local_grads,
+                                 travelling if layout.needs_reduced_grad else None)
+    if layout.needs_reduced_grad:
+        for total in totals:
+            _collective(lambda t=total: dist.all_reduce(t, group=call.group), "summing slice gradients")
+    return [total[layout.rank][..., : layout.reduced_rows[layout.rank], :] for total in totals]
+
+
+def _ring(own: list[torch.Tensor], layout: Layout, group: Any) -> Iterator[tuple[int, list[torch.Tensor]]]:
+    """(owner, slice) for every rank's slice, passed around the ring: the next one is in flight while the
+    caller works on the one it was given."""
+    current, order = own, _ring_order(layout)
+    for step, owner in enumerate(order):
+        handles, incoming = [], []
+        if step + 1 < layout.world:
+            incoming = _buffers(layout, order[step + 1], current)
+            handles = _exchange(current, incoming, layout, group)
+        yield owner, current
+        _wait(handles)
+        current = incoming
+
+
+def _gathered(own: list[torch.Tensor], layout: Layout, group: Any) -> Iterator[tuple[int, list[torch.Tensor]]]:
+    """(owner, slice) for every rank's slice, all gathered at once (padded to the longest slice)."""
+    longest = max(layout.reduced_rows)
+    everyone = []
+    for tensor in own:
+        padded = tensor.new_zeros(tensor.shape[:-2] + (longest, tensor.shape[-1]))
+        padded[..., : tensor.shape[-2], :] = tensor
+        parts = [torch.empty_like(padded) for _ in range(layout.world)]
+        _collective(lambda p=parts, t=padded: dist.all_gather(p, t, group=group), "gathering the slices")
+        everyone.append(parts)
+    for owner in _ring_order(layout):
+        rows = layout.reduced_rows[owner]
+        yield owner, [parts[owner][..., :rows, :] for parts in everyone]
 
 
 def _add_piece_gradients(reduction: Reduction, arrays: Sequence[Any], slice_arrays: Sequence[torch.Tensor],

@@ -49,6 +49,9 @@ CASES = {
     "symbolic": (lambda x, y, b, s: ((-Vi(0, 2).sqdist(Vj(1, 2))).exp() * Vj(2, 2)).sum(axis=1), True),
 }
 SYMBOLIC = {"symbolic"}
+# also run with the slices all-gathered (the default for slices this small; the others take the ring)
+GATHERED = ("sum", "sum_over_i", "min", "kmin_argkmin", "sumsoftmaxweight", "symbolic")
+RING = keir.distributed.DistributedOptions(all_gather_below_bytes=0)
 
 
 def data(seed=0):
@@ -61,7 +64,7 @@ def tensors(arrays, differentiable):
     return [a.clone().requires_grad_(differentiable) for a in arrays]
 
 
-def run_case(name, rank, world, saved):
+def run_case(name, rank, world, saved, options=RING):
     build, differentiable = CASES[name]
     full = tensors(data(), differentiable)
     x_cut, y_cut = CUTS[world]
@@ -72,9 +75,10 @@ def run_case(name, rank, world, saved):
     shard = tensors([full[0].detach()[x_cut[rank]:x_cut[rank + 1]], full[1].detach()[y_cut[rank]:y_cut[rank + 1]],
                      full[2].detach()[y_cut[rank]:y_cut[rank + 1]], full[3].detach()], differentiable)
     if name in SYMBOLIC:
-        result, reference = keir.distributed.reduce(reduction, *shard[:3]), reduction(*full[:3])
+        result, reference = keir.distributed.reduce(reduction, *shard[:3], options=options), reduction(*full[:3])
     else:
-        result, reference = keir.distributed.reduce(build(*shard)), reduction()
+        result, reference = keir.distributed.reduce(build(*shard), options=options), reduction()
+    name = name if options is RING else f"{name}@gather"
     rows = slice(cuts[kept][rank], cuts[kept][rank + 1])
     outputs = result if isinstance(result, tuple) else (result,)
     references = reference if isinstance(reference, tuple) else (reference,)
@@ -101,6 +105,8 @@ def main():
         saved = {}
         for name in CASES:
             run_case(name, rank, world, saved)
+        for name in GATHERED:
+            run_case(name, rank, world, saved, keir.distributed.DistributedOptions())
         np.savez(out / f"rank{rank}.npz", **saved)
     else:
         x, y, b, _ = data()

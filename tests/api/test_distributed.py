@@ -1,5 +1,6 @@
 """keir.distributed over 2 and 4 local gloo processes (tests/api/distributed_worker.py): every reduction kind,
-and the gradients of the differentiable ones, equal one ordinary keir call on the full data; mismatched shards
+and the gradients of the differentiable ones, equal one ordinary keir call on the full data (slices passed
+around the ring, and all-gathered); mismatched shards
 raise the same ValueError on every rank; a rank that fails mid-call makes its peer raise within the timeout."""
 
 import json
@@ -15,7 +16,7 @@ import pytest
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 sys.path.insert(0, str(WORKER.parent))
-from distributed_worker import CASES, TIMEOUT_S  # noqa: E402
+from distributed_worker import CASES, GATHERED, TIMEOUT_S  # noqa: E402
 
 
 def _free_port() -> int:
@@ -63,8 +64,9 @@ def test_every_kind_sharded_over_ranks_equals_one_call(world, tmp_path):
                 np.testing.assert_allclose(saved[key], reference, rtol=1e-12, atol=1e-13, err_msg=f"rank {rank} {key}")
             checked.add(key)
     differentiable = [name for name, (_, grad) in CASES.items() if grad]
-    assert {f"{name}/out0" for name in CASES} <= checked
+    assert {f"{name}/out0" for name in CASES} | {f"{name}@gather/out0" for name in GATHERED} <= checked
     assert {f"{name}/grad_{v}" for name in differentiable for v in "xybs"} <= checked
+    assert {f"{name}@gather/grad_{v}" for name in GATHERED if CASES[name][1] for v in "xybs"} <= checked
 
 
 def _reports(out: Path, world: int) -> list[dict]:
