@@ -88,3 +88,19 @@ def test_a_rank_failing_mid_call_makes_the_others_raise_not_hang(tmp_path):
     assert survivor["error"] == "PeerError", survivor
     assert survivor["seconds"] < TIMEOUT_S + 10
     assert time.perf_counter() - start < 60
+
+
+def test_bad_calls_are_refused_before_any_collective():
+    import torch
+
+    import keir.distributed
+    from keir.numpy import Vi as NumpyVi
+    from keir.numpy import Vj as NumpyVj
+    from keir.torch import Vi, Vj
+
+    x = np.random.default_rng(0).standard_normal((4, 2))
+    with pytest.raises(TypeError, match="torch tensors"):
+        keir.distributed.reduce(NumpyVi(x).sqdist(NumpyVj(x)).sum(axis=1, call=False))
+    t = torch.tensor(x)
+    with pytest.raises(ValueError, match="pass one or the other"):
+        keir.distributed.reduce(Vi(t).sqdist(Vj(t)).sum(axis=1, call=False), t)
