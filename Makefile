@@ -56,6 +56,8 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/torch_compile.py
 	$(BIN)/python benchmarks/complex_nudft.py
 	$(BIN)/python benchmarks/half.py
+	$(BIN)/python benchmarks/scaling.py
+	$(BIN)/python benchmarks/out_of_core.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

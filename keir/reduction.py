@@ -33,7 +33,8 @@ class Reduction:
 
     def __init__(self, lazy: Any, kind: str, axis: int, threads: int | None = None, out: Any = None,
                  backend: str = "auto", device_id: int = -1, ranges: Any = None, use_double_acc: bool = False,
-                 rows: dict[str, int] | None = None, precision: str = "sfu", **reduce_attrs: Any):
+                 rows: dict[str, int] | None = None, precision: str = "sfu", device_ids: Any = None,
+                 **reduce_attrs: Any):
         """reduce_attrs: `k` (the K-min family), `sum_scheme`, `dtype_acc` — see keir.dialect.ops.
         out: an array to write the result into. backend: "auto" (the GPU for CUDA tensors, else the CPU),
         "CPU" or "GPU" ("GPU_1D", "GPU_2D" as in pykeops); device_id: the GPU to use (-1: the default one).
@@ -41,7 +42,7 @@ class Reduction:
         as in pykeops). ranges: pykeops' block-sparse 6-tuple (keir.ranges), the same for every batch entry.
         precision: the GPU's float32 exp — "sfu" (the special-function unit after an exact reduction, within
         2.5 ulp), "fast" (KeOps' -use_fast_math form), "ieee" (the CPU's polynomial, 1 ulp); the CPU always runs
-        the polynomial."""
+        the polynomial. device_ids: several devices to share the work (keir.devices), e.g. [0, 1]."""
         self.ranges = block_sparse.as_ranges(ranges)
         check_gpu_math(precision)
         if backend not in BACKENDS:
@@ -54,6 +55,7 @@ class Reduction:
         if unknown:
             raise TypeError(f"a reduction got unexpected option(s) {', '.join(sorted(unknown))}")
         self.backend, self.device_id, self.precision = backend, device_id, precision
+        self.device_ids = None if device_ids is None else tuple(device_ids)
         self.lazy = lazy
         self.adapter = lazy.adapter
         self.axis = axis
@@ -152,6 +154,10 @@ class Reduction:
             rows = self.sizes["i" if self.axis == 1 else "j"]
             zeros = np.zeros(self.batch_shape + (rows, self.root.dim), dtype=self.dtype)
             return self._output(self.adapter.result(zeros, like))
+        if self.device_ids is not None:  # one piece per device, merged (keir.devices)
+            from keir.devices import reduce_on_devices
+
+            return self._output(reduce_on_devices(self, self.device_ids))
         if self.adapter.needs_autograd(arrays):
             return self._output(self.adapter.differentiable(self))
         out = self.compute(arrays)
@@ -178,7 +184,7 @@ class Reduction:
         lazy = bind_symbolic(self.lazy, arrays) if self.symbolic else self.lazy
         options = {"threads": self.threads, "out": self.out, "backend": self.backend, "device_id": self.device_id,
                    "rows": self.rows, "ranges": self.ranges, "precision": self.precision, **self.reduce_attrs,
-                   **call_options}
+                   "device_ids": self.device_ids, **call_options}
         return Reduction(lazy, self.kind, self.axis, **options)
 
     def over(self, arrays: Any) -> Reduction:

@@ -172,3 +172,15 @@ def test_torch_compile_fullgraph_traces_a_complex_formula():
     want = torch.exp(-2j * math.pi * xi.double() * x.double().T) @ c.to(torch.complex128)
     assert compiled.dtype == torch.complex64
     torch.testing.assert_close(compiled[:, 0].to(torch.complex128), want, rtol=1e-5, atol=1e-5)
+
+
+def test_device_ids_split_a_complex_reduction_and_the_others_refuse_it():
+    x, y, _, _ = _data(np.complex128)
+    X, Y = LazyTensor(x), LazyTensor(y)
+    whole = (X * Y.exp()).sum(axis=1)
+    np.testing.assert_allclose((X * Y.exp()).sum(axis=1, device_ids=[0, 1]), whole, rtol=1e-13)
+    import keir.dask
+
+    routine = (Vi(0, 2) * Vj(1, 2)).sum(axis=1, call=False)
+    with pytest.raises(TypeError, match="complex and half-precision"):
+        keir.dask.reduce(routine, x[:, 0], y[0], chunk_rows=3)

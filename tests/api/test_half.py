@@ -102,3 +102,11 @@ def test_symbolic_variables_and_out_take_half_arrays():
     out = np.empty((M, 1), np.float16)
     assert routine(x, y, out=out) is out
     _assert_within_half_rounding(out, np.exp(_dense(x64, y64, b64)[0]).sum(1, keepdims=True), "float16")
+
+
+def test_device_ids_split_a_half_reduction():
+    (x, y, b), _ = _inputs("float16", seed=3)
+    K = (-Vi(x).sqdist(Vj(y))).exp() * Vj(b)
+    split = K.sum(axis=1, device_ids=[0, 1, 2])
+    assert split.dtype == np.float16
+    np.testing.assert_allclose(split.astype(np.float32), K.sum(axis=1).astype(np.float32), rtol=2.0**-10)
