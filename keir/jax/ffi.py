@@ -32,7 +32,8 @@ _EXTENSION_METADATA = 1
 _STAGE_EXECUTE = 3
 _ERROR_INVALID_ARGUMENT, _ERROR_INTERNAL = 3, 13
 _ATTR_SCALAR = 3  # XLA_FFI_AttrType_SCALAR
-_DTYPES = {5: np.dtype(np.int64), 11: np.dtype(np.float32), 12: np.dtype(np.float64)}  # XLA_FFI_DataType
+# XLA_FFI_DataType codes: S32, S64, F32, F64
+_DTYPES = {4: np.dtype(np.int32), 5: np.dtype(np.int64), 11: np.dtype(np.float32), 12: np.dtype(np.float64)}
 
 
 class _ExtensionBase(ctypes.Structure):
