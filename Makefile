@@ -54,6 +54,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/laplacian.py
 	$(BIN)/python benchmarks/gpu_static.py
 	$(BIN)/python benchmarks/torch_compile.py
+	$(BIN)/python benchmarks/jax_overhead.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
