@@ -58,6 +58,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/half.py
 	$(BIN)/python benchmarks/scaling.py
 	$(BIN)/python benchmarks/out_of_core.py
+	$(BIN)/python benchmarks/jax_overhead.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
