@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-INT64_MAX = (1 << 63) - 1
+from keir.compiler.reductions import INT64_MAX
 
 State = tuple[Any, ...]
 _WITH_INDICES = ("min_argmin", "max_argmax", "kmin_argkmin")  # the kinds that return (values, indices)
