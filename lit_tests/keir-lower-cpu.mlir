@@ -51,7 +51,8 @@ func.func @over_i() -> vector<1xf64> {
 
 // A wide sqdist (D >= 8) is a matrix product's micro-kernel: inside the j loop, a loop over the components,
 // four at a time, carries one accumulator per row of the block (16); each step loads y_j[d] once and x_i[d]
-// once per row. Then |x|^2 + |y|^2 - 2 x.y, |y|^2 read after y's 16 components, clamped at 0.
+// once per row. Then |x|^2 + |y|^2 - 2 x.y, |y|^2 read after y's 16 components, clamped at 0. (direct_sum:
+// with the default block_sum, the same j loop runs inside a loop over blocks of j.)
 // CHECK-LABEL: func.func @wide(
 // CHECK: scf.for %[[J:.*]] = %{{.*}} iter_args
 // CHECK: arith.muli %[[J]], %[[STRIDE:.*]] : index
@@ -67,6 +68,6 @@ func.func @wide() -> vector<1xf32> {
   %x = "keir.var"() {index = 0 : i64, category = "i"} : () -> vector<16xf32>
   %y = "keir.var"() {index = 1 : i64, category = "j"} : () -> vector<16xf32>
   %d = "keir.sqdist"(%x, %y) : (vector<16xf32>, vector<16xf32>) -> vector<1xf32>
-  %r = "keir.reduce"(%d) {kind = "sum", axis = 1 : i64} : (vector<1xf32>) -> vector<1xf32>
+  %r = "keir.reduce"(%d) {kind = "sum", axis = 1 : i64, sum_scheme = "direct_sum"} : (vector<1xf32>) -> vector<1xf32>
   return %r : vector<1xf32>
 }
