@@ -55,9 +55,7 @@ class ComplexFormulas:
 
     # ---- operands -------------------------------------------------------------------------------------------
     def _complex(self, other: Any) -> Any:
-        """other as a LazyTensor, and whether it is complex (a real number stays a number)."""
-        if is_complex_number(other):
-            return self.from_node(interleaved_constant([other]), (), (), None), True
+        """other as a LazyTensor (converted as LazyTensor(other) does), and whether it is complex."""
         other = self._lift(other)
         return other, other.is_complex
 

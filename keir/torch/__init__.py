@@ -46,8 +46,6 @@ class TorchAdapter(lazy.ArrayAdapter):
 
     def complex_view(self, out: Any) -> Any:
         """A real result (..., 2D) of interleaved pairs as complex numbers (..., D); differentiable."""
-        if not isinstance(out, torch.Tensor):
-            return lazy.ArrayAdapter.complex_view(self, out)
         return torch.view_as_complex(out.reshape(*out.shape[:-1], out.shape[-1] // 2, 2))
 
     def on_cuda(self, arrays: tuple) -> bool:
