@@ -121,6 +121,11 @@ def constant(value: float) -> Node:
     return interned("constant", (), (("value", float(value)),))
 
 
+def constant_vector(values: list[float]) -> Node:
+    """The constant vector of these numbers (a concat of constants; one number: a constant)."""
+    return functools.reduce(lambda a, b: make("concat", a, b), [constant(v) for v in values])
+
+
 def topological(root: Node) -> list[Node]:
     """Every node reachable from root, operands before users, each once."""
     order: list[Node] = []

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from keir.dialect.catalogue.record import Op
-from keir.dialect.node import Node, constant, interned, make, substitute, swap_i_j, var
+from keir.dialect.node import Node, constant, constant_vector, interned, make, substitute, swap_i_j, var
 from keir.dialect.ops import OPS, DimensionError
 from keir.dtypes import HALF_DTYPES, check_supported
 from keir.formula_parser import carry_composite_names, format_formula
@@ -53,7 +53,7 @@ def _non_array(x: Any, axis: int | None, front: str) -> tuple[Node, tuple, tuple
         return constant(float(x)), (), (), None
     if isinstance(x, list) and x and all(_is_number(v) for v in x):
         # pykeops makes a parameter of the formula's dtype; constants compute the same values
-        return functools.reduce(lambda a, b: make("concat", a, b), [constant(float(v)) for v in x]), (), (), None
+        return constant_vector([float(v) for v in x]), (), (), None
     raise TypeError(f"LazyTensor needs a {front} array, a number, a list of numbers or (index, dim, category), "
                     f"got {type(x).__name__}")
 
@@ -390,45 +390,36 @@ class LazyTensor(Reductions, Composites):
     def _rbinary(self, op: str, other: Any) -> LazyTensor:
         return self._lift(other)._binary(op, self)
 
-    def __add__(self, other: Any) -> LazyTensor:
+    def _arithmetic(self, op: str, other: Any, complex_method: str, reflected: bool = False) -> LazyTensor:
+        """self op other (other op self if reflected); with a complex operand z, z's `complex_method` does it
+        (pykeops' rule: the real operand is made complex)."""
         if type(other) not in _REAL_TYPES and (z := self._complex_operand(other)) is not None:
-            return z.__radd__(self)
-        return self._binary("add", other)
+            return getattr(z, complex_method)(self)
+        return self._rbinary(op, other) if reflected else self._binary(op, other)
+
+    def __add__(self, other: Any) -> LazyTensor:
+        return self._arithmetic("add", other, "__radd__")
 
     def __radd__(self, other: Any) -> LazyTensor:
-        if type(other) not in _REAL_TYPES and (z := self._complex_operand(other)) is not None:
-            return z.__add__(self)
-        return self._rbinary("add", other)
+        return self._arithmetic("add", other, "__add__", reflected=True)
 
     def __sub__(self, other: Any) -> LazyTensor:
-        if type(other) not in _REAL_TYPES and (z := self._complex_operand(other)) is not None:
-            return z.__rsub__(self)
-        return self._binary("sub", other)
+        return self._arithmetic("sub", other, "__rsub__")
 
     def __rsub__(self, other: Any) -> LazyTensor:
-        if type(other) not in _REAL_TYPES and (z := self._complex_operand(other)) is not None:
-            return z.__sub__(self)
-        return self._rbinary("sub", other)
+        return self._arithmetic("sub", other, "__sub__", reflected=True)
 
     def __mul__(self, other: Any) -> LazyTensor:
-        if type(other) not in _REAL_TYPES and (z := self._complex_operand(other)) is not None:
-            return z.__rmul__(self)
-        return self._binary("mul", other)
+        return self._arithmetic("mul", other, "__rmul__")
 
     def __rmul__(self, other: Any) -> LazyTensor:
-        if type(other) not in _REAL_TYPES and (z := self._complex_operand(other)) is not None:
-            return z.__mul__(self)
-        return self._rbinary("mul", other)
+        return self._arithmetic("mul", other, "__mul__", reflected=True)
 
     def __truediv__(self, other: Any) -> LazyTensor:
-        if type(other) not in _REAL_TYPES and (z := self._complex_operand(other)) is not None:
-            return z.__rtruediv__(self)
-        return self._binary("div", other)
+        return self._arithmetic("div", other, "__rtruediv__")
 
     def __rtruediv__(self, other: Any) -> LazyTensor:
-        if type(other) not in _REAL_TYPES and (z := self._complex_operand(other)) is not None:
-            return z.__truediv__(self)
-        return self._rbinary("div", other)
+        return self._arithmetic("div", other, "__truediv__", reflected=True)
 
     def __neg__(self) -> LazyTensor:
         return self._unary("neg")

@@ -18,7 +18,7 @@ import numbers
 from typing import Any, ClassVar
 
 from keir.dialect.catalogue import complex as C
-from keir.dialect.node import Node, constant, make
+from keir.dialect.node import Node, constant_vector, make
 
 # LazyTensor methods with no complex meaning, refused on complex LazyTensors (the elementwise catalogue methods
 # are added by keir.lazy, which knows them).
@@ -32,17 +32,17 @@ REAL_ONLY = (
 
 
 def is_complex_number(x: Any) -> bool:
-    """A Python or NumPy complex number (not a real one)."""
+    """A Python or NumPy complex number (not a real one). Exact types first: an ABC isinstance check is slow."""
+    if type(x) is complex:
+        return True
+    if type(x) in (float, int):
+        return False
     return isinstance(x, numbers.Complex) and not isinstance(x, numbers.Real)
 
 
 def interleaved_constant(values: list) -> Node:
     """The constant vector (re0, im0, re1, im1, ...) of complex numbers."""
-    parts = [constant(float(part)) for v in values for part in (complex(v).real, complex(v).imag)]
-    node = parts[0]
-    for part in parts[1:]:
-        node = make("concat", node, part)
-    return node
+    return constant_vector([part for v in values for part in (complex(v).real, complex(v).imag)])
 
 
 class ComplexFormulas:

@@ -120,16 +120,16 @@ def _square_abs_vjp(y: Node, e: Node) -> tuple[Node]:
 # ---- KeOps' complex functions that are composites --------------------------------------------------------------
 
 
-def add(a: Node, b: Node) -> Node:
-    """ComplexAdd (a complex scalar broadcasts)."""
-    dim = max(a.dim, b.dim)
-    return make("add", spread(a, dim), spread(b, dim))
+def _componentwise(op: str) -> Any:
+    """ComplexAdd / ComplexSubtract: the real op on the components, a complex scalar spread first."""
+    def build(a: Node, b: Node) -> Node:
+        dim = max(a.dim, b.dim)
+        return make(op, spread(a, dim), spread(b, dim))
+
+    return build
 
 
-def subtract(a: Node, b: Node) -> Node:
-    """ComplexSubtract."""
-    dim = max(a.dim, b.dim)
-    return make("sub", spread(a, dim), spread(b, dim))
+add, subtract = _componentwise("add"), _componentwise("sub")
 
 
 def divide(a: Node, b: Node) -> Node:
