@@ -371,6 +371,10 @@ class Evaluator:
             if op == "atan2":
                 both = (args[0].value.abs() <= args[0].error) & (args[1].value.abs() <= args[1].error)
                 result = _unknown_where(result, both.expand_as(result.value))
+            if op in ("eq", "ne"):  # equality within rounding: the corners of the intervals skip the point itself
+                spread = args[0].error + args[1].error
+                close = ((args[0].value - args[1].value).abs() <= spread) & (spread > 0)
+                result = _unknown_where(result, close.expand_as(result.value))
         elif op == "pow_int":
             n = int(float(attrs["exponent"]))
             result = pointwise(lambda x: _pow_int(x, n), args, p, relative=4.0 + 2 * abs(n), critical=(0.0,))
