@@ -145,7 +145,7 @@ class Reduction:
         if self.symbolic or arrays or call_options:
             return self._with(arrays, call_options)()
         arrays = self.lazy.arrays
-        if self.adapter.tracing(arrays):  # torch.compile / torch.export: a custom op in the graph
+        if self.adapter.tracing(arrays):  # torch.compile / torch.export: the keir::reduce operator in the graph
             if self.ranges is not None:
                 raise ValueError("block-sparse ranges are not supported under torch.compile / torch.export yet")
             return self._output(self.adapter.traced(self))

@@ -1,9 +1,9 @@
-"""keir reductions as one torch custom op, `keir::reduce`, so that `torch.compile(fullgraph=True)` and
+"""keir reductions as one torch operator, `keir::reduce`, so that `torch.compile(fullgraph=True)` and
 `torch.export` put them in their graphs.
 
 Eager torch runs a reduction through `keir.autograd.KeirReduction`, an autograd.Function that Dynamo cannot
 trace (its forward runs compiled code on NumPy arrays). While torch traces (Dynamo, AOTAutograd, export),
-`Reduction.__call__` calls this op instead:
+`Reduction.__call__` calls this operator instead:
 
     keir::reduce(kernel: str, categories: str, rows_i: int, rows_j: int, inputs: Tensor[]) -> Tensor[]
 
@@ -12,7 +12,7 @@ cache: the graph holds a string constant, the formula is rebuilt from it (`compi
 process and text), so an exported program carries its formulas with it. The fake implementation gives the
 output shapes and dtypes from the formula and the input shapes, without compiling, and with symbolic sizes:
 keir's kernels are size-generic, so a new M or N needs no new kernel and, with `dynamic=True`, no re-trace.
-The backward (`register_autograd`) builds the same gradient reductions as the eager path
+The backward (`_Reduce`) builds the same gradient reductions as the eager path
 (`keir.autograd.input_gradient`), which call this op again, so they are differentiable in their turn
 (torch.compile itself refuses a double backward in a compiled function).
 """
@@ -55,7 +55,7 @@ def tracing(arrays: tuple) -> bool:
 
 
 def reduce(reduction: Any) -> Any:
-    """reduction() through the custom op: a tensor, or (values, indices)."""
+    """reduction() through the operator: a tensor, or (values, indices)."""
     lazy = reduction.lazy
     like = next(a for a in lazy.arrays if isinstance(a, torch.Tensor))
     inputs = [torch.tensor([a], dtype=like.dtype, device=like.device) if isinstance(a, float) else a
@@ -93,14 +93,62 @@ def _reduction(text: str, categories: str, rows_i: int, rows_j: int, inputs: lis
     return Reduction(lazy, root.attr("kind"), root.attr("axis"), rows=rows, **attrs)
 
 
-@torch.library.custom_op("keir::reduce", mutates_args=())
-def reduce_op(kernel: str, categories: str, rows_i: int, rows_j: int,
-              inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+# The op is defined with torch.library.Library rather than torch.library.custom_op, and its autograd kernel is
+# written here: custom_op's wrappers cost about 20 µs a call (measured: benchmarks/torch_compile.py), which is
+# the whole budget of a compiled call's overhead; these cost about 3.
+_LIBRARY = torch.library.Library("keir", "DEF")
+_LIBRARY.define("reduce(str kernel, str categories, int rows_i, int rows_j, Tensor[] inputs) -> Tensor[]")
+
+
+def _run(kernel: str, categories: str, rows_i: int, rows_j: int, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The op's computation (every backend: the Reduction picks the CPU or the GPU from the tensors)."""
     outputs = _reduction(kernel, categories, rows_i, rows_j, inputs)()
     return list(outputs) if isinstance(outputs, tuple) else [outputs]
 
 
-@reduce_op.register_fake
+class _Reduce(torch.autograd.Function):
+    """The op where an input requires grad: the forward below autograd, the backward keir's gradient reductions
+    (`keir.autograd.input_gradient`), which are this op again."""
+
+    @staticmethod
+    def forward(kernel: str, categories: str, rows_i: int, rows_j: int, *inputs: torch.Tensor) -> tuple:
+        with torch._C._AutoDispatchBelowAutograd():
+            return tuple(torch.ops.keir.reduce.default(kernel, categories, rows_i, rows_j, list(inputs)))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+        kernel, categories, rows_i, rows_j, *tensors = inputs
+        ctx.arguments = (kernel, categories, rows_i, rows_j)
+        ctx.mark_non_differentiable(*(o for o in output if not o.is_floating_point()))
+        ctx.save_for_backward(*tensors, output[0])
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple:
+        *tensors, output = ctx.saved_tensors
+        untouched = (None,) * len(tensors)
+        if grads[0] is None or not output.is_floating_point():
+            return (None, None, None, None, *untouched)
+        plan = Plan.of(_reduction(*ctx.arguments, list(tensors)))
+        needed = ctx.needs_input_grad[4:]
+        return (None, None, None, None, *(input_gradient(plan, list(tensors), k, grads[0], output) if need else None
+                                           for k, need in enumerate(needed)))
+
+
+def _autograd_kernel(kernel: str, categories: str, rows_i: int, rows_j: int,
+                     inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        return list(_Reduce.apply(kernel, categories, rows_i, rows_j, *inputs))
+    if all(type(t) is torch.Tensor for t in inputs):  # a compiled graph running: nothing below autograd to do
+        return _run(kernel, categories, rows_i, rows_j, inputs)
+    with torch._C._AutoDispatchBelowAutograd():  # fake or functional tensors: their own kernels
+        return torch.ops.keir.reduce.default(kernel, categories, rows_i, rows_j, inputs)
+
+
+_LIBRARY.impl("reduce", _run, "CompositeExplicitAutograd")
+_LIBRARY.impl("reduce", _autograd_kernel, "Autograd")
+
+
+@torch.library.register_fake("keir::reduce")
 def _fake(kernel: str, categories: str, rows_i: int, rows_j: int,
           inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     root = _kernel(kernel).result
@@ -127,31 +175,10 @@ def _fake(kernel: str, categories: str, rows_i: int, rows_j: int,
     return outputs
 
 
-def _setup_context(ctx: Any, inputs: tuple, output: list[torch.Tensor]) -> None:
-    kernel, categories, rows_i, rows_j, tensors = inputs
-    ctx.arguments = (kernel, categories, rows_i, rows_j)
-    ctx.save_for_backward(*tensors, output[0])
-
-
-def _backward(ctx: Any, grads: list[torch.Tensor | None]) -> tuple:
-    *tensors, output = ctx.saved_tensors
-    reduction = _reduction(*ctx.arguments, list(tensors))
-    plan = Plan.of(reduction)
-    needed = ctx.needs_input_grad[4]
-    if grads[0] is None or not output.is_floating_point():
-        return None, None, None, None, [None] * len(tensors)
-    input_grads = [input_gradient(plan, list(tensors), k, grads[0], output) if need else None
-                   for k, need in enumerate(needed if isinstance(needed, (list, tuple)) else [needed] * len(tensors))]
-    return None, None, None, None, input_grads
-
-
-reduce_op.register_autograd(_backward, setup_context=_setup_context)
-
-
 # ---- LazyTensor formulas inside torch.compile --------------------------------------------------------------------
 # Dynamo cannot trace keir's formula building (hash-consed nodes, caches), and need not: a formula is built once
 # per trace. So every LazyTensor method runs outside Dynamo, as `nonstrict_trace` functions (plain Python on
-# fake tensors, which the reduction's custom op records), LazyTensors cross into Dynamo as pytrees (their
+# fake tensors, which the reduction's operator records), LazyTensors cross into Dynamo as pytrees (their
 # arrays are the leaves; the formula node, categories and dtype the context) and formula nodes as opaque value
 # objects (constants of the graph, compared by identity: nodes are interned).
 
@@ -204,7 +231,7 @@ def torch_function(func: Any, args: tuple, kwargs: dict | None) -> Any:
 
 def make_traceable(cls: type) -> None:
     """Let torch.compile(fullgraph=True) trace code that builds and reduces `cls` (a LazyTensor class, real or
-    complex; the custom op rebuilds reductions with the real one: a complex output is viewed as complex outside)."""
+    complex; the operator rebuilds reductions with the real one: a complex output is viewed as complex outside)."""
     import torch.utils._pytree as pytree
 
     if not cls.is_complex:

@@ -135,7 +135,7 @@ def test_fake_implementation_gives_shapes_without_compiling():
     assert tuple(values.shape) == (5, 11, 3) and values.dtype == torch.float32
     assert tuple(indices.shape) == (5, 11, 3) and indices.dtype == torch.int64
     assert tuple(wide.shape) == (5, 7, 3)
-    assert not compiles  # the custom op's fake implementation gave the shapes; no kernel was compiled
+    assert not compiles  # the operator's fake implementation gave the shapes; no kernel was compiled
 
 
 def test_torch_export():
@@ -186,3 +186,22 @@ def test_a_tensor_on_the_left_of_matmul_is_refused_in_eager():
     kernel = (-Vi(x).sqdist(Vj(y))).exp()
     with pytest.raises(TypeError):
         torch.rand(5, 30, dtype=F64) @ kernel
+
+
+def test_the_op_called_directly_runs_and_differentiates():
+    """keir::reduce outside any compiler: its autograd kernel runs plain tensors at once, records the
+    reduction for autograd where an input requires grad (gradcheck against finite differences), and leaves
+    the indices of an arg-reduction non-differentiable."""
+    from keir import torch_ops
+
+    x, y, b = _data(5, 6)
+    gaussian = ((-Vi(x).sqdist(Vj(y))).exp() * Vj(b)).sum(axis=1, call=False)
+    text = torch_ops._kernel_text(gaussian.root, "float64")
+    (plain,) = torch.ops.keir.reduce(text, "ijj", -1, -1, [x, y, b])
+    torch.testing.assert_close(plain, (-_dense_sqdist(x, y)).exp() @ b, rtol=1e-12, atol=1e-14)
+    leaves = [t.clone().requires_grad_() for t in (x, y, b)]
+    assert torch.autograd.gradcheck(lambda *t: torch.ops.keir.reduce(text, "ijj", -1, -1, list(t))[0], leaves)
+    nearest = Vi(x).sqdist(Vj(y)).min_argmin(dim=1, call=False)
+    values, indices = torch.ops.keir.reduce(torch_ops._kernel_text(nearest.root, "float64"), "ij", -1, -1, leaves[:2])
+    assert values.requires_grad and not indices.requires_grad
+    assert torch.equal(indices[:, 0], _dense_sqdist(x, y).argmin(1))
