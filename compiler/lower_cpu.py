@@ -112,6 +112,25 @@ def lower_cpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None, block
     return nest.build()
 
 
+def _exp_products(order: list[Node]) -> dict[Node, tuple[Node, Node]]:
+    """The products exp(u) * w of the j loop that `mathlib.exp_times` computes in one (a Gaussian's kernel
+    value times its weight), by product node: (the exp, w). Only an exp that depends on j, is narrow and has
+    no other user: otherwise its value is computed anyway."""
+    users: dict[Node, int] = {}
+    for node in order:
+        for a in node.args:
+            users[a] = users.get(a, 0) + 1
+    products = {}
+    for node in order:
+        if node.op != "mul" or is_wide(node):
+            continue
+        for exp_node, weight in (node.args, node.args[::-1]):
+            if exp_node.op == "exp" and "j" in exp_node.deps and users[exp_node] == 1 and not is_wide(weight):
+                products[node] = (exp_node, weight)
+                break
+    return products
+
+
 class _LoopNest:
     """Builds the function. Rows are handled in blocks of `ROW_BLOCK`: each j vector (a load of y_j) then
     serves several rows i, which divides the memory traffic of wide j-variables by the block size; the rows
@@ -131,6 +150,7 @@ class _LoopNest:
         self.operands = operands
         order = topological(formula)
         self.wide = tuple(n for n in order if _is_wide_product(n))
+        self.exp_products = _exp_products(order)
         # values of dimension >= LOOP_DIM: component loops (components.py)
         self.wide_root = is_wide(formula)
         self.breaks = Breaks()
@@ -361,6 +381,11 @@ class _Rows:
                 self.values[key] = [self.load_j(b, node, self.j, d, mask) for d in range(node.dim)]
             elif any(is_wide(a) for a in node.args):
                 self._consume_j(node, key[1])
+            elif node in self.nest.exp_products:
+                exp_node, weight = self.nest.exp_products[node]
+                xs, ws = self.value(exp_node.args[0], r), self.value(weight, r)
+                self.values[key] = [b.routine("exp_times", xs[k % len(xs)], ws[k % len(ws)])
+                                    for k in range(node.dim)]
             else:
                 self.values[key] = compute(b, node, [self.value(a, r) for a in node.args])
         return self.values[key]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -110,19 +111,87 @@ def exp(b: Builder, x: str) -> str:
         return _on_scalars(b, x, _exp_normal_or_anywhere)
     if b.lanes is None or b.once:
         return _exp_anywhere(b, x)
-    fmt = _FORMATS[b.elem]
     bounded, normal = _normal_result(b, x)
+    return b.branch(_every_lane(b, normal), lambda n: _exp_normal(n, x), lambda t: _exp_not_normal(t, x, bounded))
+
+
+def _exp_not_normal(b: Builder, x: str, bounded: str) -> str:
+    """exp of a vector with a lane whose result is not normal: `_exp_bounded` if every lane is at most
+    `_exp_top`, else `_exp_anywhere`; in f32, a vector of zeros (every x past the clamp) skips the polynomial."""
 
     def some_subnormal_or_large(u: Builder) -> str:
         return u.branch(_every_lane(u, bounded), lambda v: _exp_bounded(v, x), lambda a: _exp_anywhere(a, x))
 
-    def not_all_normal(t: Builder) -> str:  # in f32, a vector of zeros (every x past the clamp) skips the polynomial
-        if b.elem != "f32":  # measured (benchmarks/cpu.py, underflow): in f64 the extra branch costs more than it saves
-            return some_subnormal_or_large(t)
-        zero = t.cmp("olt", x, t.const(fmt.exp_clamp[0]))
-        return t.branch(_every_lane(t, zero), lambda z: z.const(0.0), some_subnormal_or_large)
+    return _unless_all_zero(b, x, lambda z: z.const(0.0), some_subnormal_or_large)
 
-    return b.branch(_every_lane(b, normal), lambda n: _exp_normal(n, x), not_all_normal)
+
+def _unless_all_zero(b: Builder, x: str, zero: Callable[[Builder], str], otherwise: Callable[[Builder], str]) -> str:
+    """zero(b) where, in f32, every lane's exp(x) is 0, else otherwise(b). Measured (benchmarks/cpu.py,
+    underflow): in f64 the extra branch costs more than it saves, so f64 goes straight to otherwise."""
+    if b.elem != "f32":
+        return otherwise(b)
+    past_the_clamp = b.cmp("olt", x, b.const(_FORMATS[b.elem].exp_clamp[0]))
+    return b.branch(_every_lane(b, past_the_clamp), zero, otherwise)
+
+
+def exp_times(b: Builder, x: str, w: str) -> str:
+    """exp(x) * w, as `exp` then a multiplication, but where a vector's exp has a subnormal lane without
+    subnormal arithmetic: a multiplication with a subnormal operand or result takes a microcode assist on many
+    CPUs (about 10x the time on this project's AVX-512 machine), which made a Gaussian sum whose values
+    underflow 8x slower than one whose values don't (benchmarks/cpu.py, underflow). On such vectors (every
+    x <= 0 and |w| at most 2**(bias - c - 2), neither NaN: else exp then the multiplication) both roundings are
+    done in a domain scaled by 2**c (see `_exp_times_scaled`, `_product_scale`): the same bits as exp then a
+    multiplication, except that a subnormal product is rounded twice (to 24 / 53 bits, then to the subnormal
+    grid), which can move it by one unit of that grid in a tie. Scalars and GPU threads: exp, then the
+    multiplication. float64: exp, then the multiplication, too — measured (benchmarks/cpu.py, underflow):
+    there the vectors that mix normal and underflowing lanes cost their branches, not assists, and the scaled
+    product made the underflowing Gaussian slower (1.62x the non-underflowing one, against 1.44x)."""
+    if b.lanes is None or b.once or b.names.gpu_math is not None or b.elem != "f32":
+        return b.mul(exp(b, x), w)
+    fmt = _FORMATS[b.elem]
+    bounded, normal = _normal_result(b, x)
+    weight_limit = b.const(2.0 ** (fmt.bias - _product_scale(fmt) - 2))
+
+    def underflowing(t: Builder) -> str:
+        magnitude = t.from_bits(t.int_op("andi", t.to_bits(w), _magnitude_bits(t)))
+        scaled_is_exact = t.mask_op("andi", t.cmp("ole", x, t.const(0.0)), t.cmp("ole", magnitude, weight_limit))
+        return t.branch(_every_lane(t, scaled_is_exact), lambda s: _exp_times_scaled(s, x, w),
+                        lambda a: a.mul(_exp_not_normal(a, x, bounded), w))
+
+    return b.branch(_every_lane(b, normal), lambda n: n.mul(_exp_normal(n, x), w),
+                    lambda t: _unless_all_zero(t, x, lambda z: z.mul(z.const(0.0), w), underflowing))
+
+
+def _product_scale(fmt: _Format) -> int:
+    """The even c of `exp_times`. exp(x) * 2**c, x <= 0, rounded as exp(x) is, lies in [2**(c - s), 2**(c + 1))
+    or is 0, s = bias - 1 + mantissa bits (2**-s is the least subnormal); its product with w is normal for |w|
+    in [2**(1 - bias + s - c), 2**(bias - 2 - c)], and c centres that range on 1: [2**-51, 2**51] in f32,
+    [2**-484, 2**485] in f64. (`_underflow_scale`'s c, the least that keeps exp(x) * 2**c normal, would leave
+    the product subnormal for the least exp(x) and any w < 1: the assist again.)"""
+    c = (fmt.bias - 2 + fmt.mantissa_bits) // 2  # (s - 1) / 2, rounded down
+    return c - c % 2
+
+
+def _exp_times_scaled(b: Builder, x: str, w: str) -> str:
+    """exp(x) * w for x <= 0 and |w| <= 2**(bias - c - 2), not NaN (see `exp_times`). With y = exp(x) * 2**c
+    (normal) and M = 2**(c + 1 - bias): Y = (y + max(y, M)) - max(y, M) is y rounded as `_exp_bounded` rounds
+    exp(x) to the float grid (exact: Y = exp(x) * 2**c as a float), z = Y * w, and |z| * 2**-c rounded by the
+    same addition (|z| < 2**(bias - 1), so 2|z| is finite), with z's sign."""
+    fmt = _FORMATS[b.elem]
+    c = _product_scale(fmt)
+    p, shifted = _exp_reduced(b, b.max(x, b.const(fmt.exp_clamp[0])), offset=c)
+    m = b.const(2.0 ** (c + 1 - fmt.bias))
+    m_bits = b.int_const(_float_bits(2.0 ** (c + 1 - fmt.bias), fmt))
+
+    def larger(v: str) -> str:  # neither is NaN, both are positive: the flags make it one max instruction
+        return b.emit(f"arith.maximumf {v}, {m} fastmath<nnan,nsz> : {b.type}")
+
+    y = b.from_bits(b.int_op("addi", b.to_bits(p), _exponent_term(b, shifted)))
+    y_larger = larger(y)
+    z = b.to_bits(b.mul(b.sub(b.add(y, y_larger), y_larger), w))
+    magnitude = b.from_bits(b.int_op("andi", z, _magnitude_bits(b)))
+    rounded = b.int_op("subi", b.to_bits(b.add(magnitude, larger(magnitude))), m_bits)
+    return b.from_bits(b.int_op("ori", rounded, b.int_op("andi", z, _sign_bit(b))))
 
 
 # GPU math (the `gpu_math` of keir.compiler.pipeline.CompileOptions): "sfu" exp is ex2.approx after an exact
@@ -416,6 +485,11 @@ def _fast_two_sum(b: Builder, x: str, y: str) -> tuple[str, str]:
 def _sign_bit(b: Builder) -> str:
     width = int(b.elem[1:])
     return b.int_const(-(1 << (width - 1)))
+
+
+def _magnitude_bits(b: Builder) -> str:
+    """The mask of every bit but the sign."""
+    return b.int_const((1 << (int(b.elem[1:]) - 1)) - 1)
 
 
 def _sin_cos(b: Builder, x: str, cosine: bool) -> str:

@@ -90,8 +90,12 @@ def exp_by_multiplications(b: Builder, x: str) -> str:
     return b.mul(b.mul(p, power_of_two(k_half)), power_of_two(k_rest))
 
 
-# reference formulations, compiled like FUNCTIONS but not measured for accuracy
-FORMULATIONS = {"exp_by_multiplications": (1, exp_by_multiplications, None)}
+# reference formulations, compiled like FUNCTIONS but not measured for accuracy (exp_times: measured below)
+FORMULATIONS = {
+    "exp_by_multiplications": (1, exp_by_multiplications, None),
+    "exp_times": (2, lambda b, x, w: mathlib.exp_times(b, x, w), None),
+    "exp_then_multiply": (2, lambda b, x, w: b.mul(mathlib.exp(b, x), w), None),
+}
 
 
 # compiling ----------------------------------------------------------------------------------------------
@@ -489,3 +493,47 @@ def test_exp_float64_bits_in_the_underflow_and_overflow_ranges() -> None:
     x = np.concatenate(parts)
     assert_exp_as_by_multiplications(x, "f64")
     assert_exp_as_by_multiplications(rng.permutation(x), "f64")
+
+
+def exp_times_inputs(elem: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x, w) in runs of whole vectors of each kind exp_times tells apart — normal exp results, underflowing
+    ones (x <= 0) with weights of every magnitude, all past the clamp, x > 0 mixed with underflow, weights
+    beyond the scaled product's limit, special weights — then the same pairs shuffled (mixed vectors)."""
+    rng = np.random.default_rng([23, len(elem)])
+    t = np.finfo(DTYPES[elem])
+    lo = -110.0 if elem == "f32" else -750.0
+    count = 40_000
+    runs = [
+        (rng.uniform(-20, 0, count), rng.uniform(-1, 1, count)),
+        (rng.uniform(lo, 0, count), rng.uniform(0, 1, count)),
+        (rng.uniform(lo, lo * 0.75, count), log_uniform(rng, count, elem, float(t.smallest_subnormal), 1e6, True)),
+        (rng.uniform(2 * lo, lo, count), rng.uniform(-1, 1, count)),
+        (rng.uniform(lo, 30, count), rng.uniform(-1, 1, count)),
+        (rng.uniform(lo, 0, count), log_uniform(rng, count, elem, 1e-30, float(t.max), True)),
+    ]
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, float(t.smallest_subnormal), float(t.max)])
+    runs.append((rng.uniform(lo, 0, count), rng.choice(specials, count)))
+    runs.append((special_values(elem).astype(np.float64), rng.uniform(-2, 2, special_values(elem).size)))
+    x = np.concatenate([r[0] for r in runs]).astype(DTYPES[elem])
+    w = np.concatenate([r[1] for r in runs]).astype(DTYPES[elem])
+    order = rng.permutation(x.size)
+    return np.concatenate([x, x[order]]), np.concatenate([w, w[order]])
+
+
+@pytest.mark.parametrize("elem", ["f32", "f64"])
+def test_exp_times_gives_exp_then_a_multiplication(elem: str) -> None:
+    """exp_times(x, w), the j loop's exp(u) * w, on vectors: the bits of exp then a multiplication, except a
+    subnormal product, which may differ by one unit of the subnormal grid (rounded twice, in a tie); on
+    scalars: exp then the multiplication. The inputs take every path (checked by the share of subnormal
+    products and of products whose exp is subnormal but which are not)."""
+    x, w = exp_times_inputs(elem)
+    got = compiled("exp_times", elem, True)(x, w)
+    plain = compiled("exp_then_multiply", elem, True)(x, w)
+    finfo = np.finfo(DTYPES[elem])
+    subnormal = (plain != 0) & (np.abs(plain) < finfo.smallest_normal)
+    assert_same_bits(got[~subnormal], plain[~subnormal])
+    assert np.abs(got[subnormal].astype(np.float64) - plain[subnormal]).max() <= float(finfo.smallest_subnormal)
+    with np.errstate(all="ignore"):
+        exp_subnormal = np.abs(np.exp(x.astype(np.float64))) < finfo.smallest_normal
+    assert subnormal.mean() > 0.02 and (exp_subnormal & ~subnormal & (plain != 0)).mean() > 0.005
+    assert_same_bits(compiled("exp_times", elem, False)(x, w), plain)

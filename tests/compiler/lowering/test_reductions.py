@@ -167,3 +167,30 @@ def test_sum_options_are_refused_for_other_kinds_by_name():
     x = np.random.default_rng(0).random((4, 2))
     with pytest.raises(ValueError, match="sum_scheme 'kahan_scheme' applies to the sum-type reductions"):
         kn.Vi(x).sqdist(kn.Vj(x)).min(axis=1, sum_scheme="kahan_scheme")
+
+
+def test_a_kernel_times_weight_fuses_into_exp_times_and_keeps_its_values():
+    """The j loop computes exp(u) * w as mathlib.exp_times where the exp has no other use (a Gaussian's value
+    times its weight): sums whose kernel values underflow (scale 100: subnormal and zero values in f32),
+    weights of every sign and magnitude, against float64 sums of the float32 terms exp then a multiplication
+    gives, and the exp reused elsewhere or j-free keeps its own value."""
+    from keir.compiler.lower_cpu import _exp_products
+    from keir.dialect.node import topological
+
+    rng = np.random.default_rng(8)
+    x, y = rng.random((37, 3)).astype(np.float32), rng.random((301, 3)).astype(np.float32)
+    w = (rng.standard_normal((301, 1)) * 10.0 ** rng.integers(-20, 20, (301, 1))).astype(np.float32)
+    w[:5] = [[0.0], [-0.0], [1e-40], [3e38], [-1e-30]]
+    kernel = (-kn.Vi(x).sqdist(kn.Vj(y)) * 100.0).exp()
+    gaussian = (kernel * kn.Vj(w)).sum(axis=1, call=False)
+    (product,) = _exp_products(topological(gaussian.root.args[0]))
+    assert product is gaussian.root.args[0]
+    with np.errstate(all="ignore"):
+        terms = np.exp(np.float32(-100.0) * _dense(x, y).astype(np.float32)) * w[:, 0]  # float32, rounded twice
+    exact = terms.astype(np.float64).sum(1, keepdims=True)
+    scale = np.abs(terms.astype(np.float64)).sum(1, keepdims=True)
+    assert np.all(np.abs(gaussian() - exact) <= 2e-5 * scale + 1e-44)  # float32 summation of 301 terms
+    reused = (kernel * kn.Vj(w) + kernel).sum(axis=1, call=False)
+    assert not _exp_products(topological(reused.root.args[0]))
+    i_only = ((-kn.Vi(x).sqnorm2()).exp() * kn.Vj(w)).sum(axis=1, call=False)
+    assert not _exp_products(topological(i_only.root.args[0]))
