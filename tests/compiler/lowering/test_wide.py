@@ -84,3 +84,30 @@ def test_results_do_not_depend_on_the_thread_count():
     one = formula.sum(axis=1, threads=1)
     for threads in (2, 3, 8):
         assert np.array_equal(formula.sum(axis=1, threads=threads), one)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("m", "n", "columns"), [(1, 1, 16), (3, 17, 17), (4, 16, 19), (7, 1025, 64), (9, 2100, 23),
+                                                 (13, 600, 128), (5, 40, 200)])
+def test_kernel_times_wide_variable_as_a_blocked_product(dtype, m, n, columns):
+    """K @ B and (K * Vj(B)).sum(1), B of 16 to 200 columns: the tiled product (K's block in a stack tile,
+    groups of 4 components in registers; `lower_cpu._kernel_times_variable` recognises it) against float64,
+    at tails of rows (not a multiple of the row block), of columns (a group of fewer than 4, past the 128 of
+    one kernel), of j (a partial block_sum block, a masked tail, several blocks); Kahan and direct_sum take
+    the general path and agree."""
+    from keir.compiler.lower_cpu import _kernel_times_variable
+    from keir.compiler.reductions import ReductionOptions
+
+    rng = np.random.default_rng(m * n + columns)
+    x, y = rng.uniform(-1, 1, (m, 3)).astype(dtype), rng.uniform(-1, 1, (n, 3)).astype(dtype)
+    b = rng.standard_normal((n, columns)).astype(dtype)
+    kernel = (-kn.Vi(x).sqdist(kn.Vj(y))).exp()
+    want = np.exp(-_sqdist(x[:, None].astype(float), y[None].astype(float))[..., 0]) @ b.astype(float)
+    scale = np.abs(b).astype(float).sum(0).max()
+    for got in (kernel @ b, (kn.Vj(b) * kernel).sum(axis=1), (kernel * kn.Vj(b)).sum(axis=1, sum_scheme="kahan_scheme"),
+                (kernel * kn.Vj(b)).sum(axis=1, sum_scheme="direct_sum")):
+        assert np.abs(got - want).max() <= 8 * EPS[dtype] * scale * max(np.sqrt(n), 4)
+    product = (kernel * kn.Vj(b)).sum(axis=1, call=False).root.args[0]
+    assert _kernel_times_variable(product, ReductionOptions("sum", columns, sum_scheme="block_sum")) is not None
+    kahan = ReductionOptions("sum", columns, sum_scheme="kahan_scheme")
+    assert _kernel_times_variable(product, kahan) is None
