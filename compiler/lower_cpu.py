@@ -26,6 +26,8 @@ D < LOOP_DIM is unrolled into D SSA values; a wider one is computed component by
 and a wide formula keeps its reduction state in stack buffers, a slice per component), so the code does not
 grow with D. Work that does not depend on j is computed once per i (or once per call) as scalars and
 broadcast: the hoisting of DESIGN §7 (wide such values are stored in a buffer per row or per call).
+Two products are lowered as a whole: exp(u) * w as `mathlib.exp_times` (`_exp_products`), and `K @ B` (a
+scalar K times a wide j-variable, summed with block_sum) as a blocked matrix product (`_Rows._tiled_block`).
 """
 
 from __future__ import annotations
