@@ -223,8 +223,8 @@ class _LoopNest:
             self.rem = self.entry.emit(f"arith.remui %n, {self.index_const(lanes)} : index", "o")
             self.n_full = self.entry.emit(f"arith.subi %n, {self.rem} : index", "o")
         block = 1
-        if self._blocked_kmin():  # fewer rows than a sum's: the K slots of 16 rows took twice as long to compile
-            block = 2 * ROW_BLOCK if self.wide else ROW_BLOCK
+        if self._blocked_kmin():  # 16 rows with the wide product: D = 128 K-NN 15 % faster, compiled in 4.6 s (8: 2)
+            block = WIDE_ROW_BLOCK if self.wide else ROW_BLOCK
         elif len(self.init) <= MAX_BLOCKED_STATE:
             block = TILED_ROW_BLOCK if self.tiled_product else WIDE_ROW_BLOCK if self.wide else ROW_BLOCK
         if self.wide_root:
