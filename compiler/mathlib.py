@@ -177,20 +177,12 @@ def _exp_times_scaled(b: Builder, x: str, w: str) -> str:
     (normal) and M = 2**(c + 1 - bias): Y = (y + max(y, M)) - max(y, M) is y rounded as `_exp_bounded` rounds
     exp(x) to the float grid (exact: Y = exp(x) * 2**c as a float), z = Y * w, and |z| * 2**-c rounded by the
     same addition (|z| < 2**(bias - 1), so 2|z| is finite), with z's sign."""
-    fmt = _FORMATS[b.elem]
-    c = _product_scale(fmt)
-    p, shifted = _exp_reduced(b, b.max(x, b.const(fmt.exp_clamp[0])), offset=c)
-    m = b.const(2.0 ** (c + 1 - fmt.bias))
-    m_bits = b.int_const(_float_bits(2.0 ** (c + 1 - fmt.bias), fmt))
-
-    def larger(v: str) -> str:  # neither is NaN, both are positive: the flags make it one max instruction
-        return b.emit(f"arith.maximumf {v}, {m} fastmath<nnan,nsz> : {b.type}")
-
-    y = b.from_bits(b.int_op("addi", b.to_bits(p), _exponent_term(b, shifted)))
-    y_larger = larger(y)
+    c = _product_scale(_FORMATS[b.elem])
+    y = _exp_scaled(b, x, c)
+    y_larger = _at_least_m(b, y, c)
     z = b.to_bits(b.mul(b.sub(b.add(y, y_larger), y_larger), w))
     magnitude = b.from_bits(b.int_op("andi", z, _magnitude_bits(b)))
-    rounded = b.int_op("subi", b.to_bits(b.add(magnitude, larger(magnitude))), m_bits)
+    rounded = b.int_op("subi", b.to_bits(b.add(magnitude, _at_least_m(b, magnitude, c))), _m_bits(b, c))
     return b.from_bits(b.int_op("ori", rounded, b.int_op("andi", z, _sign_bit(b))))
 
 
@@ -315,15 +307,27 @@ def _exp_bounded(b: Builder, x: str) -> str:
     ulp(M) = 2**(c + 1 - bias - mantissa_bits), i.e. p * 2**k rounded to the subnormal grid: bits(y + M) -
     bits(M) are the result's bits (0 included, and the smallest normal where it rounds up). A normal result
     has y >= M, and its bits are bits(2y) - bits(M). So the result is bits(y + max(y, M)) - bits(M)."""
+    c = _underflow_scale(_FORMATS[b.elem])
+    y = _exp_scaled(b, x, c)
+    return b.from_bits(b.int_op("subi", b.to_bits(b.add(y, _at_least_m(b, y, c))), _m_bits(b, c)))
+
+
+def _exp_scaled(b: Builder, x: str, c: int) -> str:
+    """exp(x) * 2**c from the exponent bits, x clamped below (where exp(x) is 0, and k would leave c's range)."""
+    p, shifted = _exp_reduced(b, b.max(x, b.const(_FORMATS[b.elem].exp_clamp[0])), offset=c)
+    return b.from_bits(b.int_op("addi", b.to_bits(p), _exponent_term(b, shifted)))
+
+
+def _at_least_m(b: Builder, y: str, c: int) -> str:
+    """max(y, M), M = 2**(c + 1 - bias), for y >= 0 not NaN: the flags make it one max instruction (else tests
+    for NaN and -0)."""
+    m = 2.0 ** (c + 1 - _FORMATS[b.elem].bias)
+    return b.emit(f"arith.maximumf {y}, {b.const(m)} fastmath<nnan,nsz> : {b.type}")
+
+
+def _m_bits(b: Builder, c: int) -> str:
     fmt = _FORMATS[b.elem]
-    c = _underflow_scale(fmt)
-    clamped = b.max(x, b.const(fmt.exp_clamp[0]))  # below, the result is 0 (and k would leave c's range)
-    p, shifted = _exp_reduced(b, clamped, offset=c)
-    y = b.from_bits(b.int_op("addi", b.to_bits(p), _exponent_term(b, shifted)))
-    m = 2.0 ** (c + 1 - fmt.bias)
-    # neither is NaN, both are positive: the flags make it one max instruction (else tests for NaN and -0)
-    larger = b.emit(f"arith.maximumf {y}, {b.const(m)} fastmath<nnan,nsz> : {b.type}")
-    return b.from_bits(b.int_op("subi", b.to_bits(b.add(y, larger)), b.int_const(_float_bits(m, fmt))))
+    return b.int_const(_float_bits(2.0 ** (c + 1 - fmt.bias), fmt))
 
 
 def _exp_anywhere(b: Builder, x: str) -> str:

@@ -138,7 +138,7 @@ def _autograd_kernel(kernel: str, categories: str, rows_i: int, rows_j: int,
                      inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         return list(_Reduce.apply(kernel, categories, rows_i, rows_j, *inputs))
-    if all(type(t) is torch.Tensor for t in inputs):  # a compiled graph running: nothing below autograd to do
+    if not tracing(inputs):  # real tensors (a compiled graph running): nothing below autograd to do
         return _run(kernel, categories, rows_i, rows_j, inputs)
     with torch._C._AutoDispatchBelowAutograd():  # fake or functional tensors: their own kernels
         return torch.ops.keir.reduce.default(kernel, categories, rows_i, rows_j, inputs)
