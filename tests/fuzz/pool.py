@@ -2,6 +2,8 @@
 
 Each worker takes one case at a time; if it dies the case is a "crash" (with the signal and the tail of its
 stderr), if it runs past the timeout it is killed and the case is a "hang"; a fresh worker takes the next case.
+The timeout counts from the worker's START for the case, not from sending it: a fresh worker first imports torch,
+keir and MLIR, which takes seconds more on a loaded machine (STARTUP_SECONDS bound that).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 300.0  # a worker that has not started its case by then is stuck in its imports: a hang
 
 
 class _Worker:
@@ -157,15 +160,16 @@ class Pool:
                     continue
                 for line in lines:
                     if line.strip() == "START":
-                        worker.announced = True
+                        worker.announced, worker.started = True, time.monotonic()
                     else:
                         finish(worker, json.loads(line))
                         feed(worker)
             now = time.monotonic()
             for worker in list(self.workers):
-                if worker.case is not None and now - worker.started > self.timeout:
+                limit = self.timeout if worker.announced else STARTUP_SECONDS
+                if worker.case is not None and now - worker.started > limit:
                     worker.kill()
-                    finish(worker, {"class": "hang", "message": f"no answer after {self.timeout:.0f} s",
+                    finish(worker, {"class": "hang", "message": f"no answer after {limit:.0f} s",
                                     "traceback": worker.stderr_tail()})
                     feed(self._replace(worker))
         return results
