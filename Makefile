@@ -26,11 +26,11 @@ demo: $(BASE_STAMP)
 	$(BIN)/python benchmarks/demo.py
 
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -n 2 tests
 	$(BIN)/lit -v lit_tests
 
 pytest: $(TEST_STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -n 2 tests
 
 lit: $(TEST_STAMP)
 	$(BIN)/lit -v lit_tests
