@@ -63,14 +63,15 @@ from keir.compiler.operands import (
     loop_formula,
 )
 from keir.compiler.reductions import KMin, ReductionOptions, accumulator
+from keir.compiler.register_tiles import RegisterTiles, host_register_tiles
 from keir.dialect.node import Node, make, topological
 from keir.dialect.ops import reduction_output_widths
 
 BLOCK_SUM_LANES = 64  # block_sum: vectors per block
 ROW_BLOCK = 4  # rows i that share each j vector
 # ... where a wide product (the matrix-product micro-kernel) computes the formula's distances or dot products:
-# there more rows per y_j vector pay (the D = 100 Gaussian 2.5x faster than with 4 rows; 24 gain nothing more)
-WIDE_ROW_BLOCK = 16
+# there more rows per y_j vector pay, as many as the registers hold (RegisterTiles.wide_rows: on AVX-512 the
+# D = 100 Gaussian 2.5x faster with 16 rows than with 4)
 MAX_BLOCKED_STATE = 4  # accumulator vectors per row above which rows run one at a time (register pressure)
 MAX_BLOCKED_SLOTS = 16  # ... except a K-min state of at most this many slots (see _LoopNest._blocked_kmin)
 WIDE_UNROLL = 4  # components per iteration of the wide product's loop
@@ -78,9 +79,7 @@ MAX_LOOP_STATE = 4  # vectors carried by a loop over components (at least one ro
 # stack memory for the accumulators of a wide formula: above it rows run one at a time, and above it for one row
 # the components are taken in chunks, each with its own pass over j
 WIDE_STATE_BYTES = 1 << 19
-# K @ B (`_Rows._tiled_block`): a register tile of TILE_ROWS rows x TILE_COMPONENTS components of B
-TILE_COMPONENTS = 6
-TILE_ROWS = 4
+# K @ B (`_Rows._tiled_block`): register tiles of RegisterTiles.product_tile rows x components of B
 TILED_ROW_BLOCK = 32  # rows of the block that share each pass over B (B's traffic from the caches bounds the product)
 
 
@@ -105,16 +104,18 @@ def lower_module(kernels: list[Kernel]) -> str:
     return "module {\n" + "\n".join(lower_cpu(k).func_text for k in kernels) + "\n}\n"
 
 
-def lower_cpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None, block_sparse: bool = False) -> LoopKernel:
+def lower_cpu(kernel: Kernel, operands: tuple[Operand, ...] | None = None, block_sparse: bool = False,
+              tiles: RegisterTiles | None = None) -> LoopKernel:
     """Lower `kernel`; `operands` fixes the signature (default: the variables it uses), so that a kernel
     whose passes removed a variable still takes the inputs of the formula it was compiled from.
-    block_sparse: the function reduces over lists of j-intervals (pykeops' ranges; see BLOCK_SPARSE)."""
+    block_sparse: the function reduces over lists of j-intervals (pykeops' ranges; see BLOCK_SPARSE).
+    tiles: the register tiles (default: the host's, `host_register_tiles`)."""
     reduce = kernel.result
     if reduce.op != "reduce":
         raise ValueError(f"only a keir.reduce can be lowered to a loop nest, not keir.{reduce.op}")
     formula = loop_formula(reduce)
     nest = _LoopNest(kernel.name, formula, kernel.dtype, reduce.attr("axis"), operands or kernel_operands(reduce),
-                     ReductionOptions.of(reduce), block_sparse)
+                     ReductionOptions.of(reduce), block_sparse, tiles or host_register_tiles())
     return nest.build()
 
 
@@ -161,9 +162,9 @@ class _LoopNest:
     left over run one at a time."""
 
     def __init__(self, symbol: str, formula: Node, elem: str, axis: int, operands: tuple[Operand, ...],
-                 options: ReductionOptions, block_sparse: bool = False):
+                 options: ReductionOptions, block_sparse: bool, tiles: RegisterTiles):
         self.symbol, self.formula, self.elem, self.axis = symbol, formula, elem, axis
-        self.options, self.block_sparse = options, block_sparse
+        self.options, self.block_sparse, self.tiles = options, block_sparse, tiles
         self.acc = accumulator(options, elem, VECTOR_LANES[elem])
         self.lanes = VECTOR_LANES[elem]
         self.names = Names()
@@ -223,10 +224,10 @@ class _LoopNest:
             self.rem = self.entry.emit(f"arith.remui %n, {self.index_const(lanes)} : index", "o")
             self.n_full = self.entry.emit(f"arith.subi %n, {self.rem} : index", "o")
         block = 1
-        if self._blocked_kmin():  # 16 rows with the wide product: D = 128 K-NN 15 % faster, compiled in 4.6 s (8: 2)
-            block = WIDE_ROW_BLOCK if self.wide else ROW_BLOCK
+        if self._blocked_kmin():  # with the wide product, its rows (AVX-512's 16: D = 128 K-NN 15 % faster than 8)
+            block = self.tiles.wide_rows if self.wide else ROW_BLOCK
         elif len(self.init) <= MAX_BLOCKED_STATE:
-            block = TILED_ROW_BLOCK if self.tiled_product else WIDE_ROW_BLOCK if self.wide else ROW_BLOCK
+            block = TILED_ROW_BLOCK if self.tiled_product else self.tiles.wide_rows if self.wide else ROW_BLOCK
         if self.wide_root:
             first, per_component = self.acc.head_dims, self.state_bytes_per_component()
             self.chunk_width = self.formula.dim - first
@@ -887,12 +888,13 @@ class _Rows:
     def _tiled_block(self, b: Builder, lo: str, hi: str) -> None:
         """K @ B over the whole vectors [lo, hi) of a block_sum block, written into the (inner) state buffers:
         first K for every row and vector of the block into a stack tile, then, for each group of
-        TILE_COMPONENTS components of B, the block's partial sums of the rows x components in registers, each
+        tile_components components of B, the block's partial sums of the rows x components in registers, each
         (row, component) one FMA per vector from one load of K and one of B shared by the other rows and
         components. (The general wide step updates the state in memory once per vector, component and row,
         which kept `K @ B` at a quarter of the cores' FMA rate.)"""
         nest, lanes, elem, vtype = self.nest, self.nest.lanes, self.nest.elem, self.nest.vtype
         kernel, variable, first_component = nest.tiled_product
+        tile_rows, tile_components = nest.tiles.product_tile
         tile_type = f"memref<{self.count * BLOCK_SUM_LANES * lanes}x{elem}>"
         tile = nest.alloca(tile_type)
         step = nest.index_const(lanes)
@@ -918,10 +920,10 @@ class _Rows:
         c_lo, c_hi = self.chunk
 
         def group(gb: Builder, base: str, width: int) -> None:
-            """Components base .. base + width - 1 of B for every row, TILE_ROWS rows at a time: a pass over the
+            """Components base .. base + width - 1 of B for every row, tile_rows rows at a time: a pass over the
             block's vectors each (the group's B stays in the nearest cache for the next rows)."""
-            for first_row in range(0, self.count, TILE_ROWS):
-                rows = range(first_row, min(first_row + TILE_ROWS, self.count))
+            for first_row in range(0, self.count, tile_rows):
+                rows = range(first_row, min(first_row + tile_rows, self.count))
                 body = Builder(self.names, elem, lanes, indent=gb.indent + "  ")
                 jj = self.names.fresh("j")
                 sums = {(r, w): self.names.fresh("st") for r in rows for w in range(width)}
@@ -942,13 +944,13 @@ class _Rows:
                     slot = plus(gb, plus(gb, base, w), r * self._width - c_lo)
                     gb.lines.append(f"{gb.indent}memref.store {total}, {buffer}[{slot}] : {buffer_type}")
 
-        whole = (c_hi - c_lo) // TILE_COMPONENTS * TILE_COMPONENTS
+        whole = (c_hi - c_lo) // tile_components * tile_components
         if whole:  # a loop over the groups
             loop = Builder(self.names, elem, lanes, indent=b.indent + "  ")
             g = self.names.fresh("g")
-            group(loop, plus(loop, g, c_lo), TILE_COMPONENTS)
+            group(loop, plus(loop, g, c_lo), tile_components)
             bounds = f"{g} = {nest.index_const(0)} to {nest.index_const(whole)} step "
-            _scf_for(b, bounds + nest.index_const(TILE_COMPONENTS), [], [], [], loop.lines, [])
+            _scf_for(b, bounds + nest.index_const(tile_components), [], [], [], loop.lines, [])
         if c_lo + whole < c_hi:  # the last components
             group(b, nest.index_const(c_lo + whole), c_hi - c_lo - whole)
 

@@ -24,6 +24,7 @@ from keir.compiler.lower_cpu import LoopKernel, lower_cpu
 from keir.compiler.mathlib import check_gpu_math
 from keir.compiler.operands import kernel_operands
 from keir.compiler.passes import run_pipeline
+from keir.compiler.register_tiles import RegisterTiles
 
 STAGES = ("keir", "opt", "loops", "llvm", "gpu", "ptx")
 # keir-trace first: a gradient of a Laplacian differentiates the Laplacian's expansion.
@@ -39,6 +40,8 @@ class CompileOptions:
     block_sparse: bool = False  # reduce over lists of j-intervals (pykeops' ranges; operands.BLOCK_SPARSE)
     # GPU kernels' float32 exp: "sfu" (special-function unit, exact reduction), "fast", "ieee" (see mathlib.GPU_MATH)
     gpu_math: str = "sfu"
+    # CPU: the lowering's register tiles (None: sized for the host's vector registers, register_tiles.py)
+    register_tiles: RegisterTiles | None = None
 
     def __post_init__(self) -> None:
         check_gpu_math(self.gpu_math)
@@ -108,7 +111,8 @@ class Compilation:
     @functools.cached_property
     @_stage("loops")
     def loop_kernel(self) -> LoopKernel:
-        return lower_cpu(self.optimized, kernel_operands(self.kernel.result), self.options.block_sparse)
+        return lower_cpu(self.optimized, kernel_operands(self.kernel.result), self.options.block_sparse,
+                         self.options.register_tiles)
 
     @property
     def loops(self) -> str:

@@ -50,13 +50,14 @@ func.func @over_i() -> vector<1xf64> {
 }
 
 // A wide sqdist (D >= 8) is a matrix product's micro-kernel: inside the j loop, a loop over the components,
-// four at a time, carries one accumulator per row of the block (16); each step loads y_j[d] once and x_i[d]
+// four at a time, carries one accumulator per row of the block (as many as the host's registers hold: 16 with
+// AVX-512, 4 with AVX2); each step loads y_j[d] once and x_i[d]
 // once per row. Then |x|^2 + |y|^2 - 2 x.y, |y|^2 read after y's 16 components, clamped at 0. (direct_sum:
 // with the default block_sum, the same j loop runs inside a loop over blocks of j.)
 // CHECK-LABEL: func.func @wide(
 // CHECK: scf.for %[[J:.*]] = %{{.*}} iter_args
 // CHECK: arith.muli %[[J]], %[[STRIDE:.*]] : index
-// CHECK: %{{.*}}:16 = scf.for %[[D:.*]] = %{{.*}} to %[[SIXTEEN:.*]] step %{{.*}} iter_args({{.*}}) -> ({{(vector<16xf32>, )+}}vector<16xf32>)
+// CHECK: %{{.*}}:{{[0-9]+}} = scf.for %[[D:.*]] = %{{.*}} to %[[SIXTEEN:.*]] step %{{.*}} iter_args({{.*}}) -> ({{(vector<16xf32>, )+}}vector<16xf32>)
 // CHECK: vector.load %{{.*}}[%{{.*}}] : memref<?xf32>, vector<16xf32>
 // CHECK: memref.load %{{.*}}[%{{.*}}] : memref<?xf32>
 // CHECK: vector.broadcast %{{.*}} : f32 to vector<16xf32>
