@@ -80,6 +80,12 @@ MAX_LOOP_STATE = 4  # vectors carried by a loop over components (at least one ro
 # the components are taken in chunks, each with its own pass over j
 WIDE_STATE_BYTES = 1 << 19
 # K @ B (`_Rows._tiled_block`): register tiles of RegisterTiles.product_tile rows x components of B
+# A j loop over a wide product whose y would not stay in the caches for the next row block runs in chunks of
+# y of about CHUNK_BYTES, each chunk taken by SHARED_CHUNK_BLOCKS row blocks in turn, their states kept in
+# stack memory between chunks (`_Rows.chunked_loop`): on AVX2, D = 128 K-NN at M = N = 5e4 (26 MB of y)
+# streamed y from memory for every block of 4 rows
+CHUNK_BYTES = 1 << 18
+SHARED_CHUNK_BLOCKS = 16
 TILED_ROW_BLOCK = 32  # rows of the block that share each pass over B (B's traffic from the caches bounds the product)
 
 
@@ -266,7 +272,22 @@ class _LoopNest:
         blocks = b.emit(f"arith.divui {count}, {self.index_const(block)} : index", "o")
         span = b.emit(f"arith.muli {blocks}, {self.index_const(block)} : index", "o")
         split = b.emit(f"arith.addi {lo}, {span} : index", "o")
+        if self._chunked_j():
+            return _Rows(self, block).chunked_loop(lo, split, SHARED_CHUNK_BLOCKS) + _Rows(self, 1).loop(split, hi)
         return _Rows(self, block).loop(lo, split) + _Rows(self, 1).loop(split, hi)
+
+    def _chunked_j(self) -> bool:
+        """Whether row blocks share chunks of j (`_Rows.chunked_loop`): a loop-carried state (no block_sum, not
+        a wide formula) over a wide product, whose y is read once per row block."""
+        return (bool(self.wide) and not self.wide_root and not self.block_sparse
+                and self.options.sum_scheme != "block_sum")
+
+    def chunk_lanes(self) -> int:
+        """j per chunk of `_Rows.chunked_loop`: about CHUNK_BYTES of the wide j-variables, whole vectors."""
+        bytes_per_j = sum(column_block_components(y.dim) for y in {a for n in self.wide for a in n.args
+                                                                     if a.attr("category") == "j"})
+        bytes_per_j *= 4 if self.elem == "f32" else 8
+        return max(1, CHUNK_BYTES // (bytes_per_j * self.lanes)) * self.lanes
 
     def _ranges_loop(self, block: int) -> list[str]:
         """Block-sparse: for each i-range r in [%i0, %i1), its rows, each reduced over its j-intervals (see
@@ -753,6 +774,60 @@ class _Rows:
             total = self._masked_step(b, nest.n_full, None, nest.rem, has_tail, state, types)
         return ([f"    scf.for {base} = {lo} to {hi} step {nest.index_const(self.count)} {{"]
                 + self.row.lines + b.lines + self._finish_rows(total) + ["    }"])
+
+    def chunked_loop(self, lo: str, hi: str, blocks: int) -> list[str]:
+        """`loop` for groups of `blocks` row blocks ([lo, hi) a multiple of the block; the last group may have
+        fewer) that share each chunk of j: for each chunk, each block's state from stack memory, its j loop over
+        the chunk, the state back; after the last chunk, each block's masked tail and outputs. The blocks' i-only
+        work is redone for each chunk (a chunk's pairs outnumber a row's values by the chunk's length)."""
+        nest, e, lanes = self.nest, self.nest.elem, self.nest.lanes
+        types = list(nest.acc.state_types() * self.count)
+        buffers = [(nest.alloca(f"memref<{blocks}x{t}>"), f"memref<{blocks}x{t}>") for t in types]
+        group, block, base = self.names.fresh("sb"), self.names.fresh("s"), self.names.fresh("row")
+        self.rows = [base] + [self.row.emit(f"arith.addi {base}, {nest.index_const(r)} : index", "row")
+                              for r in range(1, self.count)]
+        indent = "        "
+
+        def stored(b: Builder, state: list[str]) -> None:
+            for value, (buffer, memref) in zip(state, buffers):
+                b.lines.append(f"{b.indent}memref.store {value}, {buffer}[{block}] : {memref}")
+
+        def loaded(b: Builder) -> list[str]:
+            return [b.emit(f"memref.load {buffer}[{block}] : {memref}") for buffer, memref in buffers]
+
+        chunk = nest.index_const(nest.chunk_lanes())
+        jc = self.names.fresh("jc")
+        steps = Builder(self.names, e, lanes, indent=indent + "    ")
+        end = steps.emit(f"arith.addi {jc}, {chunk} : index", "o")
+        jc_hi = steps.emit(f"arith.minui {end}, {nest.n_full} : index", "o")
+        stored(steps, self._interior(steps, jc, jc_hi, loaded(steps)))
+        tail = Builder(self.names, e, lanes, indent=indent + "  ")
+        has_tail = tail.emit(f"arith.cmpi ne, {nest.rem}, {nest.index_const(0)} : index", "m")
+        total = self._masked_step(tail, nest.n_full, None, nest.rem, has_tail, loaded(tail), types)
+        tail.lines += self._finish_rows(total)
+
+        def over_blocks(body: list[str], depth: str) -> list[str]:
+            """scf.for over the group's blocks, each at its rows (the block's i-only work first)."""
+            offset = self.names.fresh("o")
+            return ([f"{depth}scf.for {block} = {nest.index_const(0)} to {in_group} step "
+                     f"{nest.index_const(1)} {{",
+                     f"{depth}  {offset} = arith.muli {block}, {nest.index_const(self.count)} : index",
+                     f"{depth}  {base} = arith.addi {group}, {offset} : index"]
+                    + self.row.lines + body + [f"{depth}}}"])
+
+        init = Builder(self.names, e, lanes, indent=indent + "  ")
+        stored(init, nest.init * self.count)
+        start = Builder(self.names, e, lanes, indent="      ")
+        left = start.emit(f"arith.subi {hi}, {group} : index", "o")
+        whole = start.emit(f"arith.divui {left}, {nest.index_const(self.count)} : index", "o")
+        in_group = start.emit(f"arith.minui {whole}, {nest.index_const(blocks)} : index", "o")
+        step = nest.index_const(self.count * blocks)
+        return ([f"    scf.for {group} = {lo} to {hi} step {step} {{"] + start.lines
+                + [f"      scf.for {block} = {nest.index_const(0)} to {in_group} step "
+                   f"{nest.index_const(1)} {{"] + init.lines + ["      }"]
+                + [f"      scf.for {jc} = {nest.index_const(0)} to {nest.n_full} step {chunk} {{"]
+                + over_blocks(steps.lines, "        ") + ["      }"]
+                + over_blocks(tail.lines, "      ") + ["    }"])
 
     def _finish_rows(self, state: list[str]) -> list[str]:
         """Each row's outputs from its final state."""

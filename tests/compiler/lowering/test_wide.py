@@ -111,3 +111,28 @@ def test_kernel_times_wide_variable_as_a_blocked_product(dtype, m, n, columns):
     assert _kernel_times_variable(product, ReductionOptions("sum", columns, sum_scheme="block_sum")) is not None
     kahan = ReductionOptions("sum", columns, sum_scheme="kahan_scheme")
     assert _kernel_times_variable(product, kahan) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_blocks_share_chunks_of_j(dtype):
+    """A loop-carried state over a wide product (K-min, min, argmin) runs groups of row blocks over chunks of
+    j (`_Rows.chunked_loop`): N of several chunks and a partial one, M of whole groups, a partial group and
+    single rows; every row's K nearest against float64 (the distances: ties at float precision may swap)."""
+    from keir.compiler.kernel import Kernel
+    from keir.compiler.lower_cpu import SHARED_CHUNK_BLOCKS, lower_cpu
+    from keir.compiler.register_tiles import host_register_tiles
+
+    rows = host_register_tiles().wide_rows * SHARED_CHUNK_BLOCKS
+    x, y = _points(2 * rows + 7, 7001, 20, dtype)
+    lazy = kn.Vi(x).sqdist(kn.Vj(y))
+    loops = lower_cpu(Kernel("k", lazy.argKmin(4, axis=1, call=False).root, "f32" if dtype == np.float32 else "f64"))
+    assert "scf.for %jc" in loops.func_text
+    d2 = ((x[:, None].astype(float) - y[None]) ** 2).sum(-1)
+    tolerance = 8 * EPS[dtype] * float((x.astype(float) ** 2).sum(1).max() + (y.astype(float) ** 2).sum(1).max())
+    found = lazy.argKmin(4, axis=1)
+    assert np.abs(np.take_along_axis(d2, found, 1) - np.sort(d2, axis=1)[:, :4]).max() <= tolerance
+    assert np.abs(lazy.min(axis=1)[:, 0] - d2.min(1)).max() <= tolerance
+    nearest = lazy.argmin(axis=1)[:, 0]
+    assert np.abs(d2[np.arange(len(x)), nearest] - d2.min(1)).max() <= tolerance
+    sums = lower_cpu(Kernel("k", lazy.sum(axis=1, call=False).root, "f32"))  # block_sum: no chunks
+    assert "scf.for %jc" not in sums.func_text
