@@ -3,7 +3,7 @@
 Each worker takes one case at a time; if it dies the case is a "crash" (with the signal and the tail of its
 stderr), if it runs past the timeout it is killed and the case is a "hang"; a fresh worker takes the next case.
 The timeout counts from the worker's START for the case, not from sending it: a fresh worker first imports torch,
-keir and MLIR, which takes seconds more on a loaded machine (STARTUP_SECONDS bound that).
+keir and MLIR, which takes seconds more on a loaded machine (STARTUP_SECONDS bounds that).
 """
 
 from __future__ import annotations
