@@ -759,9 +759,7 @@ class _Rows:
 
     def loop(self, lo: str, hi: str) -> list[str]:
         nest, e, lanes = self.nest, self.nest.elem, self.nest.lanes
-        base = self.names.fresh("row")
-        self.rows = [base] + [self.row.emit(f"arith.addi {base}, {nest.index_const(r)} : index", "row")
-                              for r in range(1, self.count)]
+        base = self._name_rows()
         if nest.wide_root:
             return self._wide_loop(base, lo, hi)
         init = nest.init * self.count
@@ -776,6 +774,13 @@ class _Rows:
         return ([f"    scf.for {base} = {lo} to {hi} step {nest.index_const(self.count)} {{"]
                 + self.row.lines + b.lines + self._finish_rows(total) + ["    }"])
 
+    def _name_rows(self) -> str:
+        """The block's first row index (a name for the loop to define) and self.rows, each row's index."""
+        base = self.names.fresh("row")
+        self.rows = [base] + [self.row.emit(f"arith.addi {base}, {self.nest.index_const(r)} : index", "row")
+                              for r in range(1, self.count)]
+        return base
+
     def chunked_loop(self, lo: str, hi: str, blocks: int) -> list[str]:
         """`loop` for groups of `blocks` row blocks ([lo, hi) a multiple of the block; the last group may have
         fewer) that share each chunk of j: for each chunk, each block's state from stack memory, its j loop over
@@ -784,9 +789,7 @@ class _Rows:
         nest, e, lanes = self.nest, self.nest.elem, self.nest.lanes
         types = list(nest.acc.state_types() * self.count)
         buffers = [(nest.alloca(f"memref<{blocks}x{t}>"), f"memref<{blocks}x{t}>") for t in types]
-        group, block, base = self.names.fresh("sb"), self.names.fresh("s"), self.names.fresh("row")
-        self.rows = [base] + [self.row.emit(f"arith.addi {base}, {nest.index_const(r)} : index", "row")
-                              for r in range(1, self.count)]
+        group, block, base = self.names.fresh("sb"), self.names.fresh("s"), self._name_rows()
         indent = "        "
 
         def stored(b: Builder, state: list[str]) -> None:

@@ -125,8 +125,12 @@ def test_row_blocks_share_chunks_of_j(dtype):
     rows = host_register_tiles().wide_rows * SHARED_CHUNK_BLOCKS
     x, y = _points(2 * rows + 7, 7001, 20, dtype)
     lazy = kn.Vi(x).sqdist(kn.Vj(y))
-    loops = lower_cpu(Kernel("k", lazy.argKmin(4, axis=1, call=False).root, "f32" if dtype == np.float32 else "f64"))
-    assert "scf.for %jc" in loops.func_text
+    elem = "f32" if dtype == np.float32 else "f64"
+
+    def chunked(reduction) -> bool:
+        return "scf.for %jc" in lower_cpu(Kernel("k", reduction.root, elem)).func_text
+
+    assert chunked(lazy.argKmin(4, axis=1, call=False))
     d2 = ((x[:, None].astype(float) - y[None]) ** 2).sum(-1)
     tolerance = 8 * EPS[dtype] * float((x.astype(float) ** 2).sum(1).max() + (y.astype(float) ** 2).sum(1).max())
     found = lazy.argKmin(4, axis=1)
@@ -134,5 +138,11 @@ def test_row_blocks_share_chunks_of_j(dtype):
     assert np.abs(lazy.min(axis=1)[:, 0] - d2.min(1)).max() <= tolerance
     nearest = lazy.argmin(axis=1)[:, 0]
     assert np.abs(d2[np.arange(len(x)), nearest] - d2.min(1)).max() <= tolerance
-    sums = lower_cpu(Kernel("k", lazy.sum(axis=1, call=False).root, "f32"))  # block_sum: no chunks
-    assert "scf.for %jc" not in sums.func_text
+    assert not chunked(lazy.sum(axis=1, call=False))  # block_sum: blocks of j, no chunks
+    # sums without block_sum carry their state (and Kahan's carry) through the chunks too
+    gaussian = (-lazy * 0.1).exp()
+    want = np.exp(-0.1 * d2).sum(1)
+    for scheme in ("direct_sum", "kahan_scheme"):
+        assert chunked(gaussian.sum(axis=1, call=False, sum_scheme=scheme))
+        got = gaussian.sum(axis=1, sum_scheme=scheme)[:, 0]
+        assert np.abs(got - want).max() <= (1e-4 if dtype == np.float32 else 1e-11) * want.max()
