@@ -194,3 +194,73 @@ def test_a_kernel_times_weight_fuses_into_exp_times_and_keeps_its_values():
     assert not _exp_products(topological(reused.root.args[0]))
     i_only = ((-kn.Vi(x).sqnorm2()).exp() * kn.Vj(w)).sum(axis=1, call=False)
     assert not _exp_products(topological(i_only.root.args[0]))
+
+
+def _climbing_terms(rng, n: int) -> np.ndarray:
+    """Terms in an order that moves the log-sum-exp's running maximum often: climbs by steps of every size
+    around the accumulator's slack (less than 1, several units, 16 and either side of it, 40), drops, plateaus,
+    in [-200, 50]."""
+    steps = rng.choice([0.0, 0.25, 3.0, 15.9, 16.0, 16.1, 40.0, -30.0], size=n,
+                       p=[.3, .2, .15, .05, .05, .05, .05, .15])
+    return np.mod(np.cumsum(steps), 250.0) - 200.0
+
+
+def _near_zero_terms(rng, n: int) -> np.ndarray:
+    """A dominant term 1e-3 that two terms of -10 precede in its lane and block_sum block (16 or 8 lanes, blocks
+    of 1024 or 512 j), over a background of terms near -200 that never exceed the lanes' references: the
+    dominant term arrives within the slack, so the reference still trails it at the end."""
+    v = -200.0 - rng.random(n)
+    v[1024 + 16], v[1024 + 32], v[1024 + 48] = -10.0 + 1e-3, -10.0 + 1e-3, 1e-3
+    return v
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("options", [{}, {"sum_scheme": "direct_sum"}, {"dtype_acc": "float64"}])
+@pytest.mark.parametrize("terms,n,roundings", [(_climbing_terms, 3001, 4), (_near_zero_terms, 3072, 1.5)],
+                         ids=["climbing", "near-zero"])
+def test_logsumexp_terms_that_move_the_maximum_in_every_way(dtype, options, terms, n, roundings):
+    """A reference m that trails the running maximum (keir's common path adds exp(f - m) while f <= m + 16)
+    keeps the accuracy of the online update: on terms that climb by less and more than that slack (N = 3001:
+    several block_sum blocks and a masked tail), and where the result is near 0 and m trails the maximum by 10
+    at the end (N = 3072, no tail), so that only the sums' own roundings may show (measured: at most 1 ulp of 1
+    where the result takes the running maximum as its reference; 1.7 to 4 with the trailing reference)."""
+    if options.get("dtype_acc") and dtype == "float64":
+        pytest.skip("dtype_acc='float64' applies to float32 inputs")
+    rng = np.random.default_rng(11)
+    v = terms(rng, n).astype(dtype)
+    scale = np.array([[1.0], [1.5], [0.25], [-1.0]]).astype(dtype)  # f_ij = a_i v_j (a sum would be hoisted)
+    f = kn.Vi(scale) * kn.Vj(v[:, None])
+    w = rng.random((n, 2)).astype(dtype)
+    exact = (scale * v[None, :]).astype(np.float64)  # the terms as keir computes them, rounded to dtype
+    top = exact.max(1, keepdims=True)
+    scaled = np.exp(exact - top)
+    eps = np.finfo(np.float64 if options.get("dtype_acc") else dtype).eps
+    out_eps = np.finfo(dtype).eps / 2  # the result's rounding
+
+    def check(actual, want, terms):
+        # a few roundings of the sum (relative) and of the reference m (absolute), then the result's
+        tol = roundings * eps * (1 + np.abs(top) + np.abs(np.log(terms))) + out_eps * np.abs(want)
+        assert (np.abs(actual - want) <= tol).all(), (actual - want, tol)
+
+    check(f.logsumexp(axis=1, **options), top + np.log(scaled.sum(1, keepdims=True)), scaled.sum(1, keepdims=True))
+    check(f.logsumexp(axis=1, weight=kn.Vj(w), **options), top + np.log(scaled @ w), scaled @ w)
+    soft = (scaled @ w) / scaled.sum(1, keepdims=True)
+    np.testing.assert_allclose(f.sumsoftmaxweight(kn.Vj(w), axis=1, **options), soft, rtol=64 * eps + out_eps)
+
+
+def test_logsumexp_special_terms_after_the_maximum_settles():
+    """-inf terms (skipped, also with an infinite weight), NaN terms (skipped) and a late +inf term (+inf), on
+    the common path: after the first vectors, when no term moves the maximum."""
+    n = 100
+    v = -np.arange(n, dtype=np.float64) / 10
+    w = np.ones((n, 1))
+    v[50], v[60], v[70] = -np.inf, np.nan, -np.inf
+    w[50, 0] = np.inf
+    kept = np.isfinite(v)
+    f = kn.Vi(np.zeros((2, 1))) + kn.Vj(v[:, None])
+    want = np.log(np.exp(v[kept]).sum())
+    np.testing.assert_allclose(f.logsumexp(axis=1), np.full((2, 1), want), rtol=1e-14)
+    np.testing.assert_allclose(f.logsumexp(axis=1, weight=kn.Vj(w)), np.full((2, 1), want), rtol=1e-14)
+    v[80] = np.inf
+    g = kn.Vi(np.zeros((2, 1))) + kn.Vj(v[:, None])
+    assert (g.logsumexp(axis=1) == np.inf).all()
