@@ -160,6 +160,12 @@ class Reduction:
             return self._output(reduce_on_devices(self, self.device_ids))
         if self.adapter.needs_autograd(arrays):
             return self._output(self.adapter.differentiable(self))
+        return self.computed(arrays)
+
+    def computed(self, arrays: Any) -> Any:
+        """The result on `arrays` (this reduction's, or others of the same shapes, dtypes and devices), as the
+        user gets it, without autograd."""
+        like = arrays[0] if arrays else None  # a formula of constants has no arrays: M = N = 1
         out = self.compute(arrays)
         if isinstance(out, tuple):  # values and indices
             return self._output(tuple(self.adapter.result(part, like) for part in out))

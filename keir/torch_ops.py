@@ -102,8 +102,23 @@ _LIBRARY.define("reduce(str kernel, str categories, int rows_i, int rows_j, Tens
 
 def _run(kernel: str, categories: str, rows_i: int, rows_j: int, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     """The op's computation (every backend: the Reduction picks the CPU or the GPU from the tensors)."""
-    outputs = _reduction(kernel, categories, rows_i, rows_j, inputs)()
+    signature = tuple((t.shape, t.dtype, t.device) for t in inputs)
+    template = _template(kernel, categories, rows_i, rows_j, signature)
+    outputs = template.computed(inputs) if template is not None else \
+        _reduction(kernel, categories, rows_i, rows_j, inputs)()
     return list(outputs) if isinstance(outputs, tuple) else [outputs]
+
+
+@functools.lru_cache(maxsize=256)
+def _template(kernel: str, categories: str, rows_i: int, rows_j: int, signature: tuple) -> Reduction | None:
+    """The op's Reduction over stand-ins of the inputs' shapes, dtypes and devices (one element each, expanded),
+    to run on the real inputs: a compiled graph calls the op again and again with such inputs, and building
+    the Reduction cost more than its kernel at small sizes. None where the plain call does more than compute
+    (a formula that vanishes)."""
+    stand_ins = [torch.empty((1,) * len(shape), dtype=dtype, device=device).expand(shape)
+                 for shape, dtype, device in signature]
+    reduction = _reduction(kernel, categories, rows_i, rows_j, stand_ins)
+    return None if (reduction.kind == "sum" and reduction.is_zero) else reduction
 
 
 class _Reduce(torch.autograd.Function):

@@ -205,3 +205,36 @@ def test_the_op_called_directly_runs_and_differentiates():
     values, indices = torch.ops.keir.reduce(torch_ops._kernel_text(nearest.root, "float64"), "ij", -1, -1, leaves[:2])
     assert values.requires_grad and not indices.requires_grad
     assert torch.equal(indices[:, 0], _dense_sqdist(x, y).argmin(1))
+
+
+def test_the_op_reuses_its_reduction_for_inputs_of_the_same_shapes():
+    """A compiled graph calls keir::reduce again and again: the op builds its Reduction once per kernel and
+    input signature (shapes, dtypes, devices) and runs it on each call's tensors. Checked on new values,
+    new shapes, batch dimensions, a non-contiguous input, values with indices, and a vanishing formula (the
+    plain path)."""
+    from keir import torch_ops
+
+    torch_ops._template.cache_clear()
+    gaussian = ((-Vi(*_data()[:1]).sqdist(Vj(_data()[1]))).exp() * Vj(_data()[2])).sum(axis=1, call=False)
+    text = torch_ops._kernel_text(gaussian.root, "float64")
+    for m, n, seed in ((30, 40, 1), (30, 40, 2), (7, 3, 3), (30, 40, 4)):
+        x, y, b = _data(m, n, seed)
+        if seed == 4:
+            y = torch.rand(3, n, dtype=F64).T  # not contiguous
+        (out,) = torch.ops.keir.reduce(text, "ijj", -1, -1, [x, y, b])
+        torch.testing.assert_close(out, (-_dense_sqdist(x, y)).exp() @ b, rtol=1e-12, atol=1e-14)
+    assert torch_ops._template.cache_info().misses == 2  # (30, 40) and (7, 3)
+    xb, yb = torch.rand(2, 5, 1, 3, dtype=F64), torch.rand(1, 1, 6, 3, dtype=F64)
+    batched = (-LazyTensor(xb).sqdist(LazyTensor(yb))).exp().sum(2, call=False)
+    (out,) = torch.ops.keir.reduce(torch_ops._kernel_text(batched.root, "float64"), "ij", -1, -1,
+                                   list(batched.lazy.arrays))  # (2, 5, 3) and (1, 6, 3)
+    torch.testing.assert_close(out, (-((xb - yb) ** 2).sum(-1)).exp().sum(-1)[..., None], rtol=1e-12, atol=1e-14)
+    x, y, _ = _data(9, 11)
+    nearest = Vi(x).sqdist(Vj(y)).Kmin_argKmin(3, dim=1, call=False)
+    values, indices = torch.ops.keir.reduce(torch_ops._kernel_text(nearest.root, "float64"), "ij", -1, -1, [x, y])
+    dense = _dense_sqdist(x, y)
+    assert torch.equal(indices, dense.argsort(1)[:, :3])
+    torch.testing.assert_close(values, dense.sort(1).values[:, :3], rtol=1e-12, atol=1e-14)
+    zero = (Vi(x) * 0.0 * Vj(y)).sum(axis=1, call=False)
+    (out,) = torch.ops.keir.reduce(torch_ops._kernel_text(zero.root, "float64"), "ij", -1, -1, [x, y])
+    assert out.shape == (9, 3) and not out.any()
