@@ -22,7 +22,9 @@ by level likewise, positives before negatives. What is written is marked as in n
 the sweep, so that the normal-form rule (`rewrite`) leaves it.
 
 With `algebraic` (keir-simplify; keir-hoist turns it off) writing also
-    merges exponentials used nowhere else     exp(a) * exp(b) / exp(c) => exp(a + b - c)
+    merges exponentials used nowhere else     exp(a) * exp(b) / exp(c) => exp(a + b - c)   (with assume_finite:
+                                              exp(1000) * exp(-1000) is inf * 0 = NaN, exp(0) is 1; and the
+                                              merged exp's error grows with |a + b|)
     spreads a hoisted part over a sum         H (a + h) => H a + H h   (a + h a scalar used only here, a the only
                                               per-pair term; H the coefficient, and factors with assume_finite)
     takes common factors out of sums          K a + K b => K (a + b)   (greedily, factors computed per pair)
@@ -333,7 +335,7 @@ class NormalForm:
         if t.coefficient == 0:
             return A.zeros(dim)
         numerator, denominator = dict(t.numerator), dict(t.denominator)
-        if self.algebraic:
+        if self.algebraic and self.assume_finite:
             self._merge_exponentials(numerator, denominator)
             distributed = self._distributed(t.coefficient, numerator, denominator)
             if distributed is not None:

@@ -1,4 +1,5 @@
 // RUN: keir-opt %s --keir-simplify | FileCheck %s
+// RUN: keir-opt %s --pass-pipeline='builtin.module(keir-simplify{assume-finite=true})' | FileCheck %s --check-prefix=FINITE
 
 // keir-simplify: one CHECK block per family of rewrite rules (keir.compiler.passes.keir_simplify).
 
@@ -44,17 +45,25 @@ func.func @zeros_ones_signs() -> vector<1xf64> {
   return %r : vector<1xf64>
 }
 
-// exp(x) exp(y) => exp(x + y); y * y => square(y); s + s => 2 s.
+// y * y => square(y); s + s => 2 s; exp(x) exp(y) stays (exp(1000) exp(-1000) is NaN, exp(0) is not), and
+// becomes exp(x + y) where the formula may assume finite values.
 // CHECK-LABEL: func.func @powers_and_exponentials
 // CHECK-DAG:     %[[X:.*]] = "keir.var"() {category = "j", index = 0 : i64}
 // CHECK-DAG:     %[[Y:.*]] = "keir.var"() {category = "j", index = 1 : i64}
 // CHECK-DAG:     %[[TWO:.*]] = "keir.constant"() {value = 2.0 : f64}
 // CHECK:         %[[SQ:.*]] = "keir.square"(%[[Y]])
 // CHECK-NEXT:    %[[TWICE:.*]] = "keir.mul"(%[[TWO]], %[[SQ]])
-// CHECK-NEXT:    %[[ARG:.*]] = "keir.add"(%[[Y]], %[[X]])
-// CHECK-NEXT:    %[[E:.*]] = "keir.exp"(%[[ARG]])
-// CHECK-NOT:     "keir.exp"
+// CHECK-NEXT:    %[[EX:.*]] = "keir.exp"(%[[X]])
+// CHECK-NEXT:    %[[EY:.*]] = "keir.exp"(%[[Y]])
+// CHECK-NEXT:    %[[E:.*]] = "keir.mul"(%[[EX]], %[[EY]])
 // CHECK-NEXT:    "keir.add"(%[[TWICE]], %[[E]])
+// FINITE-LABEL: func.func @powers_and_exponentials
+// FINITE-DAG:     %[[X:.*]] = "keir.var"() {category = "j", index = 0 : i64}
+// FINITE-DAG:     %[[Y:.*]] = "keir.var"() {category = "j", index = 1 : i64}
+// FINITE:         %[[ARG:.*]] = "keir.add"(%[[Y]], %[[X]])
+// FINITE-NEXT:    %[[E:.*]] = "keir.exp"(%[[ARG]])
+// FINITE-NOT:     "keir.exp"
+// FINITE:         return
 func.func @powers_and_exponentials() -> vector<1xf64> {
   %x = "keir.var"() {index = 0 : i64, category = "j"} : () -> vector<1xf64>
   %y = "keir.var"() {index = 1 : i64, category = "j"} : () -> vector<1xf64>

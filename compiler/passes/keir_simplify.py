@@ -9,7 +9,7 @@ written back out. Reading and writing the normal form does the arithmetic rewrit
     sign pulling                    (-a) * b => -(a * b)        a - (-b) => a + b      -a - b => -(a + b)
                                     (a sign joins the factors computed outside the inner loop, if any)
     like terms and powers           x + x => 2 * x              x * x => square(x)     square(x) * x => pow(x, 3)
-    exponentials                    exp(a) * exp(b) => exp(a + b)      (when neither exp is used elsewhere)
+    exponentials                    exp(a) * exp(b) => exp(a + b)      (used nowhere else; assume_finite only)
     factors and terms by loop level products and sums are rebuilt with constants and parameters first, then
                                     what depends on the outer index only, then the rest, so that the first
                                     ones form one subexpression that leaves the inner loop; division by such
@@ -200,8 +200,8 @@ RULES: tuple[RewriteRule, ...] = (
     RewriteRule("split-concat", ("add", "sub", "mul", "div"), _split_concat,
                 "mul(concat(a, 0), b) => concat(mul(a, b[0:k]), 0); op(concat(a, b), concat(c, d)) split alike"),
     RewriteRule("normal-form", ("add", "sub", "mul", "div", "neg", "square", "pow"), NormalForm.rewrite,
-                "x / 3 * 3 => x, x + x => 2 * x, x * x => square(x), exp(a) * exp(b) => exp(a + b), K a + K b => "
-                "K (a + b), factors ordered by loop level (see the module docstring)"),
+                "x / 3 * 3 => x, x + x => 2 * x, x * x => square(x), exp(a) * exp(b) => exp(a + b) (assume-finite), "
+                "K a + K b => K (a + b), factors ordered by loop level (see the module docstring)"),
     RewriteRule("sum-of-products", ("sum",), _sum,
                 "sum(a * b) => dot(a, b), sum(square(a)) => sqnorm2(a), sum(s * v) => s * sum(v)"),
     RewriteRule("dot-products", ("dot",), _dot, "dot(a, a) => sqnorm2(a), dot(s * a, b) => s * dot(a, b)"),

@@ -118,12 +118,9 @@ DERIVATIVE_ARGUMENT = 2.0**14  # see Evaluator.derivatives_known: the gradient c
 SINXDIVX_CANCELLATION = math.sqrt(3 / DERIVATIVE_ARGUMENT)
 
 
-def _integer_zero(text: str) -> bool:
-    """Whether a number's source text is the Python int 0."""
-    try:
-        return int(text) == 0
-    except ValueError:
-        return False
+def _literal_zero(text: str) -> bool:
+    """Whether a number's source text is a zero: the Python int 0, or 0.0 or -0.0."""
+    return number_value(text) == 0
 
 
 def _round_half_away(x: Tensor) -> Tensor:
@@ -317,9 +314,10 @@ class Evaluator:
         if op == "pow_lazy" and tree["args"][1]["op"] == "num":  # `x ** 2.5`: the API dispatches on the number
             return self._pow_number(self(tree["args"][0]), tree["args"][1]["text"])
         args = [self(arg) for arg in tree["args"]]
-        if op == "mul" and any(arg["op"] == "num" and _integer_zero(arg["text"]) for arg in tree["args"]):
+        if op == "mul" and any(arg["op"] == "num" and _literal_zero(arg["text"]) for arg in tree["args"]):
             # pykeops makes a Python int an IntCst, and IntCst(0) is KeOps' Zero, which a product folds to: 0 * f
-            # is 0 even where f is NaN or infinite (a float 0.0 is a parameter: IEEE's 0.0 * NaN = NaN)
+            # is 0 even where f is NaN or infinite. A float 0.0 or -0.0 is a parameter in pykeops (IEEE's 0.0 *
+            # NaN = NaN); keir folds it too, a difference the README states (conventions)
             shape = torch.broadcast_shapes(*(a.value.shape for a in args))
             zero = torch.zeros(shape, dtype=torch.float64)
             return Bound(zero, zero.clone())
