@@ -335,8 +335,9 @@ class NormalForm:
         if t.coefficient == 0:
             return A.zeros(dim)
         numerator, denominator = dict(t.numerator), dict(t.denominator)
-        if self.algebraic and self.assume_finite:
-            self._merge_exponentials(numerator, denominator)
+        if self.algebraic:
+            if self.assume_finite:
+                self._merge_exponentials(numerator, denominator)
             distributed = self._distributed(t.coefficient, numerator, denominator)
             if distributed is not None:
                 return self.build_term(distributed, dim)
