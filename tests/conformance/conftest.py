@@ -184,6 +184,18 @@ class PykeopsSuite(pytest.Module):
             yield PykeopsModule.from_parent(self, path=copy)
 
 
+@pytest.fixture(autouse=True)
+def _seeded_random_data():
+    """pykeops' test files draw unseeded random data, and some tolerances hold for most draws only: the exact
+    (float64) truncation error of test_block_sparse_reduction's block-sparse Gaussian is above its 0.2 % in 8 of
+    60 seeds (a CI run drew 0.256 %). Each test starts from seed 0, so that the suite's verdict is keir's."""
+    import numpy as np
+    import torch
+
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         key = item.nodeid.partition(f"{SUITE_FILE}::pykeops_")[2]
