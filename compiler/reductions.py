@@ -427,16 +427,19 @@ class LogSumExp(Accumulator):
         def common(side: Builder) -> list[str]:
             s = self._acc(side)
             sums, new_totals = self._sums(), []
+            weights = self._weights(s, wide_f)
             for g, d in enumerate(gaps):
                 e = mathlib.exp(s, d)
-                weights = [s.const(1.0)] if not self.weighted else list(wide_f[1:])
-                if self.softmax:
-                    weights = weights + [s.const(1.0)]
                 new_totals += [s.fma(e, w, t) for w, t in zip(weights, totals[g * sums : (g + 1) * sums])]
             new_tops = [s.max(t, value) for t, value in zip(tops, values)]
             return self._joined(maxima, new_tops, new_totals, [])
 
         return b.branches(some, self.state_types(), lambda side: self._update_online(side, state, f, None), common)
+
+    def _weights(self, a: Builder, f: list[str]) -> list[str]:
+        """What a term adds to each sum, times exp(f - m): 1; with a weight g, g (and 1, softmax's denominator)."""
+        weights = [a.const(1.0)] if not self.weighted else list(f[1:])
+        return weights + [a.const(1.0)] if self.softmax else weights
 
     def _update_online(self, b: Builder, state: list[str], f: list[str], mask: str | None) -> list[str]:
         """The online update, one exp per term, after the sums have caught up with the running maximum (m = t)."""
@@ -451,11 +454,9 @@ class LogSumExp(Accumulator):
             totals = [a.mul(s, scales[k // sums]) for k, s in enumerate(totals)]
             maxima = tops
         new_maxima, new_totals, new_carries = [], [], []
+        weights = self._weights(a, f)
         for g in range(groups):
             value = f[g] if not self.weighted else f[0]
-            weights = [a.const(1.0)] if not self.weighted else list(f[1:])
-            if self.softmax:
-                weights = weights + [a.const(1.0)]
             new_m, context = self._context(a, maxima[g], value, mask)
             new_maxima.append(new_m)
             for k, (w, s) in enumerate(zip(weights, totals[g * sums : (g + 1) * sums])):
