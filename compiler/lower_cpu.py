@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from keir.compiler import literals
+from keir.compiler import literals, mathlib
 from keir.compiler.components import (
     CHAINS,
     EXPENSIVE,
@@ -407,6 +407,13 @@ class _Rows:
     def body(self, b: Builder, j: str, mask: str | None) -> list[list[str]]:
         """The formula at lanes j..j+L-1 for each row of the block (for a wide formula: only what comes before
         its components, which `_wide_step` computes)."""
+        self._begin_body(b, j, mask)
+        if self.nest.wide_root:
+            return []
+        return [self.value(self.nest.formula, r) for r in range(self.count)]
+
+    def _begin_body(self, b: Builder, j: str, mask: str | None) -> None:
+        """Start the values of a j step: none yet but the wide products (`wide_product`)."""
         self.jb, self.j = b, j
         self.jsite = _Site(b, "j", mask)
         self.values: dict[tuple[Node, int], list[str]] = {}
@@ -414,9 +421,6 @@ class _Rows:
         for node in self.nest.wide:
             for r, product in enumerate(self.wide_product(b, node, j, mask)):
                 self.values[(node, r)] = [product]
-        if self.nest.wide_root:
-            return []
-        return [self.value(self.nest.formula, r) for r in range(self.count)]
 
     def value(self, node: Node, r: int) -> list[str]:
         """The components of narrow `node` (dimension < LOOP_DIM) in the j loop, for row r."""
@@ -732,12 +736,26 @@ class _Rows:
         if self.nest.wide_root:
             return self._wide_step(b, j, state, mask)
         acc, per_row = self.nest.acc, len(self.nest.init)
+        if mask is None and acc.adds_exp_products and self.nest.formula in self.nest.exp_products:
+            return self._exp_sum_step(b, j, state)
         f_rows = self.body(b, j, mask)
         lanes = self._j_lanes(b, j) if acc.needs_index else None
         new: list[str] = []
         for r, f in enumerate(f_rows):
             new += acc.update(b, state[r * per_row : (r + 1) * per_row], f, mask, lanes)
         return new
+
+    def _exp_sum_step(self, b: Builder, j: str, state: list[str]) -> list[str]:
+        """The step of a sum of exp(u) * w (a Gaussian's): every row's terms go to `mathlib.exp_product_sums`,
+        which adds each to its sum by one FMA and chooses exp's path once for the block."""
+        exp_node, weight = self.nest.exp_products[self.nest.formula]
+        dim = self.nest.formula.dim
+        self._begin_body(b, j, None)
+        terms = []
+        for r in range(self.count):
+            xs, ws = self.value(exp_node.args[0], r), self.value(weight, r)
+            terms += [(xs[k % len(xs)], ws[k % len(ws)], state[r * dim + k]) for k in range(dim)]
+        return mathlib.exp_product_sums(b, terms)
 
     @property
     def state_types(self) -> str:

@@ -182,12 +182,71 @@ def _exp_times_scaled(b: Builder, x: str, w: str) -> str:
     exp(x) to the float grid (exact: Y = exp(x) * 2**c as a float), z = Y * w, and |z| * 2**-c rounded by the
     same addition (|z| < 2**(bias - 1), so 2|z| is finite), with z's sign."""
     c = _product_scale(_FORMATS[b.elem])
-    y = _exp_scaled(b, x, c)
-    y_larger = _at_least_m(b, y, c)
-    z = b.to_bits(b.mul(b.sub(b.add(y, y_larger), y_larger), w))
+    z = b.to_bits(b.mul(_exp_rounded_scaled(b, x, c), w))
     magnitude = b.from_bits(b.int_op("andi", z, _magnitude_bits(b)))
     rounded = b.int_op("subi", b.to_bits(b.add(magnitude, _at_least_m(b, magnitude, c))), _m_bits(b, c))
     return b.from_bits(b.int_op("ori", rounded, b.int_op("andi", z, _sign_bit(b))))
+
+
+def exp_product_sums(b: Builder, terms: list[tuple[str, str, str]]) -> list[str]:
+    """acc + exp(x) * w, rounded once (an FMA), for each (x, w, acc) of terms, with exp(x) rounded as `exp`
+    rounds it: one step of the sums of a j loop whose terms are such products (a Gaussian's rows; several terms
+    may share an x, whose exp is computed once, or a w). Branches taken once for all the terms choose the path:
+
+    - where every x is at most `_exp_top` and every w is 0, NaN, or at least 2**(c + 1 - bias) in magnitude
+      (c = `_underflow_scale`): if every exp(x) is normal, `_exp_normal` and the FMA; else Y = exp(x) * 2**c
+      (exact: `_exp_rounded_scaled`) and the FMA of Y with w * 2**-c (normal, exact, shared by the terms that
+      share w), which gives the same bits without an operation on a subnormal operand or result: on many CPUs
+      each such operation takes a microcode assist, which made a Gaussian sum whose values underflow 1.75x
+      slower than one whose values don't (benchmarks/cpu.py, underflow). In float32, an x whose lanes all
+      have exp(x) = 0 skips the polynomial;
+    - else (overflow, NaN, tiny weights): `exp`, then the FMA."""
+    fmt = _FORMATS[b.elem]
+    c = _underflow_scale(fmt)
+    xs = list(dict.fromkeys(x for x, _, _ in terms))
+    ws = list(dict.fromkeys(w for _, w, _ in terms))
+    types = [b.type] * len(terms)
+
+    def every(t: Builder, masks: list[str]) -> str:
+        mask = masks[0]
+        for other in masks[1:]:
+            mask = t.mask_op("andi", mask, other)
+        return _every_lane(t, mask)
+
+    def summed(t: Builder, exps: dict[str, str], weights: dict[str, str]) -> list[str]:
+        return [t.fma(exps[x], weights[w], acc) for x, w, acc in terms]
+
+    def normal(n: Builder) -> list[str]:
+        return summed(n, {x: _exp_normal(n, x) for x in xs}, {w: w for w in ws})
+
+    def scaled(s: Builder) -> list[str]:
+        exps = {x: _unless_all_zero(s, x, lambda z: z.const(0.0), lambda e, x=x: _exp_rounded_scaled(e, x, c))
+                for x in xs}
+        return summed(s, exps, {w: s.mul(w, s.const(2.0**-c)) for w in ws})
+
+    def bounded(t: Builder) -> list[str]:
+        lowest_normal = t.const(-(fmt.bias - 2) * math.log(2))
+        return t.branches(every(t, [t.cmp("oge", x, lowest_normal) for x in xs]), types, normal, scaled)
+
+    least_weight = b.const(2.0 ** (c + 1 - fmt.bias))
+    masks = [b.cmp("ole", x, b.const(_exp_top(fmt))) for x in xs]
+    for w in ws:  # w * 2**-c is exact: 0, NaN, or normal (inf included)
+        magnitude = b.from_bits(b.int_op("andi", b.to_bits(w), _magnitude_bits(b)))
+        masks.append(b.mask_op("ori", b.cmp("uge", magnitude, least_weight), b.cmp("oeq", w, b.const(0.0))))
+    def anywhere(a: Builder) -> list[str]:
+        return summed(a, {x: exp(a, x) for x in xs}, {w: w for w in ws})
+
+    return b.branches(every(b, masks), types, bounded, anywhere)
+
+
+def _exp_rounded_scaled(b: Builder, x: str, c: int) -> str:
+    """exp(x) * 2**c, exp(x) rounded as `exp` rounds it (to the subnormal grid below the normal range), for x
+    up to `_exp_top` (c = `_underflow_scale`) or up to 0 (c = `_product_scale`): y = exp(x) * 2**c (normal) and
+    M = 2**(c + 1 - bias) as in `_exp_bounded`, and (y + max(y, M)) - max(y, M) is y rounded to the multiples
+    of ulp(M) where y < M, else y (2y - y, exact)."""
+    y = _exp_scaled(b, x, c)
+    y_larger = _at_least_m(b, y, c)
+    return b.sub(b.add(y, y_larger), y_larger)
 
 
 # GPU math (the `gpu_math` of keir.compiler.pipeline.CompileOptions): "sfu" exp is ex2.approx after an exact

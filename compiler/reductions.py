@@ -64,6 +64,8 @@ class Accumulator(ABC):
     """One reduction kind on vectors of `lanes` x `elem`."""
 
     needs_index = False
+    # whether a step may add a term exp(u) * w to the state itself (`mathlib.exp_product_sums`)
+    adds_exp_products = False
 
     def __init__(self, options: ReductionOptions, elem: str, lanes: int):
         self.options, self.elem, self.lanes = options, elem, lanes
@@ -149,6 +151,7 @@ class Sum(Accumulator):
         self.wide = options.dtype_acc == "float64" and elem == "f32"
         self.acc_type = f"vector<{lanes}xf64>" if self.wide else self.vtype
         self.kahan = options.sum_scheme == "kahan_scheme"
+        self.adds_exp_products = not self.kahan and not self.wide  # a plain sum in the formula's dtype
 
     def state_types(self) -> list[str]:
         return [self.acc_type] * (self.options.dim * (2 if self.kahan else 1))

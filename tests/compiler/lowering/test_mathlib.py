@@ -95,6 +95,10 @@ FORMULATIONS = {
     "exp_by_multiplications": (1, exp_by_multiplications, None),
     "exp_times": (2, lambda b, x, w: mathlib.exp_times(b, x, w), None),
     "exp_then_multiply": (2, lambda b, x, w: b.mul(mathlib.exp(b, x), w), None),
+    # the first of two terms (a second row's x, 30 lower, shares w and acc and takes part in the choice of path)
+    "exp_product_sums": (3, lambda b, x, w, a: mathlib.exp_product_sums(
+        b, [(x, w, a), (b.sub(x, b.const(30.0)), w, a)])[0], None),
+    "exp_then_fma": (3, lambda b, x, w, a: b.fma(mathlib.exp(b, x), w, a), None),
 }
 
 
@@ -537,3 +541,23 @@ def test_exp_times_gives_exp_then_a_multiplication(elem: str) -> None:
         exp_subnormal = np.abs(np.exp(x.astype(np.float64))) < finfo.smallest_normal
     assert subnormal.mean() > 0.02 and (exp_subnormal & ~subnormal & (plain != 0)).mean() > 0.005
     assert_same_bits(compiled("exp_times", elem, False)(x, w), plain)
+
+
+@pytest.mark.parametrize("elem", ["f32", "f64"])
+def test_exp_product_sums_give_exp_then_a_fused_multiply_add(elem: str) -> None:
+    """exp_product_sums, the step of a Gaussian's sums: the bits of exp then one FMA into the sum, on every
+    path (normal results, underflowing ones computed in the scaled domain, vectors whose exp is all 0, tiny
+    weights and overflow or NaN, which take exp), with sums of every kind (0 shows the product's own
+    rounding, subnormal, normal, infinite, NaN)."""
+    x, w = exp_times_inputs(elem)
+    t = np.finfo(DTYPES[elem])
+    rng = np.random.default_rng([29, len(elem)])
+    kinds = [np.zeros(x.size), log_uniform(rng, x.size, elem, float(t.smallest_subnormal), float(t.smallest_normal),
+                                          True), log_uniform(rng, x.size, elem, 1e-30, 1e30, True)]
+    acc = np.choose(rng.choice(3, x.size, p=[0.6, 0.2, 0.2]), kinds).astype(DTYPES[elem])
+    acc[rng.choice(x.size, 200, replace=False)] = rng.choice([np.inf, -np.inf, np.nan], 200)
+    got = compiled("exp_product_sums", elem, True)(x, w, acc)
+    assert_same_bits(got, compiled("exp_then_fma", elem, True)(x, w, acc))
+    with np.errstate(all="ignore"):
+        product = np.exp(x.astype(np.float64)) * w
+    assert (np.abs(product[acc == 0]) < t.smallest_normal).mean() > 0.02  # subnormal products, exact
