@@ -26,7 +26,9 @@ D < LOOP_DIM is unrolled into D SSA values; a wider one is computed component by
 and a wide formula keeps its reduction state in stack buffers, a slice per component), so the code does not
 grow with D. Work that does not depend on j is computed once per i (or once per call) as scalars and
 broadcast: the hoisting of DESIGN §7 (wide such values are stored in a buffer per row or per call).
-Two products are lowered as a whole: exp(u) * w as `mathlib.exp_times` (`_exp_products`), and `K @ B` (a
+Two products are lowered as a whole: exp(u) * w as `mathlib.exp_times` (`_exp_products`; where such a product
+is what a plain sum adds, a step adds the products of all its rows with `mathlib.exp_product_sums`,
+`_Rows._exp_sum_step`), and `K @ B` (a
 scalar K times a wide j-variable, summed with block_sum) as a blocked matrix product (`_Rows._tiled_block`).
 A loop-carried state over a wide product (K-min, min, argmin) runs groups of row blocks over chunks of j that
 stay in the caches (`_Rows.chunked_loop`). Register tiles are sized for the host (register_tiles.py).

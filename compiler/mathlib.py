@@ -225,8 +225,11 @@ def exp_product_sums(b: Builder, terms: list[tuple[str, str, str]]) -> list[str]
         return summed(s, exps, {w: s.mul(w, s.const(2.0**-c)) for w in ws})
 
     def bounded(t: Builder) -> list[str]:
-        lowest_normal = t.const(-(fmt.bias - 2) * math.log(2))
-        return t.branches(every(t, [t.cmp("oge", x, lowest_normal) for x in xs]), types, normal, scaled)
+        least = xs[0]  # no x is NaN here: the least tells whether every exp is normal (one compare)
+        for x in xs[1:]:
+            least = t.emit(f"arith.minimumf {least}, {x} fastmath<nnan> : {t.type}")
+        normal_results = t.cmp("oge", least, t.const(_lowest_normal_x(fmt)))
+        return t.branches(_every_lane(t, normal_results), types, normal, scaled)
 
     least_weight = b.const(2.0 ** (c + 1 - fmt.bias))
     masks = [b.cmp("ole", x, b.const(_exp_top(fmt))) for x in xs]
@@ -301,8 +304,12 @@ def _normal_result(b: Builder, x: str) -> tuple[str, str]:
     """The masks of the x at most `_exp_top` and of those whose exp is moreover normal (both false for NaN)."""
     fmt = _FORMATS[b.elem]
     bounded = b.cmp("ole", x, b.const(_exp_top(fmt)))  # NaN compares false
-    # and k >= -(bias - 2): p * 2**k is normal (p >= 2**-0.5)
-    return bounded, b.mask_op("andi", bounded, b.cmp("oge", x, b.const(-(fmt.bias - 2) * math.log(2))))
+    return bounded, b.mask_op("andi", bounded, b.cmp("oge", x, b.const(_lowest_normal_x(fmt))))
+
+
+def _lowest_normal_x(fmt: _Format) -> float:
+    """The least x whose exp `_exp_normal` computes: k >= -(bias - 2), so that p * 2**k is normal (p >= 2**-0.5)."""
+    return -(fmt.bias - 2) * math.log(2)
 
 
 def _exp_normal_or_anywhere(b: Builder, x: str) -> str:
