@@ -742,10 +742,8 @@ class _Rows:
             return self._exp_sum_step(b, j, state)
         f_rows = self.body(b, j, mask)
         lanes = self._j_lanes(b, j) if acc.needs_index else None
-        new: list[str] = []
-        for r, f in enumerate(f_rows):
-            new += acc.update(b, state[r * per_row : (r + 1) * per_row], f, mask, lanes)
-        return new
+        states = [state[r * per_row : (r + 1) * per_row] for r in range(len(f_rows))]
+        return acc.update_rows(b, states, f_rows, mask, lanes)
 
     def _exp_sum_step(self, b: Builder, j: str, state: list[str]) -> list[str]:
         """The step of a sum of exp(u) * w (a Gaussian's): every row's terms go to `mathlib.exp_product_sums`,

@@ -119,6 +119,29 @@ def exp(b: Builder, x: str) -> str:
     return b.branch(_every_lane(b, normal), lambda n: _exp_normal(n, x), lambda t: _exp_not_normal(t, x, bounded))
 
 
+def exp_normal_result(b: Builder, x: str) -> str:
+    """exp(x) where every lane's result is known normal: x in [`lowest_normal_exp_argument`, `_exp_top`]
+    (scalars, masked tails and GPU threads: `exp`)."""
+    if b.lanes is None or b.once or b.names.gpu_math is not None:
+        return exp(b, x)
+    return _exp_normal(b, x)
+
+
+def exp_at_most_top(b: Builder, x: str) -> str:
+    """exp(x) where every lane's x is known to be at most `_exp_top` (68.6 / 668.9) and not NaN: `exp` without
+    its test for large or NaN lanes."""
+    if b.lanes is None or b.once or b.names.gpu_math is not None:
+        return exp(b, x)
+    normal = b.cmp("oge", x, b.const(lowest_normal_exp_argument(b.elem)))
+    return b.branch(_every_lane(b, normal), lambda n: _exp_normal(n, x),
+                    lambda t: _unless_all_zero(t, x, lambda z: z.const(0.0), lambda e: _exp_bounded(e, x)))
+
+
+def lowest_normal_exp_argument(elem: str) -> float:
+    """The least x whose exp `_exp_normal` computes: k >= -(bias - 2), so that p * 2**k is normal (p >= 2**-0.5)."""
+    return -(_FORMATS[elem].bias - 2) * math.log(2)
+
+
 def _exp_not_normal(b: Builder, x: str, bounded: str) -> str:
     """exp of a vector with a lane whose result is not normal: `_exp_bounded` if every lane is at most
     `_exp_top`, else `_exp_anywhere`; in f32, a vector of zeros (every x past the clamp) skips the polynomial."""
@@ -228,7 +251,7 @@ def exp_product_sums(b: Builder, terms: list[tuple[str, str, str]]) -> list[str]
         least = xs[0]  # no x is NaN here: the least tells whether every exp is normal (one compare)
         for x in xs[1:]:
             least = t.emit(f"arith.minimumf {least}, {x} fastmath<nnan> : {t.type}")
-        normal_results = t.cmp("oge", least, t.const(_lowest_normal_x(fmt)))
+        normal_results = t.cmp("oge", least, t.const(lowest_normal_exp_argument(t.elem)))
         return t.branches(_every_lane(t, normal_results), types, normal, scaled)
 
     least_weight = b.const(2.0 ** (c + 1 - fmt.bias))
@@ -304,12 +327,7 @@ def _normal_result(b: Builder, x: str) -> tuple[str, str]:
     """The masks of the x at most `_exp_top` and of those whose exp is moreover normal (both false for NaN)."""
     fmt = _FORMATS[b.elem]
     bounded = b.cmp("ole", x, b.const(_exp_top(fmt)))  # NaN compares false
-    return bounded, b.mask_op("andi", bounded, b.cmp("oge", x, b.const(_lowest_normal_x(fmt))))
-
-
-def _lowest_normal_x(fmt: _Format) -> float:
-    """The least x whose exp `_exp_normal` computes: k >= -(bias - 2), so that p * 2**k is normal (p >= 2**-0.5)."""
-    return -(fmt.bias - 2) * math.log(2)
+    return bounded, b.mask_op("andi", bounded, b.cmp("oge", x, b.const(lowest_normal_exp_argument(b.elem))))
 
 
 def _exp_normal_or_anywhere(b: Builder, x: str) -> str:
@@ -383,8 +401,10 @@ def _exp_bounded(b: Builder, x: str) -> str:
 
 
 def _exp_scaled(b: Builder, x: str, c: int) -> str:
-    """exp(x) * 2**c from the exponent bits, x clamped below (where exp(x) is 0, and k would leave c's range)."""
-    p, shifted = _exp_reduced(b, b.max(x, b.const(_FORMATS[b.elem].exp_clamp[0])), offset=c)
+    """exp(x) * 2**c from the exponent bits, x (not NaN) clamped below (where exp(x) is 0, and k would leave c's
+    range)."""
+    clamp = b.const(_FORMATS[b.elem].exp_clamp[0])  # x is not NaN (see the callers): one max instruction
+    p, shifted = _exp_reduced(b, b.emit(f"arith.maximumf {x}, {clamp} fastmath<nnan,nsz> : {b.type}"), offset=c)
     return b.from_bits(b.int_op("addi", b.to_bits(p), _exponent_term(b, shifted)))
 
 

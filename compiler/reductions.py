@@ -84,6 +84,12 @@ class Accumulator(ABC):
     def update(self, b: Builder, state: list[str], f: list[str], mask: str | None, j: str | None) -> list[str]:
         """See the module docstring."""
 
+    def update_rows(self, b: Builder, states: list[list[str]], fs: list[list[str]], mask: str | None,
+                    j: str | None) -> list[str]:
+        """The updates of a block of rows at one step (their states, then their terms), state after state: by
+        default, `update` for each row; a kind may test its rows once for a common path."""
+        return [v for state, f in zip(states, fs) for v in self.update(b, state, f, mask, j)]
+
     @abstractmethod
     def finish(self, b: Builder, state: list[str]) -> tuple[list[str], list[str]]:
         """See the module docstring."""
@@ -407,37 +413,74 @@ class LogSumExp(Accumulator):
         return [b.emit(f"arith.extf {v} : {b.type} to {wide_type}") for v in values]
 
     def update(self, b, state, f, mask, j):
-        """Where no lane's term exceeds its reference m by more than SLACK (the common case once a few terms
-        are in), m stays, each sum adds exp(f - m) w and t = max(t, f): one exp, a subtraction, a maximum and an
-        FMA per term, a comparison and a branch per vector. Otherwise (and in the masked tail, and with Kahan
-        sums) the online update of `_update_online`, which sets m = t."""
+        return self.update_rows(b, [state], [f], mask, j)
+
+    def update_rows(self, b, states, fs, mask, j):
+        """Where every lane's term of every row is within SLACK above its reference m and has a normal exp(f -
+        m) (the usual case once a few terms are in), m stays, each sum adds exp(f - m) w and t = max(t, f):
+        one exp, a subtraction, a maximum and an FMA per term, and one test for the rows. Otherwise each row
+        tests its own: within SLACK, the same with exp's path for underflowing lanes, else (and in the masked
+        tail, and with Kahan sums) the online update of `_update_online`, which sets m = t."""
         if mask is not None or self.kahan:
-            return self._update_online(b, state, f, mask)
+            return [v for state, f in zip(states, fs) for v in self._update_online(b, state, f, mask)]
         a = self._acc(b)
-        wide_f = self._widened(b, f)
+        wide_fs = [self._widened(b, f) for f in fs]
+        gaps = [self._gaps(a, state, f) for state, f in zip(states, wide_fs)]
+        types = self.state_types() * len(states)
+        lowest = a.const(mathlib.lowest_normal_exp_argument(self.acc_elem))
+        unusual = [a.mask_op("ori", a.cmp("ult", d, lowest), a.cmp("ugt", d, a.const(self.SLACK)))
+                   for row in gaps for d in row]  # so neither NaN nor -inf
+
+        def usual(side: Builder) -> list[str]:
+            return [v for state, wide_f, row in zip(states, wide_fs, gaps)
+                    for v in self._common(side, state, wide_f, row, mathlib.exp_normal_result)]
+
+        def per_row(side: Builder) -> list[str]:
+            return [v for state, f, wide_f, row in zip(states, fs, wide_fs, gaps)
+                    for v in self._update_row(side, state, f, wide_f, row)]
+
+        if b.names.gpu_math is not None:  # a GPU thread's exp needs no test of its own: the rows' tests only
+            return per_row(b)
+        return b.branches(self._any_lane(a, unusual), types, per_row, usual)
+
+    def _gaps(self, a: Builder, state: list[str], wide_f: list[str]) -> list[str]:
+        """f - m for each group of the row."""
+        maxima = self._split(state)[0]
+        return [a.sub(wide_f[g] if not self.weighted else wide_f[0], m) for g, m in enumerate(maxima)]
+
+    def _common(self, side: Builder, state: list[str], wide_f: list[str], gaps: list[str], exp) -> list[str]:
+        """The update where every gap is at most SLACK (not NaN) and each sum may add exp(gap) w: m stays."""
+        s = self._acc(side)
         maxima, tops, totals, _ = self._split(state)
+        sums, new_totals = self._sums(), []
+        weights = self._weights(s, wide_f)
+        for g, d in enumerate(gaps):
+            e = exp(s, d)
+            new_totals += [s.fma(e, w, t) for w, t in zip(weights, totals[g * sums : (g + 1) * sums])]
         values = [wide_f[g] if not self.weighted else wide_f[0] for g in range(self._groups())]
-        gaps = [a.sub(value, m) for value, m in zip(values, maxima)]
-        # above SLACK, or NaN (a NaN term; -inf - -inf before the first finite term); with a weight, a term of
-        # -inf too: the online update skips it, where exp(f - m) w would be 0 * w (NaN for an infinite weight)
+        # neither is NaN (a gap within SLACK is a number, and t is NaN only where m is): one max instruction
+        new_tops = [s.emit(f"arith.maximumf {t}, {value} fastmath<nnan,nsz> : {s.type}")
+                    for t, value in zip(tops, values)]
+        return self._joined(maxima, new_tops, new_totals, [])
+
+    def _update_row(self, b: Builder, state: list[str], f: list[str], wide_f: list[str], gaps: list[str]) -> list[str]:
+        """One row's update where some term of the block is unusual: a gap above SLACK or NaN (a NaN term; -inf
+        - -inf before the first finite term) and, with a weight, a term of -inf (the online update skips it,
+        where exp(f - m) w would be 0 * w: NaN for an infinite weight) take the online update."""
+        a = self._acc(b)
         rare = [a.cmp("ugt", d, a.const(self.SLACK)) for d in gaps]
         if self.weighted:
             rare = [a.mask_op("ori", r, a.cmp("oeq", d, a.const(-math.inf))) for r, d in zip(rare, gaps)]
-        some = functools.reduce(lambda x, y: a.mask_op("ori", x, y), rare)
-        if b.lanes is not None:
-            some = b.emit(f"vector.reduction <or>, {some} : vector<{self.lanes}xi1> into i1", "m")
+        return b.branches(self._any_lane(a, rare), self.state_types(),
+                          lambda o: self._update_online(o, state, f, None),
+                          lambda c: self._common(c, state, wide_f, gaps, mathlib.exp_at_most_top))
 
-        def common(side: Builder) -> list[str]:
-            s = self._acc(side)
-            sums, new_totals = self._sums(), []
-            weights = self._weights(s, wide_f)
-            for g, d in enumerate(gaps):
-                e = mathlib.exp(s, d)
-                new_totals += [s.fma(e, w, t) for w, t in zip(weights, totals[g * sums : (g + 1) * sums])]
-            new_tops = [s.max(t, value) for t, value in zip(tops, values)]
-            return self._joined(maxima, new_tops, new_totals, [])
-
-        return b.branches(some, self.state_types(), lambda side: self._update_online(side, state, f, None), common)
+    def _any_lane(self, a: Builder, masks: list[str]) -> str:
+        """Whether a lane of any of the masks is set (an i1)."""
+        some = functools.reduce(lambda x, y: a.mask_op("ori", x, y), masks)
+        if a.lanes is None:
+            return some
+        return a.emit(f"vector.reduction <or>, {some} : {a.mask_type} into i1", "m")
 
     def _weights(self, a: Builder, f: list[str]) -> list[str]:
         """What a term adds to each sum, times exp(f - m): 1; with a weight g, g (and 1, softmax's denominator)."""
