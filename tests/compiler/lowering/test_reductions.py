@@ -196,6 +196,39 @@ def test_a_kernel_times_weight_fuses_into_exp_times_and_keeps_its_values():
     assert not _exp_products(topological(i_only.root.args[0]))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_sums_of_exp_products_take_every_path_of_a_block(dtype):
+    """A sum of exp(u) * w adds a row block's products at once (mathlib.exp_product_sums): blocks of normal,
+    underflowing and zero exps, an exp that overflows or is NaN in some rows, weights of several columns, tiny
+    weights (below the scaled path's 2**-100 / 2**-966) and weights that depend on i, against float64 sums of
+    the terms exp then a multiplication gives in the dtype (which an FMA rounds once: within the sum's own
+    rounding), with inf and NaN where those sums have them."""
+    rng = np.random.default_rng(31)
+    m, n = 23, 203
+    x, y = rng.random((m, 2)).astype(dtype), rng.random((n, 2)).astype(dtype)
+    scale = np.where(rng.random((m, 1)) < 0.5, 1.0, 500.0).astype(dtype)  # rows of normal and underflowing exps
+    shift = np.zeros((m, 1), dtype)
+    shift[3], shift[7], shift[11] = 800.0, np.nan, 50.0  # exp overflows (or is large) in some rows, NaN in one
+    b = rng.standard_normal((n, 3)).astype(dtype)
+    b[5:9] = np.finfo(dtype).smallest_subnormal * 3
+    a = (rng.standard_normal((m, 1)) * 10.0 ** rng.integers(-3, 3, (m, 1))).astype(dtype)
+    u = kn.Vi(shift) - kn.Vi(scale) * kn.Vi(x).sqdist(kn.Vj(y))
+    with np.errstate(all="ignore"):
+        kernel = np.exp((shift - scale * _dense(x, y).astype(dtype)).astype(dtype))
+        for weights, expected in (
+            (kn.Vj(b), kernel[:, :, None] * b[None]),
+            (kn.Vi(a) * kn.Vj(b[:, :1]), kernel[:, :, None] * (a[:, None] * b[None, :, :1])),
+        ):
+            got = (u.exp() * weights).sum(axis=1)
+            terms = expected.astype(np.float64)
+            exact, size = terms.sum(1), np.abs(terms).sum(1)
+            finite = np.isfinite(exact)
+            assert np.array_equal(np.isnan(got), np.isnan(exact))
+            assert np.array_equal(got[~finite & ~np.isnan(exact)], exact[~finite & ~np.isnan(exact)])
+            tolerance = 4 * np.finfo(dtype).eps * size[finite] + 4 * float(np.finfo(dtype).smallest_subnormal)
+            assert np.all(np.abs(got[finite] - exact[finite]) <= tolerance)
+
+
 def _climbing_terms(rng, n: int) -> np.ndarray:
     """Terms in an order that moves the log-sum-exp's running maximum often: climbs by steps of every size
     around the accumulator's slack (less than 1, several units, 16 and either side of it, 40), drops, plateaus,
