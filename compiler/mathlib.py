@@ -259,6 +259,7 @@ def exp_product_sums(b: Builder, terms: list[tuple[str, str, str]]) -> list[str]
     for w in ws:  # w * 2**-c is exact: 0, NaN, or normal (inf included)
         magnitude = b.from_bits(b.int_op("andi", b.to_bits(w), _magnitude_bits(b)))
         masks.append(b.mask_op("ori", b.cmp("uge", magnitude, least_weight), b.cmp("oeq", w, b.const(0.0))))
+
     def anywhere(a: Builder) -> list[str]:
         return summed(a, {x: exp(a, x) for x in xs}, {w: w for w in ws})
 

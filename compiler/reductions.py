@@ -426,10 +426,6 @@ class LogSumExp(Accumulator):
         a = self._acc(b)
         wide_fs = [self._widened(b, f) for f in fs]
         gaps = [self._gaps(a, state, f) for state, f in zip(states, wide_fs)]
-        types = self.state_types() * len(states)
-        lowest = a.const(mathlib.lowest_normal_exp_argument(self.acc_elem))
-        unusual = [a.mask_op("ori", a.cmp("ult", d, lowest), a.cmp("ugt", d, a.const(self.SLACK)))
-                   for row in gaps for d in row]  # so neither NaN nor -inf
 
         def usual(side: Builder) -> list[str]:
             return [v for state, wide_f, row in zip(states, wide_fs, gaps)
@@ -441,7 +437,10 @@ class LogSumExp(Accumulator):
 
         if b.names.gpu_math is not None:  # a GPU thread's exp needs no test of its own: the rows' tests only
             return per_row(b)
-        return b.branches(self._any_lane(a, unusual), types, per_row, usual)
+        lowest = a.const(mathlib.lowest_normal_exp_argument(self.acc_elem))
+        unusual = [a.mask_op("ori", a.cmp("ult", d, lowest), a.cmp("ugt", d, a.const(self.SLACK)))
+                   for row in gaps for d in row]  # so neither NaN nor -inf
+        return b.branches(self._any_lane(a, unusual), self.state_types() * len(states), per_row, usual)
 
     def _gaps(self, a: Builder, state: list[str], wide_f: list[str]) -> list[str]:
         """f - m for each group of the row."""
